@@ -1,0 +1,473 @@
+"""The store configuration: one YAML file describes a whole store, in metres.
+
+Every model forbids unknown fields and documents each field, so a typo is an
+error and ``storesense config schema`` prints the reference. Load a file with
+:func:`load_store_config`; any problem raises :class:`~storesense.errors.ConfigError`
+with one line that names the file, the field path and what was expected.
+
+Coordinates: the floor frame has x to the right and y up the floor plan, z up
+from the floor, all in metres. Image coordinates are pixels, origin top-left.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, describe_validation_error
+
+Point2 = tuple[float, float]
+Point3 = tuple[float, float, float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_polygon(points: list[Point2], what: str) -> list[Point2]:
+    if len(points) < 3:
+        raise ValueError(f"{what} needs at least 3 points, got {len(points)}")
+    if abs(polygon_area(points)) < 1e-9:
+        raise ValueError(f"{what} has zero area (points are collinear or repeated)")
+    return points
+
+
+def polygon_area(points: list[Point2]) -> float:
+    """Signed area of a polygon (shoelace formula); positive when counter-clockwise."""
+    pts = np.asarray(points, dtype=float)
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def point_in_polygon(x: float, y: float, polygon: list[Point2]) -> bool:
+    """Even-odd rule point-in-polygon test (points on an edge may go either way)."""
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        x1, y1 = polygon[i]
+        x2, y2 = polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y):
+            xi = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < xi:
+                inside = not inside
+    return inside
+
+
+# --------------------------------------------------------------------------- store parts
+
+
+class StoreInfo(_Model):
+    """Who the store is."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Store id; used in MQTT topics.")
+    name: str = Field(description="Display name.")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of prices.")
+    timezone: str = Field(default="UTC", description="IANA time zone of the store.")
+
+
+class Obstacle(_Model):
+    """Something shoppers cannot walk through that is not a shelf (counter, pillar)."""
+
+    id: str = Field(description="Obstacle id.")
+    polygon: list[Point2] = Field(description="Footprint on the floor, metres.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v):
+        return _check_polygon(v, "polygon")
+
+
+class Floor(_Model):
+    """The walkable floor."""
+
+    outline: list[Point2] = Field(description="Outer wall polygon in metres.")
+    obstacles: list[Obstacle] = Field(default_factory=list, description="Non-shelf obstacles.")
+
+    @field_validator("outline")
+    @classmethod
+    def _outline(cls, v):
+        return _check_polygon(v, "outline")
+
+
+class Product(_Model):
+    """A product in the catalog."""
+
+    sku: str = Field(min_length=1, description="Stock keeping unit, unique.")
+    name: str = Field(min_length=1, description="Name printed on receipts.")
+    price: float = Field(ge=0.0, description="Unit price in the store's currency.")
+    unit_weight_g: float = Field(gt=0.0, description="Weight of one item in grams.")
+
+
+class Plate(_Model):
+    """One slot of a shelf holding one product (weighed when a sensor is attached)."""
+
+    id: str = Field(description="Plate id, unique in the store.")
+    sku: str = Field(description="Product on this plate (planogram).")
+    level: int = Field(default=0, ge=0, description="Shelf level, 0 = bottom.")
+    stock: int = Field(default=20, ge=0, description="Items on the plate when the store opens.")
+
+
+class Shelf(_Model):
+    """A shelf unit: a floor footprint (an obstacle) and its plates."""
+
+    id: str = Field(description="Shelf id, unique.")
+    polygon: list[Point2] = Field(description="Footprint on the floor, metres.")
+    access_point: Point2 = Field(description="Where a shopper stands to reach it, metres.")
+    plates: list[Plate] = Field(min_length=1, description="Plates / slots, each with its product.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v):
+        return _check_polygon(v, "polygon")
+
+
+class Intrinsics(_Model):
+    """Pinhole camera intrinsics with OpenCV distortion coefficients."""
+
+    fx: float = Field(gt=0.0, description="Focal length x in pixels.")
+    fy: float = Field(gt=0.0, description="Focal length y in pixels.")
+    cx: float = Field(description="Principal point x in pixels.")
+    cy: float = Field(description="Principal point y in pixels.")
+    dist: list[float] = Field(default_factory=list, description="OpenCV distortion k1 k2 p1 p2 [k3 ...].")
+
+    def matrix(self) -> np.ndarray:
+        """The 3×3 camera matrix K."""
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1]], dtype=float)
+
+
+class Extrinsics(_Model):
+    """Camera pose as OpenCV's rvec/tvec: X_cam = R(rvec) X_floor + tvec."""
+
+    rvec: Point3 = Field(description="Rodrigues rotation vector, floor to camera.")
+    tvec: Point3 = Field(description="Translation in metres, floor to camera.")
+
+
+class Mount(_Model):
+    """Camera pose given as where it hangs and where it looks (easier to write by hand)."""
+
+    position: Point3 = Field(description="Camera centre in floor metres (z = height).")
+    look_at: Point3 = Field(description="Point the optical axis passes through, metres.")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if np.allclose(self.position, self.look_at):
+            raise ValueError("look_at must differ from position")
+        return self
+
+
+class ShelfFace(_Model):
+    """A shelf face as this camera sees it: an image polygon hands reach into."""
+
+    id: str = Field(description="Face id, unique per camera.")
+    shelf: str = Field(description="Shelf id this face belongs to.")
+    polygon: list[Point2] = Field(description="Image polygon in pixels.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v):
+        return _check_polygon(v, "polygon")
+
+
+class Camera(_Model):
+    """A ceiling camera and its calibration."""
+
+    id: str = Field(description="Camera id, unique.")
+    source: str = Field(description="Video file, RTSP/HTTP URL, USB index ('0') or image folder.")
+    resolution: tuple[int, int] = Field(description="Width and height in pixels.")
+    fps: float = Field(default=10.0, gt=0.0, description="Frames per second to process.")
+    intrinsics: Intrinsics | None = Field(default=None, description="Pinhole intrinsics, if calibrated.")
+    extrinsics: Extrinsics | None = Field(default=None, description="Pose as rvec/tvec, if calibrated.")
+    mount: Mount | None = Field(default=None, description="Pose as position/look_at (alternative to extrinsics).")
+    homography: list[list[float]] | None = Field(
+        default=None, description="3×3 image-to-floor homography (alternative to intrinsics + pose)."
+    )
+    shelf_faces: list[ShelfFace] = Field(default_factory=list, description="Shelf faces in view.")
+
+    @field_validator("homography")
+    @classmethod
+    def _homography(cls, v):
+        if v is not None:
+            if len(v) != 3 or any(len(row) != 3 for row in v):
+                raise ValueError("homography must be 3 rows of 3 numbers")
+            if abs(np.linalg.det(np.asarray(v, dtype=float))) < 1e-12:
+                raise ValueError("homography is singular")
+        return v
+
+    @model_validator(mode="after")
+    def _calibration(self):
+        if self.extrinsics is not None and self.mount is not None:
+            raise ValueError("give either extrinsics or mount, not both")
+        if (self.extrinsics or self.mount) and self.intrinsics is None:
+            raise ValueError("a pose (extrinsics or mount) needs intrinsics")
+        return self
+
+    def rotation_translation(self) -> tuple[np.ndarray, np.ndarray]:
+        """R (3×3) and t (3,) with X_cam = R X_floor + t; raises if no pose is set."""
+        if self.extrinsics is not None:
+            import cv2
+
+            R, _ = cv2.Rodrigues(np.asarray(self.extrinsics.rvec, dtype=float))
+            return R, np.asarray(self.extrinsics.tvec, dtype=float)
+        if self.mount is not None:
+            c = np.asarray(self.mount.position, dtype=float)
+            z = np.asarray(self.mount.look_at, dtype=float) - c
+            z /= np.linalg.norm(z)
+            up = np.array([0.0, 0.0, 1.0])
+            x = np.cross(z, up) if abs(z @ up) < 0.999 else np.array([1.0, 0.0, 0.0])
+            x /= np.linalg.norm(x)
+            y = np.cross(z, x)
+            R = np.stack([x, y, z])  # rows: camera axes in floor coordinates
+            return R, -R @ c
+        raise ConfigError(f"camera {self.id}: no extrinsics or mount configured")
+
+    def floor_to_image(self, points: np.ndarray) -> np.ndarray:
+        """Project floor-frame 3-D points (N×3, metres) to pixels (N×2), no distortion.
+
+        Points behind the camera come back as NaN.
+        """
+        pts = np.atleast_2d(np.asarray(points, dtype=float))
+        if self.intrinsics is not None and (self.extrinsics or self.mount):
+            R, t = self.rotation_translation()
+            cam = pts @ R.T + t
+            out = np.full((len(pts), 2), np.nan)
+            ok = cam[:, 2] > 1e-6
+            uv = cam[ok] @ self.intrinsics.matrix().T
+            out[ok] = uv[:, :2] / uv[:, 2:3]
+            return out
+        if self.homography is not None:
+            if np.any(np.abs(pts[:, 2]) > 1e-9):
+                raise ConfigError(f"camera {self.id}: a homography only maps floor points (z = 0)")
+            H = np.linalg.inv(np.asarray(self.homography, dtype=float))
+            h = np.c_[pts[:, :2], np.ones(len(pts))] @ H.T
+            return h[:, :2] / h[:, 2:3]
+        raise ConfigError(f"camera {self.id}: not calibrated (no intrinsics + pose, no homography)")
+
+    def image_to_floor_homography(self) -> np.ndarray:
+        """The 3×3 homography mapping undistorted pixels to floor metres (z = 0)."""
+        if self.homography is not None:
+            return np.asarray(self.homography, dtype=float)
+        R, t = self.rotation_translation()
+        K = self.intrinsics.matrix()  # type: ignore[union-attr]
+        floor_to_image = K @ np.c_[R[:, 0], R[:, 1], t]
+        H = np.linalg.inv(floor_to_image)
+        return H / H[2, 2]
+
+
+class BleNode(_Model):
+    """A BLE receiver and its path-loss model: rssi = rssi_at_1m - 10 n log10(d)."""
+
+    id: str = Field(description="Receiver node id, unique.")
+    position: Point3 = Field(description="Antenna position in floor metres (z = height).")
+    rssi_at_1m: float = Field(default=-59.0, le=0.0, ge=-120.0, description="Expected RSSI at 1 m, dBm.")
+    path_loss_exponent: float = Field(default=2.0, gt=0.5, le=6.0, description="Path-loss exponent n.")
+
+
+class WeightSensor(_Model):
+    """A load cell under one shelf plate."""
+
+    id: str = Field(description="Sensor id, unique.")
+    shelf: str = Field(description="Shelf id.")
+    plate: str = Field(description="Plate id on that shelf.")
+    noise_g: float = Field(default=2.0, ge=0.0, description="Reading noise (standard deviation), grams.")
+    settle_s: float = Field(default=0.5, gt=0.0, description="Seconds the load must be steady to count.")
+
+
+class Zone(_Model):
+    """A floor area that produces enter/dwell/exit events."""
+
+    id: str = Field(description="Zone id, unique; used in topics.")
+    kind: Literal["store", "entry", "exit", "aisle", "offer", "checkout"] = Field(
+        description="What the zone is for: entry starts a session, exit closes it."
+    )
+    polygon: list[Point2] = Field(description="Zone polygon on the floor, metres.")
+    min_dwell_s: float = Field(default=1.0, ge=0.0, description="Seconds inside before a dwell event.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v):
+        return _check_polygon(v, "polygon")
+
+
+class MqttSettings(_Model):
+    """How nodes reach the MQTT broker."""
+
+    url: str | None = Field(
+        default=None,
+        description="mqtt://[user:pass@]host:port of an external broker; empty starts the embedded one.",
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive in seconds.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v):
+        if v and not v.startswith(("mqtt://", "tcp://")):
+            raise ValueError("must start with mqtt:// (e.g. mqtt://127.0.0.1:1883)")
+        return v or None
+
+
+class ZmqSettings(_Model):
+    """ZeroMQ endpoints for high-rate edge -> fusion traffic."""
+
+    observations: str = Field(
+        default="tcp://127.0.0.1:5571",
+        description="Endpoint the fusion node binds its SUB socket to; edge nodes connect their PUB.",
+    )
+
+    @field_validator("observations")
+    @classmethod
+    def _endpoint(cls, v):
+        if not v.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError("must be a ZeroMQ endpoint such as tcp://127.0.0.1:5571")
+        return v
+
+
+class Transports(_Model):
+    """Message transports."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings, description="Fusion -> hub MQTT.")
+    zmq: ZmqSettings = Field(default_factory=ZmqSettings, description="Edge -> fusion ZeroMQ.")
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class StoreConfig(_Model):
+    """A whole store."""
+
+    store: StoreInfo = Field(description="Store identity.")
+    floor: Floor = Field(description="Walls and non-shelf obstacles.")
+    products: list[Product] = Field(min_length=1, description="Catalog.")
+    shelves: list[Shelf] = Field(default_factory=list, description="Shelves with plates (planogram).")
+    cameras: list[Camera] = Field(default_factory=list, description="Ceiling cameras.")
+    ble_nodes: list[BleNode] = Field(default_factory=list, description="BLE receivers.")
+    weight_sensors: list[WeightSensor] = Field(default_factory=list, description="Shelf load cells.")
+    zones: list[Zone] = Field(default_factory=list, description="Zones (entry, exit, aisles, offers).")
+    transports: Transports = Field(default_factory=Transports, description="Broker and socket settings.")
+
+    @model_validator(mode="after")
+    def _references(self):
+        def unique(items, what):
+            seen = set()
+            for i, it in enumerate(items):
+                key = getattr(it, "sku", None) or it.id
+                if key in seen:
+                    raise ValueError(f"{what}[{i}]: duplicate id {key!r}")
+                seen.add(key)
+            return seen
+
+        skus = unique(self.products, "products")
+        shelves = unique(self.shelves, "shelves")
+        unique(self.cameras, "cameras")
+        unique(self.ble_nodes, "ble_nodes")
+        unique(self.weight_sensors, "weight_sensors")
+        unique(self.zones, "zones")
+        unique([p for s in self.shelves for p in s.plates], "plates")
+        for i, shelf in enumerate(self.shelves):
+            for j, plate in enumerate(shelf.plates):
+                if plate.sku not in skus:
+                    raise ValueError(f"shelves[{i}].plates[{j}].sku: unknown product {plate.sku!r}")
+        plates = {(s.id, p.id) for s in self.shelves for p in s.plates}
+        for i, ws in enumerate(self.weight_sensors):
+            if (ws.shelf, ws.plate) not in plates:
+                raise ValueError(f"weight_sensors[{i}]: no plate {ws.plate!r} on shelf {ws.shelf!r}")
+        for i, cam in enumerate(self.cameras):
+            for j, face in enumerate(cam.shelf_faces):
+                if face.shelf not in shelves:
+                    raise ValueError(f"cameras[{i}].shelf_faces[{j}].shelf: unknown shelf {face.shelf!r}")
+        return self
+
+    # -- lookups used across components
+
+    def product(self, sku: str) -> Product:
+        """The catalog entry for ``sku``; KeyError if unknown."""
+        for p in self.products:
+            if p.sku == sku:
+                return p
+        raise KeyError(sku)
+
+    def shelf(self, shelf_id: str) -> Shelf:
+        """The shelf with id ``shelf_id``; KeyError if unknown."""
+        for s in self.shelves:
+            if s.id == shelf_id:
+                return s
+        raise KeyError(shelf_id)
+
+    def plate(self, shelf_id: str, plate_id: str) -> Plate:
+        """The plate ``plate_id`` of shelf ``shelf_id``; KeyError if unknown."""
+        for p in self.shelf(shelf_id).plates:
+            if p.id == plate_id:
+                return p
+        raise KeyError(plate_id)
+
+    def camera(self, camera_id: str) -> Camera:
+        """The camera with id ``camera_id``; KeyError if unknown."""
+        for c in self.cameras:
+            if c.id == camera_id:
+                return c
+        raise KeyError(camera_id)
+
+    def zones_of(self, kind: str) -> list[Zone]:
+        """All zones of one kind (``entry``, ``exit``, ...)."""
+        return [z for z in self.zones if z.kind == kind]
+
+    def sensor_for_plate(self, shelf_id: str, plate_id: str) -> WeightSensor | None:
+        """The weight sensor under a plate, if any."""
+        for ws in self.weight_sensors:
+            if ws.shelf == shelf_id and ws.plate == plate_id:
+                return ws
+        return None
+
+    def is_walkable(self, x: float, y: float) -> bool:
+        """True when (x, y) is inside the outline and outside every shelf and obstacle."""
+        if not point_in_polygon(x, y, self.floor.outline):
+            return False
+        blocked = [s.polygon for s in self.shelves] + [o.polygon for o in self.floor.obstacles]
+        return not any(point_in_polygon(x, y, poly) for poly in blocked)
+
+
+def load_store_config(path: str | Path) -> StoreConfig:
+    """Read and validate a store YAML file.
+
+    Raises :class:`ConfigError` with one line ``FILE: FIELD: problem`` for a
+    missing file, invalid YAML or any schema or cross-reference error.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML: {where}{problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return parse_store_config(data, origin=str(path))
+
+
+def parse_store_config(data: dict, origin: str = "<config>") -> StoreConfig:
+    """Validate an already-parsed config mapping; errors name ``origin``."""
+    try:
+        return StoreConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe_validation_error(exc)}") from None
+
+
+def example_store_path() -> Path:
+    """Path of the example store shipped with the package (used by the demo)."""
+    return Path(__file__).resolve().parent / "datasets" / "stores" / "demo_shop.yaml"
+
+
+def distance(a: Point2, b: Point2) -> float:
+    """Euclidean distance between two floor points, metres."""
+    return math.hypot(a[0] - b[0], a[1] - b[1])

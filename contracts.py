@@ -1,0 +1,409 @@
+"""The message contracts: every message that crosses a process boundary.
+
+This module is the single owner of what goes on the wire between camera, BLE and
+shelf nodes, the fusion node and the store hub. Every message is versioned JSON
+with a common envelope:
+
+``v``         schema version (:data:`SCHEMA_VERSION`)
+``type``      the message type, e.g. ``"person_observation"``
+``event_id``  unique id; consumers drop a message whose id they have seen
+``source``    the node that produced it (``cam1``, ``ble-door``, ``fusion``)
+``seq``       per-source sequence number, starting at 1
+``ts``        timestamp in seconds (Unix time, or the recording's clock in replay)
+
+Units are metres, seconds, grams and dBm. Use :class:`Stamper` to create
+messages (it fills in the envelope), :func:`encode` to turn one into bytes and
+:class:`Decoder` to read untrusted bytes: a malformed or unknown message is
+counted, logged with the reason and skipped, never raised into a node's loop.
+
+Topics (MQTT and ZeroMQ share them) are defined here too, by :func:`topic_for`,
+so that one table documents where each message travels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import MessageError, describe_validation_error
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+#: Namespace for deterministic event ids (uuid5 of source, run id and seq).
+EVENT_NAMESPACE = uuid.UUID("6c1f3a52-8f0e-4a55-9f43-2a1de0c1a7b1")
+
+Cov2 = tuple[tuple[float, float], tuple[float, float]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+class Keypoint(_Model):
+    """One body keypoint in image pixels (COCO order when 17 are given)."""
+
+    x: float = Field(description="Column in pixels.")
+    y: float = Field(description="Row in pixels.")
+    score: float = Field(ge=0.0, le=1.0, description="Model confidence 0..1.")
+
+
+class FloorPoint(_Model):
+    """A point on the store floor in metres with its 2x2 covariance in m²."""
+
+    x: float = Field(description="Floor x in metres.")
+    y: float = Field(description="Floor y in metres.")
+    cov: Cov2 = Field(description="Covariance [[xx, xy], [yx, yy]] in m².")
+
+
+class CartChange(_Model):
+    """One change to a cart: items added (picked) or removed (put back)."""
+
+    sku: str = Field(description="Product SKU from the catalog.")
+    quantity: int = Field(description="Signed change: +n picked, -n put back.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Confidence in this decision 0..1.")
+    needs_review: bool = Field(default=False, description="True when a person should confirm it.")
+    shelf: str | None = Field(default=None, description="Shelf the item was taken from or put on.")
+    plate: str | None = Field(default=None, description="Plate (slot) within the shelf.")
+    evidence: tuple[str, ...] = Field(default=(), description="event_ids of the messages behind it.")
+    reason: str = Field(default="", description="Short human-readable explanation.")
+
+
+class CartLine(_Model):
+    """One line of a cart's current state."""
+
+    sku: str = Field(description="Product SKU.")
+    name: str = Field(description="Product name from the catalog.")
+    quantity: int = Field(ge=0, description="Items currently in the cart.")
+    unit_price: float = Field(ge=0.0, description="Price per item from the catalog.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Lowest confidence of the changes behind it.")
+    needs_review: bool = Field(default=False, description="True while any change behind it awaits review.")
+
+
+class ReceiptLine(_Model):
+    """One line of a receipt."""
+
+    sku: str = Field(description="Product SKU.")
+    name: str = Field(description="Product name.")
+    quantity: int = Field(gt=0, description="Items bought.")
+    unit_price: float = Field(ge=0.0, description="Price per item.")
+    amount: float = Field(ge=0.0, description="quantity × unit_price, rounded to cents.")
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class Envelope(_Model):
+    """Fields every message carries."""
+
+    v: Literal[1] = Field(default=SCHEMA_VERSION, description="Schema version.")
+    event_id: str = Field(min_length=1, description="Unique id used to drop duplicates.")
+    source: str = Field(min_length=1, description="Node that produced the message.")
+    seq: int = Field(ge=1, description="Per-source sequence number.")
+    ts: float = Field(description="Timestamp in seconds.")
+
+
+class PersonObservation(Envelope):
+    """A person seen by one camera in one frame (camera node -> fusion)."""
+
+    type: Literal["person_observation"] = "person_observation"
+    camera: str = Field(description="Camera id from the store config.")
+    frame: int = Field(ge=0, description="Frame index in the camera's stream.")
+    track_id: int = Field(ge=0, description="The camera's own track id for this person.")
+    bbox: tuple[float, float, float, float] = Field(description="Box x, y, w, h in pixels.")
+    score: float = Field(ge=0.0, le=1.0, description="Detection confidence.")
+    keypoints: tuple[Keypoint, ...] | None = Field(default=None, description="Pose keypoints, if estimated.")
+    floor: FloorPoint | None = Field(default=None, description="Foot point on the floor, if calibrated.")
+
+
+class HandShelfInteraction(Envelope):
+    """A hand entering or leaving a shelf face (camera node -> fusion)."""
+
+    type: Literal["hand_shelf_interaction"] = "hand_shelf_interaction"
+    camera: str = Field(description="Camera that saw it.")
+    track_id: int = Field(ge=0, description="The camera's track id of the person whose hand it is.")
+    shelf: str = Field(description="Shelf id from the store config.")
+    face: str = Field(description="Face id of that shelf as configured for the camera.")
+    phase: Literal["enter", "exit"] = Field(description="Hand entered or left the shelf face.")
+    hand: Literal["left", "right"] = Field(description="Which wrist.")
+    dwell_s: float = Field(ge=0.0, description="Seconds inside the face (0 on enter).")
+    keypoint_score: float = Field(ge=0.0, le=1.0, description="Wrist keypoint confidence.")
+
+
+class BleSighting(Envelope):
+    """A BLE advertisement heard by a receiver node (BLE node -> fusion)."""
+
+    type: Literal["ble_sighting"] = "ble_sighting"
+    node: str = Field(description="Receiver node id.")
+    tag: str = Field(description="Tag or app id (iBeacon uuid-major-minor, Eddystone uid, or MAC).")
+    rssi: float = Field(le=20.0, ge=-130.0, description="Received signal strength in dBm.")
+    rssi_smoothed: float | None = Field(default=None, description="Smoothed RSSI in dBm, if filtered.")
+    tx_power: float | None = Field(default=None, description="Advertised measured power at 1 m, dBm.")
+
+
+class WeightChange(Envelope):
+    """A settled weight change on one shelf plate (shelf node -> fusion)."""
+
+    type: Literal["weight_change"] = "weight_change"
+    sensor: str = Field(description="Weight sensor id.")
+    shelf: str = Field(description="Shelf id.")
+    plate: str = Field(description="Plate id within the shelf.")
+    delta_g: float = Field(description="Change in grams: negative when items were removed.")
+    total_g: float = Field(description="Settled plate load in grams after the change.")
+    noise_g: float = Field(default=0.0, ge=0.0, description="Standard deviation of the reading in grams.")
+    started_ts: float = Field(description="When the load started changing, seconds.")
+
+
+class ShopperLocation(Envelope):
+    """Where a shopper is on the floor (fusion -> hub)."""
+
+    type: Literal["shopper_location"] = "shopper_location"
+    shopper: str = Field(description="Pseudonymous session id.")
+    track: str = Field(description="Fusion floor-track id.")
+    x: float = Field(description="Floor x in metres.")
+    y: float = Field(description="Floor y in metres.")
+    cov: Cov2 = Field(description="Position covariance in m².")
+    vx: float = Field(default=0.0, description="Velocity x in m/s.")
+    vy: float = Field(default=0.0, description="Velocity y in m/s.")
+    sources: tuple[str, ...] = Field(default=(), description="Cameras / BLE nodes behind the fix.")
+
+
+class ZoneEvent(Envelope):
+    """A shopper entering, dwelling in or leaving a zone (fusion -> hub)."""
+
+    type: Literal["zone_event"] = "zone_event"
+    shopper: str = Field(description="Pseudonymous session id.")
+    zone: str = Field(description="Zone id from the store config.")
+    phase: Literal["enter", "dwell", "exit"] = Field(description="What happened.")
+    dwell_s: float = Field(default=0.0, ge=0.0, description="Seconds in the zone so far.")
+    probability: float = Field(default=1.0, ge=0.0, le=1.0, description="Probability of being inside.")
+
+
+class CartEvent(Envelope):
+    """A change to a virtual cart, Frigate-style lifecycle (fusion -> hub)."""
+
+    type: Literal["cart_event"] = "cart_event"
+    shopper: str = Field(description="Pseudonymous session id owning the cart.")
+    phase: Literal["new", "update", "end"] = Field(description="new: cart opened; update: a change; end: closed.")
+    change: CartChange | None = Field(default=None, description="The change, for update events.")
+    cart_version: int = Field(ge=0, description="Number of changes applied so far.")
+
+
+class CartState(Envelope):
+    """The current content of a cart; published retained (fusion -> hub)."""
+
+    type: Literal["cart_state"] = "cart_state"
+    shopper: str = Field(description="Pseudonymous session id.")
+    status: Literal["open", "closed"] = Field(description="Open while shopping.")
+    lines: tuple[CartLine, ...] = Field(default=(), description="Current lines.")
+    total: float = Field(ge=0.0, description="Sum of line amounts.")
+    cart_version: int = Field(ge=0, description="Number of changes applied.")
+
+
+class Receipt(Envelope):
+    """The receipt for a closed cart (fusion -> hub)."""
+
+    type: Literal["receipt"] = "receipt"
+    shopper: str = Field(description="Pseudonymous session id.")
+    receipt_id: str = Field(description="Unique receipt id.")
+    lines: tuple[ReceiptLine, ...] = Field(description="Lines bought.")
+    total: float = Field(ge=0.0, description="Sum of amounts.")
+    currency: str = Field(description="ISO 4217 currency code.")
+    opened_ts: float = Field(description="When the session started.")
+    closed_ts: float = Field(description="When the shopper left.")
+    needs_review: bool = Field(default=False, description="True if any line still awaits review.")
+
+
+class NodeStatus(Envelope):
+    """Heartbeat and availability of a node (every node -> hub)."""
+
+    type: Literal["node_status"] = "node_status"
+    node: str = Field(description="Node id.")
+    kind: Literal["camera", "ble", "shelf", "fusion", "hub", "generator"] = Field(description="Node kind.")
+    state: Literal["online", "offline"] = Field(description="Availability.")
+    uptime_s: float = Field(default=0.0, ge=0.0, description="Seconds since the node started.")
+    counters: dict[str, int] = Field(default_factory=dict, description="Node counters (frames, drops, ...).")
+
+
+Message = Annotated[
+    Union[
+        PersonObservation,
+        HandShelfInteraction,
+        BleSighting,
+        WeightChange,
+        ShopperLocation,
+        ZoneEvent,
+        CartEvent,
+        CartState,
+        Receipt,
+        NodeStatus,
+    ],
+    Field(discriminator="type"),
+]
+
+MESSAGE_TYPES: dict[str, type[Envelope]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        PersonObservation,
+        HandShelfInteraction,
+        BleSighting,
+        WeightChange,
+        ShopperLocation,
+        ZoneEvent,
+        CartEvent,
+        CartState,
+        Receipt,
+        NodeStatus,
+    )
+}
+
+# --------------------------------------------------------------------------- topics
+
+#: type -> (topic template, MQTT QoS, retained). ``{store}`` and the message's
+#: own fields fill the template. ZeroMQ uses the same strings as topic frames.
+TOPICS: dict[str, tuple[str, int, bool]] = {
+    "person_observation": ("storesense/{store}/edge/{source}/person", 0, False),
+    "hand_shelf_interaction": ("storesense/{store}/edge/{source}/interaction", 1, False),
+    "ble_sighting": ("storesense/{store}/edge/{source}/ble", 0, False),
+    "weight_change": ("storesense/{store}/edge/{source}/weight", 1, False),
+    "shopper_location": ("storesense/{store}/shoppers/{shopper}/location", 0, False),
+    "zone_event": ("storesense/{store}/zones/{zone}/events", 1, False),
+    "cart_event": ("storesense/{store}/carts/{shopper}/events", 1, False),
+    "cart_state": ("storesense/{store}/carts/{shopper}/state", 1, True),
+    "receipt": ("storesense/{store}/receipts/{shopper}", 1, False),
+    "node_status": ("storesense/{store}/nodes/{node}/status", 0, False),
+}
+
+
+def topic_for(store: str, msg: Envelope) -> str:
+    """The MQTT / ZeroMQ topic on which ``msg`` travels for store ``store``."""
+    template = TOPICS[msg.type][0]  # type: ignore[attr-defined]
+    fields = {"store": store, "source": msg.source}
+    for name in ("shopper", "zone", "node"):
+        if name in type(msg).model_fields:
+            fields[name] = getattr(msg, name)
+    return template.format(**fields)
+
+
+def qos_for(msg: Envelope) -> int:
+    """MQTT QoS for a message: 1 for everything that must not be lost."""
+    return TOPICS[msg.type][1]  # type: ignore[attr-defined]
+
+
+def retained(msg: Envelope) -> bool:
+    """Whether the message is published as the retained current state."""
+    return TOPICS[msg.type][2]  # type: ignore[attr-defined]
+
+
+def availability_topic(store: str, node: str) -> str:
+    """Retained ``online``/``offline`` topic of a node (its MQTT last will)."""
+    return f"storesense/{store}/nodes/{node}/availability"
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def encode(msg: Envelope) -> bytes:
+    """Serialise a message to compact JSON bytes (deterministic for equal messages)."""
+    return msg.model_dump_json().encode("utf-8")
+
+
+def decode(data: bytes | str) -> Envelope:
+    """Parse and validate one message; raise :class:`MessageError` with the reason."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MessageError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = data
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MessageError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise MessageError(f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise MessageError(f"unknown message type {kind!r}")
+    if obj.get("v") != SCHEMA_VERSION:
+        raise MessageError(f"unsupported schema version {obj.get('v')!r} (this node reads v{SCHEMA_VERSION})")
+    try:
+        return MESSAGE_TYPES[kind].model_validate(obj)
+    except ValidationError as exc:
+        raise MessageError(f"invalid {kind}: {describe_validation_error(exc)}") from None
+
+
+class Decoder:
+    """Decodes untrusted bytes for a node: bad messages are counted and skipped.
+
+    ``decode`` returns ``None`` for a malformed, unknown or duplicate message and
+    logs one warning naming where it came from and why. ``dedupe`` keeps a
+    bounded memory of recent event ids so redelivered QoS 1 messages are
+    dropped.
+    """
+
+    def __init__(self, name: str = "node", *, dedupe: bool = True, memory: int = 100_000):
+        self.name = name
+        self.dedupe = dedupe
+        self.memory = memory
+        self.accepted = 0
+        self.rejected: Counter[str] = Counter()
+        self.duplicates = 0
+        self._seen: dict[str, None] = {}
+
+    def decode(self, data: bytes | str, origin: str = "?") -> Envelope | None:
+        """Decode ``data`` received on ``origin`` (a topic or file:line)."""
+        try:
+            msg = decode(data)
+        except MessageError as exc:
+            reason = str(exc)
+            self.rejected[reason.split(" (")[0].split(":")[0]] += 1
+            log.warning("%s: skipped message on %s: %s", self.name, origin, reason)
+            return None
+        if self.dedupe:
+            if msg.event_id in self._seen:
+                self.duplicates += 1
+                return None
+            self._seen[msg.event_id] = None
+            if len(self._seen) > self.memory:
+                self._seen.pop(next(iter(self._seen)))
+        self.accepted += 1
+        return msg
+
+    @property
+    def rejected_total(self) -> int:
+        """Number of messages skipped as malformed or unknown."""
+        return sum(self.rejected.values())
+
+
+# --------------------------------------------------------------------------- stamping
+
+
+class Stamper:
+    """Creates messages for one source, filling in the envelope.
+
+    ``seq`` counts from 1 per source; ``event_id`` is a uuid5 of the source, a run
+    id and the seq, so ids are unique across restarts (a fresh random run id each
+    start) yet reproducible when a run id is given (replay, tests).
+    """
+
+    def __init__(self, source: str, run_id: str | None = None):
+        self.source = source
+        self.run_id = run_id if run_id is not None else uuid.uuid4().hex
+        self.seq = 0
+
+    def make(self, cls: type[Envelope], ts: float, **fields) -> Envelope:
+        """Build a ``cls`` message at time ``ts`` with the next sequence number."""
+        self.seq += 1
+        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{self.source}/{self.run_id}/{self.seq}"))
+        return cls(event_id=event_id, source=self.source, seq=self.seq, ts=ts, **fields)
