@@ -112,8 +112,10 @@ class PickDecider:
                 continue
             end = v.exit_ts if v.exit_ts is not None else msg.ts
             if v.enter_ts <= msg.ts and end >= msg.started_ts - 1.0:
+                # the load starts changing while the hand is in, and settles after it left
+                inside = v.enter_ts - 0.2 <= msg.started_ts <= end + 0.2
                 gap = abs(end - change_end)
-                candidates.append((math.exp(-0.5 * (gap / 0.75) ** 2), v))
+                candidates.append((math.exp(-0.5 * (gap / 0.5) ** 2) * (1.0 if inside else 0.2), v))
         reason = f"{'picked' if qty > 0 else 'put back'} {abs(qty)} × {plate.sku}: {msg.delta_g:+.0f} g on {msg.plate}"
         if not candidates:
             change = CartChange(sku=plate.sku, quantity=qty, confidence=0.0, needs_review=True, shelf=msg.shelf,
@@ -134,5 +136,7 @@ class PickDecider:
         return [Decision(visit.shopper, msg.event_id, change)]
 
     def expire(self, ts: float) -> None:
-        """Forget hand visits that ended more than ``memory_s`` ago."""
-        self.visits = [v for v in self.visits if v.exit_ts is None or ts - v.exit_ts <= self.memory_s]
+        """Forget hand visits that ended (or, never seen to end, began) more than ``memory_s`` ago."""
+        self.visits = [v for v in self.visits
+                       if (v.exit_ts is None and ts - v.enter_ts <= self.memory_s)
+                       or (v.exit_ts is not None and ts - v.exit_ts <= self.memory_s)]

@@ -1,0 +1,279 @@
+"""The ``storesense`` command line.
+
+Every command reports a bad input (config file, recording, broker URL) as one
+line naming what is wrong and exits with status 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import StoreConfig, example_store_path, load_store_config
+from .errors import StoresenseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="storesense: edge in-store vision and sensor fusion.")
+config_app = typer.Typer(no_args_is_help=True, help="Check and document store configuration files.")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Store YAML (default: the example store).")
+
+
+def _load(path: Optional[Path]) -> StoreConfig:
+    return load_store_config(path or example_store_path())
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level.")) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def demo(
+    config: Optional[Path] = CONFIG_OPTION,
+    shoppers: int = typer.Option(6, min=1, max=50, help="Number of simulated shoppers."),
+    seed: int = typer.Option(1, help="Scenario seed (same seed, same scenario)."),
+    db: Optional[Path] = typer.Option(None, help="SQLite file for the hub (default: a temporary file)."),
+    record: Optional[Path] = typer.Option(None, help="Folder to record edge.jsonl and fusion.jsonl into."),
+) -> None:
+    """Run a simulated store end to end and print each shopper's receipt against the truth."""
+    from .demo import run_demo
+
+    cfg = _load(config)
+    console.print(f"[bold]storesense demo[/]: {cfg.store.name}, {shoppers} shoppers, seed {seed}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("simulating store", total=None)
+
+        def progress(done: int, total: int, stage: str) -> None:
+            bar.update(task, completed=done, total=total, description=stage)
+
+        result = run_demo(cfg, shoppers=shoppers, seed=seed, db_path=str(db) if db else None,
+                          record_dir=str(record) if record else None, progress=progress)
+    n = len(result.scenario.messages)
+    console.print(f"streamed {n} edge messages over ZeroMQ; fusion published "
+                  f"{sum(v for k, v in result.counters.items() if k.startswith('out.'))} messages over MQTT; "
+                  f"the hub stored {result.counters.get('hub.stored', 0)} (SQLite: {result.db_path})")
+    for check in result.checks:
+        _print_receipt(check, cfg.store.currency)
+    ok = sum(c.matches for c in result.checks)
+    style = "green" if result.all_match else "red"
+    console.print(f"[{style}]{ok}/{len(result.scenario.shoppers)} receipts match the ground truth[/] "
+                  f"({result.seconds:.1f} s)")
+    if record:
+        console.print(f"recorded to {record}/edge.jsonl and {record}/fusion.jsonl "
+                      f"(replay: storesense fusion --input {record}/edge.jsonl)")
+    raise typer.Exit(0 if result.all_match else 1)
+
+
+def _print_receipt(check, currency: str) -> None:
+    truth, receipt = check.truth, check.receipt
+    who = truth.id if truth else "unknown shopper"
+    if receipt is None:
+        console.print(f"[red]{who}: no receipt[/] (truth: {truth.cart() if truth else {}})")
+        return
+    console.print(f"\n[bold]{who}[/]  session {receipt.shopper}  receipt {receipt.receipt_id}", highlight=False)
+    table = Table(show_edge=False)
+    table.add_column("qty", justify="right")
+    table.add_column("item")
+    table.add_column("unit", justify="right")
+    table.add_column(currency, justify="right")
+    for line in receipt.lines:
+        table.add_row(str(line.quantity), line.name, f"{line.unit_price:.2f}", f"{line.amount:.2f}")
+    table.add_row("", "[bold]total[/]", "", f"[bold]{receipt.total:.2f}[/]")
+    console.print(table)
+    if check.matches:
+        note = "[green]matches ground truth[/]"
+    else:
+        note = f"[red]differs from ground truth[/] {truth.cart() if truth else ''}"
+    if receipt.needs_review:
+        note += " [yellow](has lines awaiting review)[/]"
+    console.print("  " + note)
+
+
+@config_app.command("check")
+def config_check(path: Path = typer.Argument(..., help="Store YAML file.")) -> None:
+    """Validate a store config file and summarise it."""
+    cfg = load_store_config(path)
+    console.print(f"[green]{path}: valid[/] - store {cfg.store.id!r}: {len(cfg.products)} products, "
+                  f"{len(cfg.shelves)} shelves, {len(cfg.cameras)} cameras, {len(cfg.ble_nodes)} BLE nodes, "
+                  f"{len(cfg.weight_sensors)} weight sensors, {len(cfg.zones)} zones")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of the store config (every field with its description)."""
+    console.print_json(json.dumps(StoreConfig.model_json_schema()))
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", "-o", help="Recording to write (JSON lines)."),
+    config: Optional[Path] = CONFIG_OPTION,
+    shoppers: int = typer.Option(6, min=1, max=200, help="Number of shoppers."),
+    seed: int = typer.Option(1, help="Scenario seed."),
+) -> None:
+    """Generate a synthetic scenario and record the edge messages it produces."""
+    from .datasets.recording import record
+    from .datasets.synthetic import generate_scenario
+
+    cfg = _load(config)
+    scenario = generate_scenario(cfg, shoppers=shoppers, seed=seed)
+    n = record(scenario.messages, out, cfg.store.id)
+    truth = out.with_suffix(".truth.json")
+    truth.write_text(json.dumps([{"shopper": s.id, "tag": s.tag, "enter_ts": s.enter_ts, "exit_ts": s.exit_ts,
+                                  "cart": s.cart()} for s in scenario.shoppers], indent=1))
+    console.print(f"wrote {n} messages to {out} and the ground truth to {truth}")
+
+
+@app.command()
+def fusion(
+    config: Optional[Path] = CONFIG_OPTION,
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="Recording to replay (default: live ZeroMQ)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Record the fusion output here."),
+    mqtt: Optional[str] = typer.Option(None, help="Broker URL to publish to (default: the config's; "
+                                                  "with --input and no URL, nothing is published)."),
+    speed: Optional[float] = typer.Option(None, help="Replay at this multiple of recorded speed (default: "
+                                                     "as fast as possible)."),
+    run_id: str = typer.Option("fusion", help="Run id for deterministic event ids."),
+) -> None:
+    """Run the fusion node on a recording or on the live edge stream."""
+    from .contracts import Envelope
+    from .datasets.recording import Recorder, replay
+    from .fusion.node import FusionNode
+    from .transport import MqttPublisher, ZmqSubscriber
+
+    cfg = _load(config)
+    url = mqtt or (cfg.transports.mqtt.url if input is None else None)
+    sinks = []
+    publisher = recorder = None
+    if url:
+        publisher = MqttPublisher(url, store=cfg.store.id, node="fusion", kind="fusion")
+        publisher.connect()
+        sinks.append(publisher.publish)
+    if output:
+        recorder = Recorder(output, cfg.store.id)
+        sinks.append(recorder.write)
+    if not sinks:
+        raise StoresenseError("nowhere to send the output: give --output FILE or --mqtt URL "
+                              "(or set transports.mqtt.url in the config)")
+
+    def emit(msg: Envelope) -> None:
+        for sink in sinks:
+            sink(msg)
+
+    node = FusionNode(cfg, emit, run_id=run_id)
+    try:
+        if input is not None:
+            for msg in replay(input, speed=speed):
+                node.handle(msg)
+        else:
+            sub = ZmqSubscriber(cfg.transports.zmq.observations, bind=True)
+            console.print(f"fusion node listening on {cfg.transports.zmq.observations} (Ctrl-C to stop)")
+            try:
+                while True:
+                    msg = sub.recv(1.0)
+                    if msg is not None:
+                        node.handle(msg)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                sub.close()
+    finally:
+        if recorder:
+            recorder.close()
+        if publisher:
+            publisher.close()
+    console.print(" ".join(f"{k}={v}" for k, v in sorted(node.counters.items())))
+
+
+@app.command()
+def replay(
+    recording: Path = typer.Argument(..., help="Recording (JSON lines) to publish."),
+    to: Optional[str] = typer.Option(None, help="ZeroMQ endpoint of the fusion node (default: the config's)."),
+    config: Optional[Path] = CONFIG_OPTION,
+    speed: Optional[float] = typer.Option(1.0, help="Multiple of recorded speed; 0 = as fast as possible."),
+) -> None:
+    """Publish a recording into a live fusion node over ZeroMQ, as the edge nodes would."""
+    from .datasets.recording import replay as replay_file
+    from .transport import ZmqPublisher
+
+    cfg = _load(config)
+    endpoint = to or cfg.transports.zmq.observations
+    pub = ZmqPublisher(endpoint, store=cfg.store.id)
+    try:
+        if not pub.wait_for_subscriber(10.0):
+            raise StoresenseError(f"no fusion node subscribed at {endpoint} within 10 s")
+        n = 0
+        for msg in replay_file(recording, speed=speed or None):
+            pub.publish(msg)
+            n += 1
+        time.sleep(0.2)
+    finally:
+        pub.close()
+    console.print(f"published {n} messages to {endpoint}")
+
+
+@app.command()
+def hub(
+    config: Optional[Path] = CONFIG_OPTION,
+    db: Path = typer.Option(Path("storesense-hub.db"), help="SQLite file."),
+    mqtt: Optional[str] = typer.Option(None, help="Broker URL (default: the config's)."),
+) -> None:
+    """Run the hub's MQTT ingest into SQLite (the HTTP API lands with the hub issue)."""
+    from .hub.ingest import HubIngest
+    from .hub.store import HubStore
+
+    cfg = _load(config)
+    url = mqtt or cfg.transports.mqtt.url
+    if not url:
+        raise StoresenseError("no broker: give --mqtt URL or set transports.mqtt.url in the config")
+    store = HubStore(db)
+    ingest = HubIngest(url, cfg.store.id, store).start()
+    console.print(f"hub ingesting storesense/{cfg.store.id}/# from {url} into {db} (Ctrl-C to stop)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ingest.stop()
+        store.close()
+
+
+def main() -> None:
+    """Console-script entry point: runs the app, turning known errors into one line."""
+    try:
+        app(standalone_mode=False)
+    except StoresenseError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

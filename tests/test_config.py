@@ -1,0 +1,97 @@
+"""The store config: the example store loads, and bad files give one clear line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from storesense.config import example_store_path, load_store_config, parse_store_config
+from storesense.errors import ConfigError
+import yaml
+
+
+@pytest.fixture
+def example_dict():
+    return yaml.safe_load(example_store_path().read_text())
+
+
+def test_example_store_loads_and_cross_references_hold():
+    cfg = load_store_config(example_store_path())
+    assert cfg.store.id == "demo-shop"
+    assert len(cfg.cameras) >= 3 and len(cfg.ble_nodes) >= 3 and cfg.weight_sensors
+    assert cfg.zones_of("entry") and cfg.zones_of("exit")
+    # every camera is calibrated: its homography maps its own projection back to the floor
+    for cam in cfg.cameras:
+        uv = cam.floor_to_image(np.array([[5.0, 4.0, 0.0]]))[0]
+        H = cam.image_to_floor_homography()
+        p = H @ np.array([uv[0], uv[1], 1.0])
+        assert np.allclose(p[:2] / p[2], [5.0, 4.0], atol=1e-6)
+
+
+def test_walkable_excludes_shelves_and_outside():
+    cfg = load_store_config(example_store_path())
+    assert cfg.is_walkable(4.5, 4.0)      # aisle
+    assert not cfg.is_walkable(3.0, 4.0)  # inside shelf A
+    assert not cfg.is_walkable(13.0, 4.0)  # outside the walls
+
+
+def test_wrong_type_names_file_field_and_expectation(tmp_path, example_dict):
+    example_dict["cameras"][1]["intrinsics"]["fx"] = "wide"
+    path = tmp_path / "store.yaml"
+    path.write_text(yaml.safe_dump(example_dict))
+    with pytest.raises(ConfigError) as err:
+        load_store_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "cameras[1].intrinsics.fx" in msg
+    assert "valid number" in msg and "'wide'" in msg
+
+
+def test_unknown_field_is_rejected(example_dict):
+    example_dict["shelves"][0]["colour"] = "red"
+    with pytest.raises(ConfigError, match=r"shelves\[0\]\.colour: Extra inputs are not permitted"):
+        parse_store_config(example_dict, origin="x.yaml")
+
+
+def test_dangling_reference_is_named(example_dict):
+    example_dict["shelves"][0]["plates"][1]["sku"] = "NOPE"
+    with pytest.raises(ConfigError, match=r"shelves\[0\]\.plates\[1\]\.sku: unknown product 'NOPE'"):
+        parse_store_config(example_dict, origin="x.yaml")
+
+
+def test_degenerate_polygon_is_rejected(example_dict):
+    example_dict["zones"][1]["polygon"] = [[0, 0], [1, 1], [2, 2]]
+    with pytest.raises(ConfigError, match=r"zones\[1\]\.polygon: .*zero area"):
+        parse_store_config(example_dict)
+
+
+def test_invalid_yaml_reports_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("store:\n  id: x\n  name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: invalid YAML: line \d+ column \d+"):
+        load_store_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_store_config(tmp_path / "absent.yaml")
+
+
+def test_cli_reports_bad_config_in_one_line_without_traceback(tmp_path, example_dict):
+    example_dict["ble_nodes"][0]["path_loss_exponent"] = 42
+    path = tmp_path / "store.yaml"
+    path.write_text(yaml.safe_dump(example_dict))
+    proc = subprocess.run([sys.executable, "-m", "storesense.cli", "config", "check", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "ble_nodes[0].path_loss_exponent" in proc.stderr
+    assert "less than or equal to 6" in proc.stderr
+
+
+def test_cli_accepts_the_example_store():
+    proc = subprocess.run([sys.executable, "-m", "storesense.cli", "config", "check", str(example_store_path())],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "valid" in proc.stdout
