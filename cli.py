@@ -26,6 +26,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="storesense: edge in-store vision and sensor fusion.")
 config_app = typer.Typer(no_args_is_help=True, help="Check and document store configuration files.")
 app.add_typer(config_app, name="config")
+edge_app = typer.Typer(no_args_is_help=True, help="Run edge nodes: cameras, BLE receivers, shelf scales.")
+app.add_typer(edge_app, name="edge")
+calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate cameras to the floor and BLE nodes to their radio.")
+app.add_typer(calibrate_app, name="calibrate")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate accuracy on real or simulated data.")
+app.add_typer(eval_app, name="eval")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -253,6 +259,18 @@ def hub(
     finally:
         ingest.stop()
         store.close()
+
+
+# --------------------------------------------------------------------------- edge commands
+# (`storesense edge camera|ble|shelf`: keep each command thin; the work lives in edge/)
+
+
+# --------------------------------------------------------------------------- calibrate commands
+# (`storesense calibrate intrinsics|floor|ble|report`: the work lives in calibration/)
+
+
+# --------------------------------------------------------------------------- eval commands
+# (`storesense eval mot|ips|carts`: the work lives in the component or datasets/)
 
 
 def main() -> None:
