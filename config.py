@@ -173,6 +173,54 @@ class ShelfFace(_Model):
         return _check_polygon(v, "polygon")
 
 
+class DetectorSettings(_Model):
+    """The person / pose model a camera node runs, and how it runs it."""
+
+    model: str = Field(
+        default="movenet",
+        description="'movenet' for the shipped MoveNet MultiPose ONNX model, or a path to a YOLO detect/pose "
+        "model: an .onnx from `yolo export` (run by ONNX Runtime) or a .pt (needs the ultralytics extra). "
+        "Relative paths are resolved against the config file's folder.",
+    )
+    input_size: tuple[int, int] = Field(
+        default=(256, 320),
+        description="Model input height and width in pixels, multiples of 32; frames are letterboxed to it.",
+    )
+    providers: list[str] = Field(
+        default_factory=lambda: ["CPUExecutionProvider"],
+        description="ONNX Runtime execution providers in order of preference (CUDAExecutionProvider, "
+        "TensorrtExecutionProvider, OpenVINOExecutionProvider, CPUExecutionProvider); ones this machine "
+        "lacks are skipped with a warning.",
+    )
+    threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose.")
+    score_threshold: float = Field(default=0.25, ge=0.0, le=1.0, description="Drop people scored below this.")
+    nms_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU above which boxes are merged (NMS).")
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, v):
+        if any(x <= 0 or x % 32 for x in v):
+            raise ValueError(f"height and width must be positive multiples of 32, got {list(v)}")
+        return v
+
+
+class HandSettings(_Model):
+    """How wrist keypoints turn into hand-shelf interaction events."""
+
+    min_keypoint_score: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Wrist keypoints scored below this are ignored."
+    )
+    enter_frames: int = Field(default=2, ge=1, description="Processed frames a hand must be inside to enter.")
+    exit_frames: int = Field(default=3, ge=1, description="Processed frames a hand must be outside to exit.")
+    hand_extension: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="The hand is taken this fraction of the forearm (elbow to wrist) beyond the wrist when "
+        "the elbow is confidently seen; 0 uses the wrist itself.",
+    )
+
+
 class Camera(_Model):
     """A ceiling camera and its calibration."""
 
@@ -187,6 +235,10 @@ class Camera(_Model):
         default=None, description="3×3 image-to-floor homography (alternative to intrinsics + pose)."
     )
     shelf_faces: list[ShelfFace] = Field(default_factory=list, description="Shelf faces in view.")
+    detector: DetectorSettings = Field(
+        default_factory=DetectorSettings, description="Person / pose model and its runtime settings."
+    )
+    hands: HandSettings = Field(default_factory=HandSettings, description="Hand-shelf interaction settings.")
 
     @field_validator("homography")
     @classmethod
@@ -267,6 +319,35 @@ class BleNode(_Model):
     path_loss_exponent: float = Field(default=2.0, gt=0.5, le=6.0, description="Path-loss exponent n.")
 
 
+class Hx711Wiring(_Model):
+    """An HX711 load-cell amplifier wired to a Raspberry Pi's GPIO (BCM pin numbers)."""
+
+    kind: Literal["hx711"] = Field(description="Selects this back-end.")
+    data_pin: int = Field(ge=0, le=63, description="BCM number of the GPIO wired to the HX711's DOUT.")
+    clock_pin: int = Field(ge=0, le=63, description="BCM number of the GPIO wired to the HX711's PD_SCK.")
+    gain: Literal[128, 64, 32] = Field(default=128, description="Amplifier gain: 128 or 64 read channel A, 32 channel B.")
+    chip: int = Field(default=0, ge=0, description="gpiochip number used by the lgpio back-end (/dev/gpiochipN).")
+
+    @model_validator(mode="after")
+    def _distinct_pins(self):
+        if self.data_pin == self.clock_pin:
+            raise ValueError("data_pin and clock_pin must be different GPIOs")
+        return self
+
+
+class SerialScaleLink(_Model):
+    """A scale that reports its weight as text lines on a serial port (RS-232 / USB)."""
+
+    kind: Literal["serial"] = Field(description="Selects this back-end.")
+    port: str = Field(min_length=1, description="Serial device, e.g. /dev/ttyUSB0 or COM3.")
+    baudrate: int = Field(default=9600, gt=0, description="Bits per second (8 data bits, no parity, 1 stop bit).")
+    request: str | None = Field(
+        default=None,
+        description="Command sent (with CR LF) to ask for each reading, e.g. 'SI' for MT-SICS scales; "
+        "empty when the scale streams continuously.",
+    )
+
+
 class WeightSensor(_Model):
     """A load cell under one shelf plate."""
 
@@ -275,6 +356,34 @@ class WeightSensor(_Model):
     plate: str = Field(description="Plate id on that shelf.")
     noise_g: float = Field(default=2.0, ge=0.0, description="Reading noise (standard deviation), grams.")
     settle_s: float = Field(default=0.5, gt=0.0, description="Seconds the load must be steady to count.")
+    node: str = Field(default="shelf", min_length=1, description="Shelf node (the device the cell is wired to).")
+    hardware: Hx711Wiring | SerialScaleLink | None = Field(
+        default=None, discriminator="kind",
+        description="How the node reads the cell; empty when it is only replayed from a recording.",
+    )
+    counts_per_g: float = Field(
+        default=1.0, description="Scale factor: raw reading units per gram (1 for a scale that reports grams)."
+    )
+    zero_offset: float | None = Field(
+        default=None,
+        description="Raw reading of the empty plate; empty: the node tares at start and reports loads "
+        "relative to what was on the plate then.",
+    )
+    capacity_g: float = Field(default=10000.0, gt=0.0, description="Rated capacity of the cell, grams.")
+    sample_hz: float = Field(
+        default=10.0, gt=0.0, le=1000.0, description="Expected readings per second (HX711: 10 or 80, set by RATE)."
+    )
+    min_change_fraction: float = Field(
+        default=0.4, gt=0.0, le=1.0,
+        description="Smallest settled change reported, as a fraction of the plate product's unit weight.",
+    )
+
+    @field_validator("counts_per_g")
+    @classmethod
+    def _nonzero_scale(cls, v):
+        if v == 0 or not math.isfinite(v):
+            raise ValueError("must be a finite, non-zero number (negative when the cell is wired reversed)")
+        return v
 
 
 class Zone(_Model):
