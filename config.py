@@ -270,7 +270,7 @@ class Camera(_Model):
             z = np.asarray(self.mount.look_at, dtype=float) - c
             z /= np.linalg.norm(z)
             up = np.array([0.0, 0.0, 1.0])
-            x = np.cross(z, up) if abs(z @ up) < 0.999 else np.array([1.0, 0.0, 0.0])
+            x = np.cross(z, up) if abs(z @ up) < 0.999 else np.array([1.0, 0.0, 0.0]) - z[0] * z  # keep x ⟂ z
             x /= np.linalg.norm(x)
             y = np.cross(z, x)
             R = np.stack([x, y, z])  # rows: camera axes in floor coordinates
