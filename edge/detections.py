@@ -46,7 +46,9 @@ class Detections:
         if len(self.scores) != n:
             raise ValueError(f"{n} boxes but {len(self.scores)} scores")
         if self.keypoints is not None:
-            self.keypoints = np.asarray(self.keypoints, dtype=np.float64).reshape(n, -1, 3)
+            kp = np.asarray(self.keypoints, dtype=np.float64)
+            # keep the keypoint count when there are no rows (reshape(0, -1, 3) is ambiguous)
+            self.keypoints = kp.reshape(n, kp.shape[1] if kp.ndim == 3 else 17 if kp.size == 0 else -1, 3)
         if self.track_id is None:
             self.track_id = np.full(n, -1, dtype=np.int64)
         else:
