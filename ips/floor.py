@@ -14,9 +14,23 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from ..config import StoreConfig
+from ..config import StoreConfig, point_in_polygon
 
 Point2 = tuple[float, float]
+
+
+class _FloorPlan:
+    """The two things :class:`FloorGrid` reads from a store config, for a bare floor plan."""
+
+    def __init__(self, outline: list[Point2], obstacles: list[list[Point2]]):
+        self.floor = type("Floor", (), {"outline": [tuple(map(float, p)) for p in outline]})()
+        self.obstacles = [[tuple(map(float, p)) for p in poly] for poly in obstacles]
+
+    def is_walkable(self, x: float, y: float) -> bool:
+        """Inside the outline and outside every obstacle."""
+        if not point_in_polygon(x, y, self.floor.outline):
+            return False
+        return not any(point_in_polygon(x, y, poly) for poly in self.obstacles)
 
 
 class FloorGrid:
@@ -46,6 +60,12 @@ class FloorGrid:
         dist = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] * resolution
         self.clearance_map = dist
         self.free = walkable & (dist >= clearance)
+
+    @classmethod
+    def from_outline(cls, outline: list[Point2], obstacles: list[list[Point2]] = (),
+                     resolution: float = 0.1, clearance: float = 0.3) -> "FloorGrid":
+        """A grid for a floor plan given as an outline polygon and obstacle polygons (no store config)."""
+        return cls(_FloorPlan(list(outline), list(obstacles)), resolution, clearance)  # type: ignore[arg-type]
 
     # -- coordinates
 
@@ -124,6 +144,10 @@ class FloorGrid:
             cells.append(came[cells[-1]])
         cells.reverse()
         points = [self.point(c) for c in cells]
+        return self._smooth(points)
+
+    def smooth(self, points: list[Point2]) -> list[Point2]:
+        """Line-of-sight smoothing of a path on free cells: drops points a straight free line can skip."""
         return self._smooth(points)
 
     def _smooth(self, points: list[Point2]) -> list[Point2]:

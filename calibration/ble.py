@@ -1,0 +1,170 @@
+"""BLE path-loss calibration: fit each receiver's RSSI at 1 m and exponent.
+
+From samples of a tag at known positions (a survey walk, a robot run, or
+reference tags fixed at known spots) fit, per node,
+``rssi = rssi_at_1m - 10 n log10(d)`` with scipy's ``least_squares`` and a robust
+loss (``soft_l1`` by default, so a reflection or a body in the way does not drag
+the fit), and report the residuals.
+
+Re-calibration from reference tags (as ESPresense-companion does) usually has
+only a few distinct distances per node, which cannot pin both parameters down:
+:func:`recalibrate_from_references` then keeps the exponent and refits only the
+1 m level, and fits both when the distances span enough range.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from ..contracts import BleSighting, Envelope
+from ..errors import StoresenseError
+from ..ips.pathloss import DEFAULT_TAG_HEIGHT_M, MIN_DISTANCE_M, Anchor
+
+#: Distances must span at least this ratio (max/min) to fit the exponent as well as the 1 m level.
+MIN_DISTANCE_SPAN = 2.0
+
+
+@dataclass(frozen=True)
+class PathLossFit:
+    """The fitted model of one node and how well it fits."""
+
+    node: str
+    rssi_at_1m: float
+    exponent: float
+    n_samples: int
+    rmse_db: float
+    mad_db: float
+    median_residual_db: float
+    p90_abs_residual_db: float
+    exponent_fitted: bool
+
+    def as_row(self) -> dict:
+        """A flat dict for tables and JSON."""
+        return asdict(self)
+
+
+def fit_path_loss(node: str, distances_m: np.ndarray, rssi: np.ndarray, *, loss: str = "soft_l1",
+                  f_scale_db: float = 4.0, exponent: float | None = None,
+                  start: tuple[float, float] = (-59.0, 2.0)) -> PathLossFit:
+    """Fit one node from 3-D distances and RSSI (NaN samples are ignored).
+
+    ``exponent`` fixes the exponent and fits only the 1 m level. The exponent is
+    also kept fixed (at ``start[1]``) when the distances span less than
+    :data:`MIN_DISTANCE_SPAN`. Raises StoresenseError when fewer than 3 samples remain.
+    """
+    d = np.maximum(np.asarray(distances_m, dtype=float), MIN_DISTANCE_M)
+    r = np.asarray(rssi, dtype=float)
+    ok = np.isfinite(d) & np.isfinite(r)
+    d, r = d[ok], r[ok]
+    if len(r) < 3:
+        raise StoresenseError(f"node {node}: {len(r)} usable samples, at least 3 are needed to fit its path loss")
+    logd = np.log10(d)
+    fit_exp = exponent is None and d.max() / d.min() >= MIN_DISTANCE_SPAN
+    n_fixed = exponent if exponent is not None else start[1]
+    if fit_exp:
+        sol = least_squares(lambda th: th[0] - 10.0 * th[1] * logd - r, np.array(start, dtype=float),
+                            loss=loss, f_scale=f_scale_db, bounds=([-120.0, 0.6], [0.0, 6.0]))
+        p0, n = float(sol.x[0]), float(sol.x[1])
+    else:
+        sol = least_squares(lambda th: th[0] - 10.0 * n_fixed * logd - r, np.array([start[0]], dtype=float),
+                            loss=loss, f_scale=f_scale_db, bounds=([-120.0], [0.0]))
+        p0, n = float(sol.x[0]), float(n_fixed)
+    res = r - (p0 - 10.0 * n * logd)
+    med = float(np.median(res))
+    return PathLossFit(node, round(p0, 3), round(n, 4), int(len(r)), float(np.sqrt(np.mean(res ** 2))),
+                       float(1.4826 * np.median(np.abs(res - med))), med, float(np.percentile(np.abs(res), 90)),
+                       bool(fit_exp))
+
+
+def fit_nodes(anchors: Mapping[str, Anchor], positions: np.ndarray, rssi: np.ndarray, nodes: list[str], *,
+              tag_height: float = DEFAULT_TAG_HEIGHT_M, **kwargs) -> dict[str, PathLossFit]:
+    """Fit every node from a table of tag positions (n, 2) and RSSI (n, len(nodes))."""
+    pos = np.asarray(positions, dtype=float).reshape(-1, 2)
+    r = np.asarray(rssi, dtype=float).reshape(len(pos), len(nodes))
+    fits = {}
+    for j, n in enumerate(nodes):
+        if n not in anchors:
+            raise StoresenseError(f"samples have a column for node {n!r}, which has no known position")
+        fits[n] = fit_path_loss(n, anchors[n].distance(pos, tag_height), r[:, j], **kwargs)
+    return fits
+
+
+def apply_fits(anchors: Mapping[str, Anchor], fits: Mapping[str, PathLossFit]) -> dict[str, Anchor]:
+    """Anchors with their fitted path-loss models (unfitted ones unchanged)."""
+    return {k: (a.with_model(fits[k].rssi_at_1m, fits[k].exponent) if k in fits else a) for k, a in anchors.items()}
+
+
+@dataclass(frozen=True)
+class ReferenceTag:
+    """A tag fixed at a known floor spot (for periodic re-calibration)."""
+
+    tag: str
+    x: float
+    y: float
+    height: float = DEFAULT_TAG_HEIGHT_M
+
+
+def load_references(path: str | Path) -> list[ReferenceTag]:
+    """Read reference tags from CSV (``tag,x,y[,height]``) or JSON (a list of objects with those keys)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoresenseError(f"{path}: cannot read reference positions: {exc.strerror}") from None
+    refs: list[ReferenceTag] = []
+    if path.suffix.lower() == ".json":
+        try:
+            items = json.loads(text)
+            for i, it in enumerate(items):
+                refs.append(ReferenceTag(str(it["tag"]), float(it["x"]), float(it["y"]),
+                                         float(it.get("height", DEFAULT_TAG_HEIGHT_M))))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoresenseError(f"{path}: expected a JSON list of {{tag, x, y[, height]}} objects ({exc})") from None
+    else:
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if not lines or [h.strip() for h in lines[0].split(",")][:3] != ["tag", "x", "y"]:
+            raise StoresenseError(f"{path}:1: expected a header 'tag,x,y[,height]'")
+        for n, ln in enumerate(lines[1:], 2):
+            parts = [p.strip() for p in ln.split(",")]
+            try:
+                refs.append(ReferenceTag(parts[0], float(parts[1]), float(parts[2]),
+                                         float(parts[3]) if len(parts) > 3 and parts[3] else DEFAULT_TAG_HEIGHT_M))
+            except (ValueError, IndexError):
+                raise StoresenseError(f"{path}:{n}: expected 'tag,x,y[,height]', got {ln!r}") from None
+    if not refs:
+        raise StoresenseError(f"{path}: no reference tags")
+    return refs
+
+
+def recalibrate_from_references(anchors: Mapping[str, Anchor], sightings: Iterable[Envelope],
+                                references: list[ReferenceTag], **kwargs) -> dict[str, PathLossFit]:
+    """Refit each node from what it heard of the reference tags.
+
+    Uses the smoothed RSSI when a sighting carries one. A node that heard fewer
+    than 3 reference samples is left out (and keeps its model).
+    """
+    where = {r.tag: r for r in references}
+    samples: dict[str, tuple[list[float], list[float]]] = {}
+    for msg in sightings:
+        if not isinstance(msg, BleSighting) or msg.tag not in where or msg.node not in anchors:
+            continue
+        ref = where[msg.tag]
+        d = float(anchors[msg.node].distance(np.array([ref.x, ref.y]), ref.height))
+        ds, rs = samples.setdefault(msg.node, ([], []))
+        ds.append(d)
+        rs.append(msg.rssi_smoothed if msg.rssi_smoothed is not None else msg.rssi)
+    fits = {}
+    for node, (ds, rs) in sorted(samples.items()):
+        if len(rs) < 3:
+            continue
+        a = anchors[node]
+        fits[node] = fit_path_loss(node, np.array(ds), np.array(rs), start=(a.rssi_at_1m, a.exponent), **kwargs)
+    if not fits:
+        raise StoresenseError("no node heard any reference tag often enough (3 samples) to recalibrate")
+    return fits

@@ -1,0 +1,87 @@
+"""From a stream of ``BleSighting`` messages to fixes, one tracker per tag.
+
+Receivers report independently, so one "observation" of a tag is assembled
+from the sightings of all nodes: the sightings of a tag are collected until one
+arrives more than ``window_s`` after the first of the batch; then the batch
+becomes an :class:`RssiObservation` (a node heard several times contributes its
+mean, in dBm) at the time of its latest sighting and goes to the tag's tracker.
+Readings older than ``max_age_s`` are never reused. Recordings whose nodes
+report in the same instant (the Kolakowski data) give one observation per
+sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..contracts import BleSighting, Envelope, FloorPoint
+from .model import Fix, RssiObservation, Tracker
+
+
+@dataclass
+class _Batch:
+    first_ts: float
+    last_ts: float
+    readings: dict[str, list[float]] = field(default_factory=dict)
+
+
+class BleLocator:
+    """Routes sightings to per-tag trackers made by ``tracker_factory(tag)``."""
+
+    def __init__(self, tracker_factory: Callable[[str], Tracker], *, window_s: float = 0.25,
+                 use_smoothed: bool = False, tags: Iterable[str] | None = None):
+        self.tracker_factory = tracker_factory
+        self.window_s = window_s
+        self.use_smoothed = use_smoothed
+        self.tags = set(tags) if tags is not None else None
+        self.trackers: dict[str, Tracker] = {}
+        self._batches: dict[str, _Batch] = {}
+        self.sightings = 0
+
+    def handle(self, msg: Envelope) -> list[Fix]:
+        """Take one message (others than ``ble_sighting`` are ignored); return fixes it completed."""
+        if not isinstance(msg, BleSighting) or (self.tags is not None and msg.tag not in self.tags):
+            return []
+        self.sightings += 1
+        out: list[Fix] = []
+        batch = self._batches.get(msg.tag)
+        if batch is not None and msg.ts - batch.first_ts > self.window_s:
+            fix = self._close(msg.tag)
+            if fix is not None:
+                out.append(fix)
+            batch = None
+        if batch is None:
+            batch = self._batches[msg.tag] = _Batch(msg.ts, msg.ts)
+        value = msg.rssi_smoothed if (self.use_smoothed and msg.rssi_smoothed is not None) else msg.rssi
+        batch.readings.setdefault(msg.node, []).append(float(value))
+        batch.last_ts = max(batch.last_ts, msg.ts)
+        return out
+
+    def _close(self, tag: str) -> Fix | None:
+        batch = self._batches.pop(tag)
+        rssi = {n: float(10.0 * np.log10(np.mean(10.0 ** (np.array(v) / 10.0)))) if len(v) > 1 else v[0]
+                for n, v in batch.readings.items()}
+        tracker = self.trackers.get(tag)
+        if tracker is None:
+            tracker = self.trackers[tag] = self.tracker_factory(tag)
+        return tracker.update(RssiObservation(batch.last_ts, rssi, tag))
+
+    def flush(self) -> list[Fix]:
+        """Close every open batch (end of a recording)."""
+        return [f for f in (self._close(t) for t in sorted(self._batches)) if f is not None]
+
+    def run(self, messages: Iterable[Envelope]) -> list[Fix]:
+        """Every fix for a whole stream of messages, in order."""
+        fixes: list[Fix] = []
+        for msg in messages:
+            fixes.extend(self.handle(msg))
+        fixes.extend(self.flush())
+        return fixes
+
+
+def floor_point(fix: Fix) -> FloorPoint:
+    """A fix as the contracts' ``FloorPoint`` (position and covariance), for the fusion node."""
+    return FloorPoint(x=fix.x, y=fix.y, cov=fix.cov_tuple())

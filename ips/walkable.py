@@ -1,0 +1,107 @@
+"""Vectorised walkability queries on a :class:`~storesense.ips.floor.FloorGrid`.
+
+The trackers ask these for hundreds of points per update: is a point on free
+floor, does a straight move from A to B stay on free floor (no walking through
+a shelf or a wall), and what is the nearest free point. Anything outside the
+grid counts as blocked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .floor import FloorGrid
+
+
+class Walkable:
+    """Free-floor queries over a floor grid's ``free`` mask (True = a person can stand there)."""
+
+    def __init__(self, grid: FloorGrid):
+        self.grid = grid
+        self.free = np.asarray(grid.free, dtype=bool)
+        if not self.free.any():
+            raise ValueError("the floor grid has no free cell (check the outline, obstacles and clearance)")
+        self.origin = np.asarray(grid.origin, dtype=float)
+        self.resolution = float(grid.resolution)
+        self.rows, self.cols = self.free.shape
+        # for every cell, the index of the nearest free cell (snap in O(1))
+        _, (ri, ci) = ndimage.distance_transform_edt(~self.free, return_indices=True)
+        self._nearest = (ri, ci)
+        fr, fc = np.nonzero(self.free)
+        self.free_centres = np.c_[self.origin[0] + (fc + 0.5) * self.resolution,
+                                  self.origin[1] + (fr + 0.5) * self.resolution]
+
+    def cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row, column and an in-bounds flag for floor points ``(..., 2)``."""
+        p = np.asarray(points, dtype=float)
+        c = np.floor((p[..., 0] - self.origin[0]) / self.resolution).astype(int)
+        r = np.floor((p[..., 1] - self.origin[1]) / self.resolution).astype(int)
+        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
+        return np.clip(r, 0, self.rows - 1), np.clip(c, 0, self.cols - 1), inside
+
+    def free_at(self, points: np.ndarray) -> np.ndarray:
+        """True where a point lies on free floor."""
+        r, c, inside = self.cells(points)
+        return inside & self.free[r, c]
+
+    def segments_free(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """True where the straight move from ``a[i]`` to ``b[i]`` stays on free floor.
+
+        The segment is sampled every half cell, so a wall one cell thick is never
+        stepped over.
+        """
+        a = np.asarray(a, dtype=float).reshape(-1, 2)
+        b = np.asarray(b, dtype=float).reshape(-1, 2)
+        length = np.hypot(*(b - a).T)
+        n = int(np.ceil(length.max(initial=0.0) / (0.5 * self.resolution))) + 1
+        ok = self.free_at(b)
+        for t in np.linspace(0.0, 1.0, max(n, 2))[:-1]:
+            ok &= self.free_at(a + (b - a) * t)
+        return ok
+
+    def snap(self, point) -> np.ndarray:
+        """The centre of the free cell nearest to ``point`` (the point itself when it is free)."""
+        p = np.asarray(point, dtype=float)
+        if self.free_at(p[None])[0]:
+            return p.copy()
+        r, c, _ = self.cells(p)
+        nr, nc = self._nearest[0][r, c], self._nearest[1][r, c]
+        return np.array([self.origin[0] + (nc + 0.5) * self.resolution,
+                         self.origin[1] + (nr + 0.5) * self.resolution])
+
+    def snap_many(self, points: np.ndarray) -> np.ndarray:
+        """:meth:`snap` for an array of points ``(n, 2)``."""
+        p = np.asarray(points, dtype=float).reshape(-1, 2).copy()
+        bad = ~self.free_at(p)
+        if bad.any():
+            r, c, _ = self.cells(p[bad])
+            nr, nc = self._nearest[0][r, c], self._nearest[1][r, c]
+            p[bad] = np.c_[self.origin[0] + (nc + 0.5) * self.resolution, self.origin[1] + (nr + 0.5) * self.resolution]
+        return p
+
+    def walk_towards(self, a, b, max_dist: float = np.inf) -> np.ndarray:
+        """Where someone at ``a`` heading for ``b`` ends up after walking at most ``max_dist`` metres.
+
+        The walk goes straight when that stays on free floor, otherwise along the
+        grid's A* path (through doors, never through walls). Both ends are
+        snapped to free floor first. When no path exists it stays at ``a``.
+        """
+        a = self.snap(a)
+        b = self.snap(b)
+        if self.segments_free(a[None], b[None])[0]:
+            points = [a, b]
+        else:
+            try:
+                points = [a, *map(np.asarray, self.grid.path(tuple(a), tuple(b))[1:-1]), b]
+            except ValueError:
+                return a
+        left = float(max_dist)
+        here = points[0]
+        for nxt in points[1:]:
+            step = float(np.hypot(*(nxt - here)))
+            if step >= left:
+                return here + (nxt - here) * (left / step) if step > 0 else here
+            left -= step
+            here = nxt
+        return here
