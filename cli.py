@@ -265,6 +265,45 @@ def hub(
 # (`storesense edge camera|ble|shelf`: keep each command thin; the work lives in edge/)
 
 
+@edge_app.command("camera")
+def edge_camera(
+    camera: str = typer.Option(..., "--camera", help="Camera id from the store config (e.g. cam1)."),
+    config: Optional[Path] = CONFIG_OPTION,
+    source: Optional[str] = typer.Option(None, "--source", help="Video file, MOT sequence/image folder, RTSP/HTTP "
+                                                                "URL or USB index (default: the camera's source)."),
+    debug_video: Optional[Path] = typer.Option(None, "--debug-video", help="Write a local video with boxes, "
+                                                                           "skeletons, track ids and shelf faces."),
+    record_video: Optional[Path] = typer.Option(None, "--record-video", help="Write a local recording of the "
+                                                                             "processed frames."),
+    no_blur: bool = typer.Option(False, "--no-blur", help="Do not blur heads in --debug-video/--record-video."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many source frames."),
+    fps: Optional[float] = typer.Option(None, "--fps", min=0, help="Processing rate (default: the camera's fps; "
+                                                                    "0 = every frame)."),
+    to: Optional[str] = typer.Option(None, "--to", help="ZeroMQ endpoint of the fusion node (default: the config's)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also record every message (JSON lines)."),
+    wait: float = typer.Option(0.0, "--wait", min=0, help="Seconds to wait for the fusion node to subscribe first."),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0, help="Give up on a live stream after "
+                                                                                 "this many failed opens in a row "
+                                                                                 "(default: retry forever)."),
+) -> None:
+    """Run a camera node: detect, track and project people, emit hand-shelf events (live or replay)."""
+    from .edge.camera_node import run_camera
+
+    cfg = _load(config)
+    summary = run_camera(cfg, camera, source=source, endpoint=to, output=output, debug_video=debug_video,
+                         record_video=record_video, blur=not no_blur, max_frames=max_frames, processing_fps=fps,
+                         wait_subscriber_s=wait, max_retries=max_retries,
+                         base_dir=(config or example_store_path()).resolve().parent)
+    c = summary.counters
+    console.print(f"{camera}: {summary.frames_processed} of {summary.frames_read} frames processed in "
+                  f"{summary.seconds:.1f} s ({summary.fps:.1f} fps; latency p50 {summary.latency_ms(50):.0f} ms, "
+                  f"p99 {summary.latency_ms(99):.0f} ms); {c.get('observations', 0)} person observations, "
+                  f"{c.get('interactions', 0)} hand-shelf events; {c.get('source_corrupt', 0)} corrupt frames skipped")
+    for path in (debug_video, record_video):
+        if path is not None:
+            console.print(f"wrote {path} (kept on this machine{'' if not no_blur else ', heads NOT blurred'})")
+
+
 # --------------------------------------------------------------------------- calibrate commands
 # (`storesense calibrate intrinsics|floor|ble|report`: the work lives in calibration/)
 
