@@ -56,6 +56,7 @@ def demo(
     seed: int = typer.Option(1, help="Scenario seed (same seed, same scenario)."),
     db: Optional[Path] = typer.Option(None, help="SQLite file for the hub (default: a temporary file)."),
     record: Optional[Path] = typer.Option(None, help="Folder to record edge.jsonl and fusion.jsonl into."),
+    linger: float = typer.Option(0.0, min=0.0, help="Keep the hub's live page up this many seconds after the run."),
 ) -> None:
     """Run a simulated store end to end and print each shopper's receipt against the truth."""
     from .demo import run_demo
@@ -70,7 +71,8 @@ def demo(
             bar.update(task, completed=done, total=total, description=stage)
 
         result = run_demo(cfg, shoppers=shoppers, seed=seed, db_path=str(db) if db else None,
-                          record_dir=str(record) if record else None, progress=progress)
+                          record_dir=str(record) if record else None, progress=progress, page_linger_s=linger,
+                          on_page=lambda url: console.print(f"live store page: {url}", highlight=False))
     n = len(result.scenario.messages)
     console.print(f"streamed {n} edge messages over ZeroMQ; fusion published "
                   f"{sum(v for k, v in result.counters.items() if k.startswith('out.'))} messages over MQTT; "
@@ -238,27 +240,49 @@ def replay(
 @app.command()
 def hub(
     config: Optional[Path] = CONFIG_OPTION,
-    db: Path = typer.Option(Path("storesense-hub.db"), help="SQLite file."),
+    db: str = typer.Option("storesense-hub.db", help="SQLite file, or a postgresql://user@host:port/dbname URL."),
     mqtt: Optional[str] = typer.Option(None, help="Broker URL (default: the config's)."),
+    host: Optional[str] = typer.Option(None, help="HTTP address (default: the config's hub.http_host)."),
+    port: Optional[int] = typer.Option(None, help="HTTP port (default: the config's hub.http_port; 0: a free one)."),
+    terminals: Path = typer.Option(Path("hub-terminals.yaml"), help="Terminals file: ids and token hashes."),
+    client_id: Optional[str] = typer.Option(None, help="MQTT client id (fixed: the persistent session survives restarts)."),
+    add_terminal: Optional[str] = typer.Option(None, help="Add a terminal with a new token to the terminals file, "
+                                                          "print the token once, and exit."),
 ) -> None:
-    """Run the hub's MQTT ingest into SQLite (the HTTP API lands with the hub issue)."""
-    from .hub.ingest import HubIngest
-    from .hub.store import HubStore
+    """Run the store hub: MQTT ingest, checkout API, review queue, wayfinding, offers and the live page."""
+    import signal
 
+    from .hub.auth import TerminalRegistry
+    from .hub.auth import add_terminal as add_terminal_token
+    from .hub.service import HubService
+
+    if add_terminal:
+        token = add_terminal_token(terminals, add_terminal)
+        console.print(f"terminal {add_terminal!r} added to {terminals}; its token (shown only now):")
+        console.print(token, highlight=False, soft_wrap=True)
+        return
     cfg = _load(config)
     url = mqtt or cfg.transports.mqtt.url
     if not url:
         raise StoresenseError("no broker: give --mqtt URL or set transports.mqtt.url in the config")
-    store = HubStore(db)
-    ingest = HubIngest(url, cfg.store.id, store).start()
-    console.print(f"hub ingesting storesense/{cfg.store.id}/# from {url} into {db} (Ctrl-C to stop)")
+    registry = TerminalRegistry.load(terminals) if terminals.exists() else TerminalRegistry()
+    if not len(registry):
+        console.print(f"[yellow]no terminals in {terminals}: checkout and review calls are refused "
+                      f"(add one with --add-terminal ID)[/]")
+    service = HubService(cfg, db=db, mqtt_url=url, terminals=registry, client_id=client_id, host=host, port=port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service.start()
+    console.print(f"hub ingesting storesense/{cfg.store.id}/# from {url} into {service.store.db.where}; "
+                  f"API and live page at {service.http.url} (OpenAPI: {service.http.url}docs) - Ctrl-C to stop",
+                  highlight=False, soft_wrap=True)
     try:
-        threading.Event().wait()
+        while not stop.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
-        ingest.stop()
-        store.close()
+        service.stop()
 
 
 # --------------------------------------------------------------------------- edge commands

@@ -442,6 +442,48 @@ class Transports(_Model):
     zmq: ZmqSettings = Field(default_factory=ZmqSettings, description="Edge -> fusion ZeroMQ.")
 
 
+class LightFixture(_Model):
+    """A ceiling light fixture the hub can drive for wayfinding guidance."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Fixture id, unique; used in its MQTT topic.")
+    position: Point2 = Field(description="Where it hangs over the floor, metres.")
+
+
+class OfferRule(_Model):
+    """A zone rule: entering or dwelling in a zone sends an offer to the shopper's app."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Offer id, unique.")
+    zone: str = Field(description="Zone id that triggers the offer.")
+    trigger: Literal["enter", "dwell"] = Field(default="enter", description="enter: on entering; dwell: after min_dwell_s inside.")
+    min_dwell_s: float = Field(default=0.0, ge=0.0, description="Seconds inside the zone before a dwell offer fires.")
+    title: str = Field(min_length=1, description="Headline shown in the app.")
+    text: str = Field(default="", description="Offer text shown in the app.")
+    max_per_shopper: int = Field(default=1, ge=1, description="Most times one shopper session gets this offer.")
+    cooldown_s: float = Field(default=600.0, ge=0.0, description="Seconds before the same shopper can get it again.")
+
+
+class RetentionSettings(_Model):
+    """How long the hub keeps personal movement data (receipts are kept)."""
+
+    positions_s: float = Field(default=3600.0, gt=0.0, description="Seconds shopper positions are kept after they arrive.")
+    zone_events_s: float = Field(default=86400.0, gt=0.0, description="Seconds zone events are kept after they arrive.")
+    purge_every_s: float = Field(default=60.0, gt=0.0, description="Seconds between purges while the hub runs.")
+
+
+class HubSettings(_Model):
+    """The store hub: HTTP API and live page, wayfinding, offers and retention."""
+
+    http_host: str = Field(default="127.0.0.1", description="Address the hub's HTTP API and live page listen on.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 picks a free one).")
+    walking_speed_mps: float = Field(default=1.1, gt=0.0, le=3.0, description="Walking speed for route times, m/s.")
+    lights: list[LightFixture] = Field(default_factory=list, description="Light fixtures used for route guidance.")
+    light_radius_m: float = Field(default=1.5, gt=0.0, description="A fixture guides a route passing within this distance, m.")
+    guidance_s: float = Field(default=120.0, gt=0.0, description="Seconds a fixture keeps guiding one route.")
+    offers: list[OfferRule] = Field(default_factory=list, description="Zone offer rules.")
+    max_offers_per_shopper: int = Field(default=3, ge=0, description="Most offers of any kind one shopper session gets.")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Personal data retention.")
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -457,6 +499,7 @@ class StoreConfig(_Model):
     weight_sensors: list[WeightSensor] = Field(default_factory=list, description="Shelf load cells.")
     zones: list[Zone] = Field(default_factory=list, description="Zones (entry, exit, aisles, offers).")
     transports: Transports = Field(default_factory=Transports, description="Broker and socket settings.")
+    hub: HubSettings = Field(default_factory=HubSettings, description="Store hub settings.")
 
     @model_validator(mode="after")
     def _references(self):
@@ -488,6 +531,12 @@ class StoreConfig(_Model):
             for j, face in enumerate(cam.shelf_faces):
                 if face.shelf not in shelves:
                     raise ValueError(f"cameras[{i}].shelf_faces[{j}].shelf: unknown shelf {face.shelf!r}")
+        zones = {z.id for z in self.zones}
+        unique(self.hub.offers, "hub.offers")
+        unique(self.hub.lights, "hub.lights")
+        for i, rule in enumerate(self.hub.offers):
+            if rule.zone not in zones:
+                raise ValueError(f"hub.offers[{i}].zone: unknown zone {rule.zone!r}")
         return self
 
     # -- lookups used across components

@@ -234,6 +234,31 @@ class NodeStatus(Envelope):
     counters: dict[str, int] = Field(default_factory=dict, description="Node counters (frames, drops, ...).")
 
 
+class Offer(Envelope):
+    """An offer for a shopper's app, triggered by a zone rule (hub -> shopper app)."""
+
+    type: Literal["offer"] = "offer"
+    shopper: str = Field(description="Pseudonymous session id the offer is for.")
+    offer: str = Field(description="Offer rule id from the store config (hub.offers).")
+    zone: str = Field(description="Zone whose enter or dwell triggered it.")
+    title: str = Field(description="Short headline shown in the app.")
+    text: str = Field(description="Offer text shown in the app.")
+    trigger: str = Field(description="event_id of the message that triggered the offer.")
+
+
+class LightCommand(Envelope):
+    """A guidance command for one light fixture along a wayfinding route (hub -> lighting)."""
+
+    type: Literal["light_command"] = "light_command"
+    fixture: str = Field(description="Light fixture id from the store config (hub.lights).")
+    route: str = Field(description="Id of the wayfinding route the command belongs to.")
+    shopper: str | None = Field(default=None, description="Session id of the shopper being guided, if known.")
+    action: Literal["guide", "off"] = Field(description="guide: light up for the route; off: stop guiding.")
+    step: int = Field(ge=0, description="Order of this fixture along the route, 0 = first passed.")
+    color: str = Field(pattern=r"^#[0-9a-fA-F]{6}$", description="Colour to show, #RRGGBB.")
+    duration_s: float = Field(gt=0.0, description="Seconds to keep guiding before switching back.")
+
+
 Message = Annotated[
     Union[
         PersonObservation,
@@ -246,6 +271,8 @@ Message = Annotated[
         CartState,
         Receipt,
         NodeStatus,
+        Offer,
+        LightCommand,
     ],
     Field(discriminator="type"),
 ]
@@ -263,6 +290,8 @@ MESSAGE_TYPES: dict[str, type[Envelope]] = {
         CartState,
         Receipt,
         NodeStatus,
+        Offer,
+        LightCommand,
     )
 }
 
@@ -281,6 +310,8 @@ TOPICS: dict[str, tuple[str, int, bool]] = {
     "cart_state": ("storesense/{store}/carts/{shopper}/state", 1, True),
     "receipt": ("storesense/{store}/receipts/{shopper}", 1, False),
     "node_status": ("storesense/{store}/nodes/{node}/status", 0, False),
+    "offer": ("storesense/{store}/shoppers/{shopper}/offers", 1, False),
+    "light_command": ("storesense/{store}/lights/{fixture}/set", 1, False),
 }
 
 
@@ -288,7 +319,7 @@ def topic_for(store: str, msg: Envelope) -> str:
     """The MQTT / ZeroMQ topic on which ``msg`` travels for store ``store``."""
     template = TOPICS[msg.type][0]  # type: ignore[attr-defined]
     fields = {"store": store, "source": msg.source}
-    for name in ("shopper", "zone", "node"):
+    for name in ("shopper", "zone", "node", "fixture"):
         if name in type(msg).model_fields:
             fields[name] = getattr(msg, name)
     return template.format(**fields)

@@ -26,6 +26,7 @@ from .datasets.synthetic import Scenario, TruthShopper, generate_scenario
 from .errors import StoresenseError
 from .fusion.node import FusionNode
 from .hub.ingest import HubIngest
+from .hub.service import start_live_page
 from .hub.store import HubStore
 from .transport import EmbeddedBroker, MqttPublisher, ZmqPublisher, ZmqSubscriber
 
@@ -77,8 +78,13 @@ def match_receipts(shoppers: list[TruthShopper], receipts: list[Receipt]) -> lis
 
 
 def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: str | None = None,
-             record_dir: str | None = None, progress=None, timeout_s: float = 60.0) -> DemoResult:
-    """Run the end-to-end demo; ``progress(done, total, stage)`` reports streaming progress."""
+             record_dir: str | None = None, progress=None, timeout_s: float = 60.0, page_port: int | None = 0,
+             on_page=None, page_linger_s: float = 0.0) -> DemoResult:
+    """Run the end-to-end demo; ``progress(done, total, stage)`` reports streaming progress.
+
+    The hub's live page is served on ``page_port`` (0: a free port; None: not at all) and its URL
+    handed to ``on_page(url)``; ``page_linger_s`` keeps it up that long after the run.
+    """
     started = time.monotonic()
     scenario = generate_scenario(config, shoppers=shoppers, seed=seed)
     store_id = config.store.id
@@ -95,8 +101,13 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
     subscriber = ZmqSubscriber("tcp://127.0.0.1:*", bind=True)
     edge = None
     recorders: list[Recorder] = []
+    page = None
     try:
         hub.start()
+        if page_port is not None:
+            page = start_live_page(config, db, port=page_port)[0]
+            if on_page:
+                on_page(page.url)
         fusion_out = MqttPublisher(url, store=store_id, node="fusion", kind="fusion",
                                    client_id=f"storesense-fusion-demo-{seed}-{int(time.time())}")
         fusion_out.connect()
@@ -160,6 +171,8 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
             time.sleep(0.05)
         fusion_out.close()
         receipts = db.receipts()
+        if page is not None and page_linger_s > 0:
+            time.sleep(page_linger_s)
         counters = dict(node.counters)
         counters["hub.stored"] = hub.stored
         counters["hub.malformed"] = hub.subscriber.decoder.rejected_total
@@ -171,6 +184,8 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
         if edge is not None:
             edge.close()
         subscriber.close()
+        if page is not None:
+            page.stop()
         hub.stop()
         db.close()
         if broker is not None:
