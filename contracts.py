@@ -163,6 +163,15 @@ class WeightChange(Envelope):
     started_ts: float = Field(description="When the load started changing, seconds.")
 
 
+class CheckIn(Envelope):
+    """A shopper checking in at the entry: the app's tag, or a scanned code (entry gate -> fusion)."""
+
+    type: Literal["check_in"] = "check_in"
+    tag: str = Field(min_length=1, description="The shopper's app id / BLE tag, or the scanned code.")
+    method: Literal["app", "code"] = Field(description="app: the phone app near the gate; code: a scanned code.")
+    zone: str = Field(description="Entry zone id where the check-in happened.")
+
+
 class ShopperLocation(Envelope):
     """Where a shopper is on the floor (fusion -> hub)."""
 
@@ -232,6 +241,9 @@ class NodeStatus(Envelope):
     state: Literal["online", "offline"] = Field(description="Availability.")
     uptime_s: float = Field(default=0.0, ge=0.0, description="Seconds since the node started.")
     counters: dict[str, int] = Field(default_factory=dict, description="Node counters (frames, drops, ...).")
+    warnings: tuple[str, ...] = Field(
+        default=(), description="One line per problem needing attention, naming the part (e.g. a sensor)."
+    )
 
 
 class Offer(Envelope):
@@ -265,6 +277,7 @@ Message = Annotated[
         HandShelfInteraction,
         BleSighting,
         WeightChange,
+        CheckIn,
         ShopperLocation,
         ZoneEvent,
         CartEvent,
@@ -284,6 +297,7 @@ MESSAGE_TYPES: dict[str, type[Envelope]] = {
         HandShelfInteraction,
         BleSighting,
         WeightChange,
+        CheckIn,
         ShopperLocation,
         ZoneEvent,
         CartEvent,
@@ -304,6 +318,7 @@ TOPICS: dict[str, tuple[str, int, bool]] = {
     "hand_shelf_interaction": ("storesense/{store}/edge/{source}/interaction", 1, False),
     "ble_sighting": ("storesense/{store}/edge/{source}/ble", 0, False),
     "weight_change": ("storesense/{store}/edge/{source}/weight", 1, False),
+    "check_in": ("storesense/{store}/edge/{source}/checkin", 1, False),
     "shopper_location": ("storesense/{store}/shoppers/{shopper}/location", 0, False),
     "zone_event": ("storesense/{store}/zones/{zone}/events", 1, False),
     "cart_event": ("storesense/{store}/carts/{shopper}/events", 1, False),

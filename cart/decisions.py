@@ -6,7 +6,10 @@ whose hand was in that shelf when the load changed; its sign says pick or
 put-back, its size divided by the product's unit weight says how many. The
 decision's confidence combines how well the weight fits a whole number of items
 with how clearly one shopper was reaching. Shelves without load cells are
-decided from the hand events alone, at lower confidence. Anything below
+decided from the hand events alone, at lower confidence. A load increase that
+fits an item the shopper holds better than the plate's own product is an item
+put back on the wrong plate; it is remembered, so a later pick of it there is
+recognised too. Anything below
 ``review_below`` is flagged for review with its evidence, never silently guessed.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..config import StoreConfig
 from ..contracts import CartChange, HandShelfInteraction, WeightChange
@@ -51,6 +55,7 @@ class PickDecider:
         self.review_below = review_below
         self.memory_s = memory_s
         self.visits: list[HandVisit] = []
+        self.misplaced: dict[tuple[str, str], dict[str, int]] = {}  # (shelf, plate) -> sku -> items
         self._weighed = {ws.shelf for ws in config.weight_sensors}
 
     def hand(self, shopper: str, msg: HandShelfInteraction, in_cart: dict[str, int]) -> list[Decision]:
@@ -88,24 +93,50 @@ class PickDecider:
                             evidence=tuple(visit.evidence), reason=reason)
         return Decision(visit.shopper, visit.evidence[-1], change)
 
-    def weight(self, msg: WeightChange) -> list[Decision]:
-        """Decide what a settled weight change means and whose cart it belongs to."""
+    def weight(self, msg: WeightChange, cart_of: Callable[[str], dict[str, int]] = lambda shopper: {}
+               ) -> list[Decision]:
+        """Decide what a settled weight change means and whose cart it belongs to.
+
+        ``cart_of(shopper)`` gives what a shopper holds, to recognise an item put
+        back on the wrong plate (and a shopper putting back what they never took).
+        """
         try:
             plate = self.config.plate(msg.shelf, msg.plate)
         except KeyError:
             return []
-        product = self.config.product(plate.sku)
-        units = -msg.delta_g / product.unit_weight_g
-        qty = int(round(units))
+        shopper, attribution, visit, n_shoppers = self._attribute(msg)
+        held = cart_of(shopper) if shopper else {}
+        sku, qty, fit, how = self._explain(msg, plate.sku, held)
         if qty == 0:
             return []  # less than half an item: noise or a nudge
-        residual_g = abs(units - qty) * product.unit_weight_g
-        sigma_g = max(msg.noise_g * math.sqrt(2), 1.0) + 0.02 * product.unit_weight_g
-        weight_conf = math.exp(-0.5 * (residual_g / (2 * sigma_g)) ** 2)
+        reason = f"{'picked' if qty > 0 else 'put back'} {abs(qty)} × {sku}: {msg.delta_g:+.0f} g on {msg.plate}"
+        if how:
+            reason += f" ({how})"
+        evidence = (msg.event_id, *(visit.evidence if visit else ()))
+        if shopper is None:
+            change = CartChange(sku=sku, quantity=qty, confidence=0.0, needs_review=True, shelf=msg.shelf,
+                                plate=msg.plate, evidence=evidence, reason=reason + "; no hand seen")
+            return [Decision(None, msg.event_id, change)]
+        confidence = fit * attribution
+        if n_shoppers > 1:
+            reason += f"; {n_shoppers} shoppers reaching into the shelf"
+        if qty < 0 and held.get(sku, 0) < -qty:
+            confidence *= 0.5
+            reason += f"; the shopper held {held.get(sku, 0)} × {sku}"
+        key = (msg.shelf, msg.plate)
+        if how == "put back on the wrong plate":
+            self.misplaced.setdefault(key, {})[sku] = self.misplaced.get(key, {}).get(sku, 0) - qty
+        elif how == "a misplaced item taken":
+            self.misplaced[key][sku] -= qty
+        change = CartChange(sku=sku, quantity=qty, confidence=round(confidence, 3),
+                            needs_review=confidence < self.review_below, shelf=msg.shelf, plate=msg.plate,
+                            evidence=evidence, reason=reason)
+        return [Decision(shopper, msg.event_id, change)]
 
+    def _attribute(self, msg: WeightChange) -> tuple[str | None, float, HandVisit | None, int]:
+        """Whose hand changed the load: (shopper, attribution confidence, visit, shoppers reaching)."""
         sensor = self.config.sensor_for_plate(msg.shelf, msg.plate)
-        settle = sensor.settle_s if sensor else 0.5
-        change_end = msg.ts - settle
+        change_end = msg.ts - (sensor.settle_s if sensor else 0.5)
         candidates = []
         for v in self.visits:
             if v.shelf != msg.shelf:
@@ -116,24 +147,42 @@ class PickDecider:
                 inside = v.enter_ts - 0.2 <= msg.started_ts <= end + 0.2
                 gap = abs(end - change_end)
                 candidates.append((math.exp(-0.5 * (gap / 0.5) ** 2) * (1.0 if inside else 0.2), v))
-        reason = f"{'picked' if qty > 0 else 'put back'} {abs(qty)} × {plate.sku}: {msg.delta_g:+.0f} g on {msg.plate}"
         if not candidates:
-            change = CartChange(sku=plate.sku, quantity=qty, confidence=0.0, needs_review=True, shelf=msg.shelf,
-                                plate=msg.plate, evidence=(msg.event_id,), reason=reason + "; no hand seen")
-            return [Decision(None, msg.event_id, change)]
+            return None, 0.0, None, 0
         per_shopper: dict[str, float] = {}
         for score, v in candidates:
             per_shopper[v.shopper] = per_shopper.get(v.shopper, 0.0) + score
-        score, visit = max(candidates, key=lambda c: (c[0], c[1].enter_ts))
+        _, visit = max(candidates, key=lambda c: (c[0], c[1].enter_ts))
         total = sum(per_shopper.values())
         attribution = per_shopper[visit.shopper] / total if total > 0 else 1.0 / len(per_shopper)
-        confidence = weight_conf * attribution
-        if len(per_shopper) > 1:
-            reason += f"; {len(per_shopper)} shoppers reaching into the shelf"
-        change = CartChange(sku=plate.sku, quantity=qty, confidence=round(confidence, 3),
-                            needs_review=confidence < self.review_below, shelf=msg.shelf, plate=msg.plate,
-                            evidence=(msg.event_id, *visit.evidence), reason=reason)
-        return [Decision(visit.shopper, msg.event_id, change)]
+        return visit.shopper, attribution, visit, len(per_shopper)
+
+    def _explain(self, msg: WeightChange, planned: str, held: dict[str, int]) -> tuple[str, int, float, str]:
+        """The product and count that best explain a load change: (sku, signed qty, fit 0..1, how)."""
+        options = [(planned, 1.0, "")]
+        if msg.delta_g > 0:  # something put down: maybe an item that belongs elsewhere
+            options += [(s, 0.9, "put back on the wrong plate") for s, n in held.items() if n > 0 and s != planned]
+        else:  # something taken: maybe an item someone misplaced here
+            options += [(s, 0.9, "a misplaced item taken")
+                        for s, n in self.misplaced.get((msg.shelf, msg.plate), {}).items() if n > 0]
+        best = (planned, 0, 0.0, "")
+        best_score = -1.0
+        for sku, prior, how in options:
+            unit = self.config.product(sku).unit_weight_g
+            units = -msg.delta_g / unit
+            qty = int(round(units))
+            if qty == 0:
+                continue
+            if how == "put back on the wrong plate" and -qty > held.get(sku, 0):
+                continue
+            if how == "a misplaced item taken" and qty > self.misplaced[(msg.shelf, msg.plate)].get(sku, 0):
+                continue
+            residual_g = abs(units - qty) * unit
+            sigma_g = max(msg.noise_g * math.sqrt(2), 1.0) + 0.02 * unit
+            fit = math.exp(-0.5 * (residual_g / (2 * sigma_g)) ** 2)
+            if fit * prior > best_score:
+                best, best_score = (sku, qty, fit, how), fit * prior
+        return best
 
     def expire(self, ts: float) -> None:
         """Forget hand visits that ended (or, never seen to end, began) more than ``memory_s`` ago."""

@@ -27,6 +27,7 @@ class CartLedger:
     catalog: StoreConfig
     opened_ts: float
     changes: dict[str, CartChange] = field(default_factory=dict)  # change key -> change
+    decided_ts: dict[str, float] = field(default_factory=dict)  # change key -> when it was applied
     closed_ts: float | None = None
 
     @property
@@ -34,8 +35,8 @@ class CartLedger:
         """Number of changes applied."""
         return len(self.changes)
 
-    def apply(self, key: str, change: CartChange) -> bool:
-        """Apply ``change`` under ``key`` (the deciding evidence's id).
+    def apply(self, key: str, change: CartChange, ts: float = 0.0) -> bool:
+        """Apply ``change`` under ``key`` (the deciding evidence's id) at time ``ts``.
 
         Returns False, changing nothing, when that key was applied before or the
         cart is closed.
@@ -43,6 +44,7 @@ class CartLedger:
         if key in self.changes or self.closed_ts is not None:
             return False
         self.changes[key] = change
+        self.decided_ts[key] = ts
         return True
 
     def quantities(self) -> dict[str, int]:

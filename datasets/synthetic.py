@@ -160,7 +160,7 @@ def generate_scenario(
         visits = rng.choice(len(plates), size=int(rng.integers(2, 5)), replace=False)
         for v in visits:
             shelf, plate = plates[int(v)]
-            walker.walk_to(shelf.access_point)
+            walker.walk_to(_standing_spot(shelf, rng))
             walker.wait(float(rng.uniform(0.5, 1.5)))
             product = config.product(plate.sku)
             qty = 1 if rng.random() < 0.8 else 2
@@ -280,6 +280,19 @@ def generate_scenario(
 
     messages.sort(key=lambda m: (m.ts, m.source, m.seq))
     return Scenario(seed=seed, messages=messages, shoppers=truth, start_ts=start_ts, end_ts=end_ts)
+
+
+def _standing_spot(shelf, rng) -> tuple[float, float]:
+    """A place in front of the shelf: its access point moved along the shelf's front
+    edge, so shoppers at the same shelf do not stand on the same spot."""
+    poly = np.asarray(shelf.polygon, dtype=float)
+    ap = np.asarray(shelf.access_point, dtype=float)
+    edges = [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
+    a, b = min(edges, key=lambda e: float(np.linalg.norm((e[0] + e[1]) / 2 - ap)))
+    half = max(0.0, float(np.linalg.norm(b - a)) / 2 - 0.5)
+    direction = (b - a) / np.linalg.norm(b - a)
+    p = ap + direction * rng.uniform(-half, half)
+    return float(p[0]), float(p[1])
 
 
 def _camera_centre(cam) -> tuple[float, float, float]:

@@ -1,21 +1,26 @@
 """The fusion node: edge messages in, shopper locations, zone events and carts out.
 
 :class:`FusionNode` is transport-free: feed it messages with :meth:`handle`
-(from ZeroMQ, a recording or the generator: see :func:`run`) and it calls
-``emit`` with every message it produces. Outputs depend only on the input
-sequence, so replaying a recording gives byte-identical outputs.
+(from ZeroMQ, a recording or the simulator: see :func:`run`) and it calls
+``emit`` with every message it produces. Inputs pass through a
+:class:`~storesense.fusion.reorder.ReorderBuffer` (bounded out-of-order window;
+later messages are counted and dropped), so outputs depend only on the input
+messages and a replay gives byte-identical outputs.
 
 What happens to each input:
 
-- ``person_observation`` -> floor tracker; a confirmed track born in an entry
-  zone opens a shopper session and its cart (``cart_event`` new); standing in an
-  exit zone closes it and emits the ``receipt``;
-- ``hand_shelf_interaction`` -> attributed to the session whose floor track the
+- ``person_observation``: grouped per camera frame, associated with the floor
+  tracks (:mod:`.tracker`); a confirmed track appearing in an entry zone opens
+  a session and its cart (``cart_event`` new); a session standing in an exit
+  zone is closed and gets its ``receipt``;
+- ``check_in``: gives the session in that entry zone its shopper's tag;
+- ``ble_sighting``: through the injected BLE positioner into a fix for the tag,
+  which keeps the session's track alive through occlusion, re-binds a lost
+  session, and reveals swapped tracks (:mod:`.identity`);
+- ``hand_shelf_interaction``: attributed to the session whose floor track the
   camera's track id is bound to, then to the pick decider;
-- ``weight_change`` -> pick/put-back decision -> ``cart_event`` update and the
-  retained ``cart_state``;
-- ``ble_sighting`` and ``node_status`` are counted (BLE positioning lands with
-  the IPS issue).
+- ``weight_change``: pick/put-back decision -> ``cart_event`` update and the
+  retained ``cart_state``.
 """
 
 from __future__ import annotations
@@ -23,15 +28,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 from ..cart.decisions import Decision, PickDecider
 from ..cart.ledger import CartLedger
 from ..config import StoreConfig, point_in_polygon
 from ..contracts import (
+    BleSighting,
     CartEvent,
     CartState,
+    CheckIn,
     Envelope,
     HandShelfInteraction,
     PersonObservation,
@@ -41,22 +47,18 @@ from ..contracts import (
     WeightChange,
     ZoneEvent,
 )
+from .identity import Fix, IdentityBook, Session
+from .reorder import ReorderBuffer
 from .tracker import FloorTrack, FloorTracker
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Session:
-    """A shopper's visit: bound to one floor track, owning one cart."""
+class BlePositioner(Protocol):
+    """Turns BLE sightings into position fixes of tags (see ``storesense.ips``)."""
 
-    id: str
-    track_id: str
-    ledger: CartLedger
-    zones: dict[str, float] = field(default_factory=dict)  # zone id -> entered ts
-    last_location_ts: float = -1e18
-    closed: bool = False
-    lost_at: tuple[float, float, float] | None = None  # (ts, x, y) when its track was lost
+    def update(self, sighting: BleSighting) -> Fix | None:
+        """Take one sighting; return a new fix of its tag when one is due."""
 
 
 class FusionNode:
@@ -70,99 +72,193 @@ class FusionNode:
         node_id: str = "fusion",
         run_id: str | None = None,
         location_period_s: float = 0.5,
+        reorder_window_s: float = 0.15,
         tracker: FloorTracker | None = None,
+        ble: BlePositioner | None = None,
+        checkin_wait_s: float = 8.0,
     ):
         self.config = config
         self.emit = emit
         self.stamper = Stamper(node_id, run_id)
         self.tracker = tracker or FloorTracker()
+        self.identity = IdentityBook()
         self.decider = PickDecider(config)
+        self.ble = ble
         self.location_period_s = location_period_s
-        self.sessions: dict[str, Session] = {}  # session id -> session
-        self.by_track: dict[str, str] = {}  # floor track id -> session id
+        self.checkin_wait_s = checkin_wait_s
+        self.reorder = ReorderBuffer(reorder_window_s)
         self.counters: Counter[str] = Counter()
         self.now = float("-inf")
+        self._frame: tuple[str, int, float] | None = None
+        self._frame_obs: list[PersonObservation] = []
+        self._pending_checkins: list[CheckIn] = []
+        self._merge_checked = float("-inf")
+        self._entry = config.zones_of("entry")
+        self._exit = config.zones_of("exit")
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        """All sessions by id (open and closed)."""
+        return self.identity.sessions
 
     # ------------------------------------------------------------------ input
 
     def handle(self, msg: Envelope) -> None:
-        """Process one input message."""
+        """Take one input message (it may be held briefly to restore timestamp order)."""
         self.counters[f"in.{msg.type}"] += 1  # type: ignore[attr-defined]
+        late_before = self.reorder.late
+        due = self.reorder.push(msg)
+        if self.reorder.late > late_before:
+            self.counters["late_dropped"] += 1
+            log.info("dropped %s %s: %.3f s older than what was already fused", msg.type, msg.event_id,  # type: ignore[attr-defined]
+                     self.reorder.released_ts - msg.ts)
+        for m in due:
+            self._process(m)
+
+    def flush(self) -> None:
+        """Process everything still held (end of input)."""
+        for m in self.reorder.flush():
+            self._process(m)
+        self._end_frame()
+
+    def _process(self, msg: Envelope) -> None:
         if msg.ts > self.now:
             self.now = msg.ts
         if isinstance(msg, PersonObservation):
-            self._observation(msg)
-        elif isinstance(msg, HandShelfInteraction):
+            key = (msg.camera, msg.frame, msg.ts)
+            if key != self._frame:
+                self._end_frame()
+                self._frame = key
+            self._frame_obs.append(msg)
+            return
+        self._end_frame()
+        if isinstance(msg, HandShelfInteraction):
             self._interaction(msg)
         elif isinstance(msg, WeightChange):
-            self._apply(self.decider.weight(msg), msg.ts)
+            self._apply(self.decider.weight(msg, self._cart_of), msg.ts)
+        elif isinstance(msg, CheckIn):
+            self._pending_checkins.append(msg)
+            self._match_checkins(msg.ts)
+        elif isinstance(msg, BleSighting) and self.ble is not None:
+            fix = self.ble.update(msg)
+            if fix is not None:
+                self._fix(msg.tag, fix)
         self._housekeeping(msg.ts)
 
-    def _observation(self, msg: PersonObservation) -> None:
-        track = self.tracker.update(msg)
-        if track is None or not track.confirmed:
+    def _end_frame(self) -> None:
+        if self._frame is None:
             return
-        sid = self.by_track.get(track.id)
-        if sid is None:
-            if self._in_kind(track.first_xy, "entry"):
-                sid = self._open(track, msg.ts)
+        camera, _, ts = self._frame
+        obs, self._frame, self._frame_obs = self._frame_obs, None, []
+        for _, track in self.tracker.update_frame(camera, ts, obs):
+            self._track_updated(track, ts)
+        self._housekeeping(ts)
+
+    # ------------------------------------------------------------------ tracks and sessions
+
+    def _track_updated(self, track: FloorTrack, ts: float) -> None:
+        if not track.confirmed:
+            return
+        session = self.identity.session_of(track.id)
+        if session is None:
+            if track.id in self.identity.by_track:
+                return  # a track known to have no session (staff, false positive)
+            if self._in(track.first_xy, self._entry) or self._in(track.xy, self._entry):
+                session = self._open(track, ts)
+                self._match_checkins(ts)
             else:
-                sid = self._rebind(track, msg.ts)
-                if not sid:
-                    self.counters["tracks_outside_entry"] += 1
-                    self.by_track[track.id] = ""  # a track not born at the entry and no lost session near
+                session = self.identity.rebind(track, ts)
+                if session is None:
+                    self.counters["tracks_without_session"] += 1
+                    self.identity.by_track[track.id] = ""
                     return
-        if not sid:
-            return
-        session = self.sessions[sid]
-        if session.closed:
-            return
-        self._zones(session, track, msg.ts)
-        if msg.ts - session.last_location_ts >= self.location_period_s and not session.closed:
-            session.last_location_ts = msg.ts
+                self.counters["sessions_rebound"] += 1
+        self._zones(session, track, ts)
+        if not session.closed and ts - session.last_location_ts >= self.location_period_s:
+            session.last_location_ts = ts
             x, y = track.xy
             vx, vy = track.velocity
-            self._out(ShopperLocation, msg.ts, shopper=sid, track=track.id, x=round(x, 3), y=round(y, 3),
+            self._out(ShopperLocation, ts, shopper=session.id, track=track.id, x=round(x, 3), y=round(y, 3),
                       cov=tuple(tuple(round(v, 5) for v in row) for row in track.cov),
                       vx=round(vx, 3), vy=round(vy, 3), sources=tuple(sorted(track.cameras)))
 
+    def _open(self, track: FloorTrack, ts: float) -> Session:
+        n = len(self.identity.sessions) + 1
+        sid = "s-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{self.stamper.run_id}/{n}").hex[:12]
+        session = Session(sid, track.id, CartLedger(sid, self.config, opened_ts=ts), opened_ts=ts)
+        self.identity.open(session)
+        self._out(CartEvent, ts, shopper=sid, phase="new", cart_version=0)
+        self._publish_state(session, ts)
+        return session
+
+    def _match_checkins(self, ts: float) -> None:
+        """Give pending check-ins to untagged sessions standing in the check-in's zone."""
+        keep = []
+        for ci in self._pending_checkins:
+            if ts - ci.ts > self.checkin_wait_s:
+                self.counters["checkins_unmatched"] += 1
+                log.warning("check-in %s in %s matched no shopper track within %.0f s", ci.tag, ci.zone,
+                            self.checkin_wait_s)
+                continue
+            zone = next((z for z in self._entry if z.id == ci.zone), None)
+            candidates = [
+                s for s in self.identity.sessions.values()
+                if not s.closed and s.tag is None and s.track_id in self.tracker.tracks
+                and (zone is None or point_in_polygon(*self.tracker.tracks[s.track_id].xy, zone.polygon))
+            ]
+            if not candidates:
+                keep.append(ci)
+                continue
+            if len(candidates) > 1:
+                self.counters["checkins_ambiguous"] += 1
+            # the shopper who has been at the gate longest is the one checking in
+            session = min(candidates, key=lambda s: (s.opened_ts, s.id))
+            self.identity.attach_tag(session, ci.tag)
+        self._pending_checkins = keep
+
+    def _fix(self, tag: str, fix: Fix) -> None:
+        session = self.identity.session_of_tag(tag)
+        if session is None:
+            return
+        self.identity.add_fix(session, fix)
+        track = self.tracker.tracks.get(session.track_id)
+        if session.lost_at is None and track is not None:
+            if fix.ts - track.last_camera_ts > 1.0:  # no camera sees the shopper: coast on BLE
+                self.tracker.update_fix(track, fix.ts, (fix.x, fix.y), fix.cov)
+                self.counters["ble_fixes_applied"] += 1
+            swapped = self.identity.check_swap(session, self.tracker.tracks, fix.ts)
+            if swapped:
+                self._swap_carts(*swapped, fix.ts)
+
+    def _swap_carts(self, a: Session, b: Session, since: float, ts: float) -> None:
+        """Tracks of ``a`` and ``b`` were swapped at ``since``: move and flag the changes made after."""
+        self.counters["identity_swaps"] += 1
+        log.warning("sessions %s and %s had swapped tracks since %.1f s ago; re-bound", a.id, b.id, ts - since)
+        since -= 1.0  # a decision lands up to a settle time after the hand that caused it
+        moves = [(a, b, k, c) for k, c in a.ledger.changes.items() if a.ledger.decided_ts.get(k, 0) >= since]
+        moves += [(b, a, k, c) for k, c in b.ledger.changes.items() if b.ledger.decided_ts.get(k, 0) >= since]
+        for src, dst, key, change in moves:
+            if key.endswith(":swap"):
+                continue
+            undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": True,
+                                             "reason": f"moved to {dst.id}: tracks were swapped"})
+            redo = change.model_copy(update={"needs_review": True,
+                                             "reason": change.reason + f"; moved from {src.id}: tracks were swapped"})
+            self._apply([Decision(src.id, f"{key}:undo:swap", undo), Decision(dst.id, f"{key}:swap", redo)], ts)
+
     def _interaction(self, msg: HandShelfInteraction) -> None:
-        track = self.tracker.track_for(msg.camera, msg.track_id)
-        sid = self.by_track.get(track.id) if track else None
-        if not sid or self.sessions[sid].closed:
+        session = self.identity.session_of(getattr(self.tracker.track_for(msg.camera, msg.track_id), "id", None))
+        if session is None:
             self.counters["interactions_unattributed"] += 1
             log.info("hand event %s from %s track %s has no open session", msg.event_id, msg.camera, msg.track_id)
             return
-        self._apply(self.decider.hand(sid, msg, self.sessions[sid].ledger.quantities()), msg.ts)
+        self._apply(self.decider.hand(session.id, msg, session.ledger.quantities()), msg.ts)
 
-    # ------------------------------------------------------------------ sessions
+    def _cart_of(self, session_id: str) -> dict[str, int]:
+        s = self.identity.sessions.get(session_id)
+        return s.ledger.quantities() if s else {}
 
-    def _open(self, track: FloorTrack, ts: float) -> str:
-        n = len(self.sessions) + 1
-        sid = "s-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{self.stamper.run_id}/{n}").hex[:12]
-        ledger = CartLedger(sid, self.config, opened_ts=ts)
-        self.sessions[sid] = Session(sid, track.id, ledger)
-        self.by_track[track.id] = sid
-        self._out(CartEvent, ts, shopper=sid, phase="new", cart_version=0)
-        self._publish_state(self.sessions[sid], ts)
-        return sid
-
-    def _rebind(self, track: FloorTrack, ts: float, max_gap_s: float = 15.0, walk_speed: float = 1.5) -> str:
-        """Give a lost session back its shopper: the nearest session lost recently and reachable."""
-        best, best_d = "", float("inf")
-        x, y = track.first_xy
-        for s in self.sessions.values():
-            if s.closed or s.lost_at is None or not (0 <= track.born_ts - s.lost_at[0] <= max_gap_s):
-                continue
-            d = ((x - s.lost_at[1]) ** 2 + (y - s.lost_at[2]) ** 2) ** 0.5
-            if d <= 1.0 + walk_speed * (track.born_ts - s.lost_at[0]) and d < best_d:
-                best, best_d = s.id, d
-        if best:
-            session = self.sessions[best]
-            session.track_id, session.lost_at = track.id, None
-            self.by_track[track.id] = best
-            self.counters["sessions_rebound"] += 1
-        return best
+    # ------------------------------------------------------------------ zones and closing
 
     def _zones(self, session: Session, track: FloorTrack, ts: float) -> None:
         x, y = track.xy
@@ -187,24 +283,26 @@ class FusionNode:
             self._out(ZoneEvent, ts, shopper=session.id, zone=zone_id, phase="exit", dwell_s=round(ts - entered, 3))
         session.zones.clear()
         ledger.closed_ts = ts
+        self.tracker.remove(session.track_id)  # the shopper left: nobody else may inherit the track
         self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=ledger.version)
         self._publish_state(session, ts)
-        lines = ledger.receipt_lines()
+        lines = ledger.lines()
         self._out(Receipt, ts, shopper=session.id,
                   receipt_id="r-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{self.stamper.run_id}/{session.id}").hex[:12],
-                  lines=tuple(lines), total=ledger.total(), currency=self.config.store.currency,
-                  opened_ts=ledger.opened_ts, closed_ts=ts, needs_review=any(l.needs_review for l in ledger.lines()))
+                  lines=tuple(ledger.receipt_lines()), total=ledger.total(), currency=self.config.store.currency,
+                  opened_ts=ledger.opened_ts, closed_ts=ts, needs_review=any(l.needs_review for l in lines))
 
     def _apply(self, decisions: list[Decision], ts: float) -> None:
         for d in decisions:
             if d.shopper is None:
-                self.counters["weight_changes_unattributed"] += 1
+                self.counters["shelf_changes_unattributed"] += 1
                 log.warning("unattributed shelf change: %s", d.change.reason)
                 continue
-            session = self.sessions[d.shopper]
-            if session.closed or not session.ledger.apply(d.key, d.change):
+            session = self.identity.sessions[d.shopper]
+            if session.closed or not session.ledger.apply(d.key, d.change, ts):
                 self.counters["changes_dropped"] += 1
                 continue
+            self.counters["review_changes" if d.change.needs_review else "sure_changes"] += 1
             self._out(CartEvent, ts, shopper=session.id, phase="update", change=d.change,
                       cart_version=session.ledger.version)
             self._publish_state(session, ts)
@@ -216,17 +314,50 @@ class FusionNode:
 
     # ------------------------------------------------------------------ helpers
 
+    def _merge_duplicates(self, ts: float) -> None:
+        for keep, drop in self.tracker.find_duplicates(ts):
+            self.counters["tracks_merged"] += 1
+            s_keep, s_drop = self.identity.session_of(keep.id), self.identity.session_of(drop.id)
+            self.tracker.merge(keep, drop)
+            self.identity.by_track.pop(drop.id, None)
+            if s_drop is None:
+                continue
+            if s_keep is None:
+                s_drop.track_id = keep.id
+                self.identity.by_track[keep.id] = s_drop.id
+                continue
+            # one shopper got two sessions: keep the first, move the other's cart over and void it
+            first, second = sorted((s_keep, s_drop), key=lambda s: (s.opened_ts, s.id))
+            first.track_id = keep.id
+            self.identity.by_track[keep.id] = first.id
+            if second.tag and not first.tag:
+                self.identity.attach_tag(first, second.tag)
+            moved = [Decision(first.id, key, change) for key, change in second.ledger.changes.items()]
+            self._void(second, ts)
+            self._apply(moved, ts)
+            self.counters["sessions_merged"] += 1
+
+    def _void(self, session: Session, ts: float) -> None:
+        """Close a session that turned out to duplicate another, without a receipt."""
+        session.closed = True
+        session.ledger.changes.clear()
+        session.ledger.closed_ts = ts
+        self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=0)
+        self._publish_state(session, ts)
+
     def _housekeeping(self, ts: float) -> None:
-        for track in self.tracker.prune(ts):
-            sid = self.by_track.pop(track.id, None)
-            if sid and not self.sessions[sid].closed:
+        if ts - self._merge_checked >= 0.2:
+            self._merge_checked = ts
+            self._merge_duplicates(ts)
+        kept = {s.track_id for s in self.identity.sessions.values() if not s.closed and s.fixes}
+        for track in self.tracker.prune(ts, kept_alive=kept):
+            if self.identity.lost(track) is not None:
                 self.counters["sessions_lost_track"] += 1
-                self.sessions[sid].lost_at = (track.last_ts, *track.xy)
-                log.info("session %s lost its floor track %s; waiting to re-bind it", sid, track.id)
         self.decider.expire(ts)
 
-    def _in_kind(self, xy: tuple[float, float], kind: str) -> bool:
-        return any(point_in_polygon(xy[0], xy[1], z.polygon) for z in self.config.zones_of(kind))
+    @staticmethod
+    def _in(xy: tuple[float, float], zones) -> bool:
+        return any(point_in_polygon(xy[0], xy[1], z.polygon) for z in zones)
 
     def _out(self, cls, ts: float, **fields) -> None:
         msg = self.stamper.make(cls, ts, **fields)
@@ -235,6 +366,8 @@ class FusionNode:
 
 
 def run(node: FusionNode, source: Iterable[Envelope]) -> None:
-    """Feed every message of ``source`` (generator, recording or live stream) to ``node``."""
+    """Feed every message of ``source`` (simulator, recording or live stream) to ``node``, then flush."""
     for msg in source:
         node.handle(msg)
+    node.flush()
+

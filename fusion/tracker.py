@@ -1,50 +1,55 @@
-"""Store-wide floor tracker: one Kalman filter per shopper in floor metres.
+"""Store-wide floor tracker: one Kalman filter per shopper, in floor metres.
 
-Every camera's floor observations (each with its own covariance) update the
-tracks. A camera's own track id is bound to the floor track it first matched,
-so a shopper handed over between cameras keeps one floor track. New camera
-tracks are matched by Mahalanobis gating against the predicted tracks.
+Inputs are batches: all floor observations of one camera frame
+(:meth:`FloorTracker.update_frame`), and single position fixes such as BLE
+(:meth:`FloorTracker.update_fix`). Each camera frame is associated globally
+(Hungarian assignment, scipy) on the Mahalanobis distance between each
+observation (with its own covariance) and each track's prediction, gated at
+the chi-square 99.9 % quantile, and never farther than a person can walk
+(``reach_m`` + ``max_speed`` × time since the track was last corrected), so a
+coasting track's growing covariance cannot capture someone across the
+store. A camera's own track id is remembered as a
+binding to the floor track it matched; a binding lowers the cost of that pair,
+so a shopper keeps one floor track while cameras hand them over, yet a camera
+whose id switched to another person is overruled by the geometry.
 
-The Kalman filter is injected through ``filter_factory`` (norfair style): any
-callable returning a filterpy-compatible ``KalmanFilter`` with a 4-D state
-``[x, y, vx, vy]`` and a 2-D position measurement.
+Track life: tentative until ``confirm_hits`` updates, deleted when tentative
+for longer than ``tentative_s`` or when no camera saw it for ``max_age_s``;
+a track kept alive by position fixes (BLE) lives up to ``fix_max_age_s``.
 
-This is the Foundation version: greedy gating per observation. Global
-assignment, BLE updates and out-of-order handling come with the fusion issue.
+The filter is injected through ``filter_factory(x, y) -> filter`` (norfair
+style); see :mod:`storesense.fusion.kalman`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
-from filterpy.common import Q_discrete_white_noise
-from filterpy.kalman import KalmanFilter
+from scipy.optimize import linear_sum_assignment
 
 from ..contracts import PersonObservation
+from .kalman import FastCV
 
-#: chi-square 99 % quantile for 2 degrees of freedom
-GATE_CHI2_2DOF = 9.21
-
-
-def constant_velocity_filter(x: float, y: float, accel_std: float = 1.0) -> KalmanFilter:
-    """A constant-velocity Kalman filter in the floor plane started at (x, y)."""
-    kf = KalmanFilter(dim_x=4, dim_z=2)
-    kf.x = np.array([x, y, 0.0, 0.0])
-    kf.H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
-    kf.P = np.diag([0.25, 0.25, 1.0, 1.0])
-    kf.accel_std = accel_std  # type: ignore[attr-defined]
-    return kf
+#: chi-square 99.9 % quantile for 2 degrees of freedom
+GATE_CHI2_2DOF = 13.82
+_INFEASIBLE = 1e9
 
 
-def _predict(kf: KalmanFilter, dt: float) -> None:
-    if dt <= 0:
-        return
-    kf.F = np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
-    q = getattr(kf, "accel_std", 1.0) ** 2
-    kf.Q = Q_discrete_white_noise(dim=2, dt=dt, var=q, block_size=2, order_by_dim=False)
-    kf.predict()
+class FloorFilter(Protocol):
+    """What the tracker needs from a filter."""
+
+    x: np.ndarray
+    P: np.ndarray
+
+    def predicted(self, dt: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def predict(self, dt: float) -> None: ...
+
+    def update(self, z: np.ndarray, R: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -52,108 +57,248 @@ class FloorTrack:
     """One shopper's floor track."""
 
     id: str
-    kf: KalmanFilter
+    filter: FloorFilter
+    ts: float  # time the filter state refers to
     born_ts: float
-    last_ts: float
     first_xy: tuple[float, float]
     hits: int = 1
     confirmed: bool = False
+    last_camera_ts: float = float("-inf")
+    last_fix_ts: float = float("-inf")
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # camera -> (its track id, last ts)
+    history: deque = field(default_factory=lambda: deque(maxlen=80))  # (ts, x, y) after each update
+
+    def xy_at(self, ts: float) -> tuple[float, float]:
+        """Filtered position at (or nearest before) time ``ts`` from the recent history."""
+        if not self.history or ts >= self.history[-1][0]:
+            return self.xy
+        times = [h[0] for h in self.history]
+        i = max(0, bisect_left(times, ts) - 1)
+        return self.history[i][1], self.history[i][2]
+
+    def remember(self) -> None:
+        """Append the current position to the history (called after each update)."""
+        self.history.append((self.ts, float(self.filter.x[0]), float(self.filter.x[1])))
+
+    @property
+    def xy(self) -> tuple[float, float]:
+        """Current filtered position, metres."""
+        return float(self.filter.x[0]), float(self.filter.x[1])
+
+    @property
+    def velocity(self) -> tuple[float, float]:
+        """Current filtered velocity, m/s."""
+        return float(self.filter.x[2]), float(self.filter.x[3])
+
+    @property
+    def cov(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Position covariance, m²."""
+        P = self.filter.P
+        return (float(P[0, 0]), float(P[0, 1])), (float(P[1, 0]), float(P[1, 1]))
 
     @property
     def cameras(self) -> set[str]:
         """Cameras that have observed this track."""
         return set(self.seen_by)
 
-    @property
-    def xy(self) -> tuple[float, float]:
-        """Current filtered position."""
-        return float(self.kf.x[0]), float(self.kf.x[1])
+    def advance(self, ts: float) -> None:
+        """Predict the filter forward to ``ts`` (never backwards)."""
+        if ts > self.ts:
+            self.filter.predict(ts - self.ts)
+            self.ts = ts
 
-    @property
-    def velocity(self) -> tuple[float, float]:
-        """Current filtered velocity in m/s."""
-        return float(self.kf.x[2]), float(self.kf.x[3])
-
-    @property
-    def cov(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        """Position covariance in m²."""
-        P = self.kf.P
-        return (float(P[0, 0]), float(P[0, 1])), (float(P[1, 0]), float(P[1, 1]))
+    def mahalanobis2(self, ts: float, z: np.ndarray, R: np.ndarray) -> float:
+        """Squared Mahalanobis distance of a measurement from the prediction at ``ts``."""
+        x, P = self.filter.predicted(max(0.0, ts - self.ts))
+        S = P[:2, :2] + R
+        d = z - x[:2]
+        a, b, c, e = S[0, 0], S[0, 1], S[1, 0], S[1, 1]
+        det = a * e - b * c
+        if det <= 0:
+            return float("inf")
+        return float((e * d[0] * d[0] - (b + c) * d[0] * d[1] + a * d[1] * d[1]) / det)
 
 
 class FloorTracker:
-    """Tracks shoppers on the floor from per-camera floor observations."""
+    """Tracks shoppers on the floor from camera frames and position fixes."""
 
     def __init__(
         self,
-        filter_factory: Callable[[float, float], KalmanFilter] = constant_velocity_filter,
+        filter_factory: Callable[[float, float], FloorFilter] = FastCV,
         *,
         gate: float = GATE_CHI2_2DOF,
+        bound_gate: float = 40.0,
+        binding_bonus: float = 8.0,
+        max_speed: float = 2.5,
+        reach_m: float = 1.0,
         confirm_hits: int = 3,
-        max_age_s: float = 2.0,
+        tentative_s: float = 1.0,
+        max_age_s: float = 2.5,
+        fix_max_age_s: float = 15.0,
     ):
         self.filter_factory = filter_factory
         self.gate = gate
+        self.bound_gate = bound_gate
+        self.max_speed = max_speed
+        self.reach_m = reach_m
+        self.binding_bonus = binding_bonus
         self.confirm_hits = confirm_hits
+        self.tentative_s = tentative_s
         self.max_age_s = max_age_s
+        self.fix_max_age_s = fix_max_age_s
         self.tracks: dict[str, FloorTrack] = {}
         self.bindings: dict[tuple[str, int], str] = {}  # (camera, camera track id) -> floor track id
+        self._close_since: dict[tuple[str, str], float] = {}
         self._next = 1
 
     def track_for(self, camera: str, camera_track: int) -> FloorTrack | None:
-        """The floor track a camera's track id is bound to, if it is still alive."""
+        """The live floor track a camera's track id is bound to, if any."""
         tid = self.bindings.get((camera, camera_track))
         return self.tracks.get(tid) if tid else None
 
-    def update(self, obs: PersonObservation) -> FloorTrack | None:
-        """Apply one observation; returns the floor track it updated (None without a floor point)."""
-        if obs.floor is None:
-            return None
-        z = np.array([obs.floor.x, obs.floor.y])
-        R = np.asarray(obs.floor.cov, dtype=float)
-        key = (obs.camera, obs.track_id)
-        track = self.track_for(*key)
-        if track is None:
-            track = self._match(z, R, obs.ts, obs.camera)
-            if track is None:
-                track = FloorTrack(f"T{self._next}", self.filter_factory(z[0], z[1]), obs.ts, obs.ts,
-                                   (float(z[0]), float(z[1])))
-                self._next += 1
-                self.tracks[track.id] = track
-                self.bindings[key] = track.id
-                track.seen_by[obs.camera] = (obs.track_id, obs.ts)
-                return track
-            self.bindings[key] = track.id
-        _predict(track.kf, obs.ts - track.last_ts)
-        track.kf.update(z, R=R)
-        track.last_ts = max(track.last_ts, obs.ts)
+    def update_frame(self, camera: str, ts: float, observations: list[PersonObservation]
+                     ) -> list[tuple[PersonObservation, FloorTrack]]:
+        """Associate one camera frame's observations and update the tracks.
+
+        Returns each observation with the floor track it updated or started.
+        Observations without a floor point are skipped.
+        """
+        obs = [o for o in observations if o.floor is not None]
+        if not obs:
+            return []
+        tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, (0, None))[1] != ts]
+        zs = [np.array([o.floor.x, o.floor.y]) for o in obs]  # type: ignore[union-attr]
+        Rs = [np.asarray(o.floor.cov, dtype=float) for o in obs]  # type: ignore[union-attr]
+        pairs: list[tuple[int, FloorTrack]] = []
+        if tracks:
+            cost = np.full((len(obs), len(tracks)), _INFEASIBLE)
+            for i, o in enumerate(obs):
+                bound = self.bindings.get((camera, o.track_id))
+                for j, t in enumerate(tracks):
+                    # no faster than a person walks since the track was last corrected
+                    reach = self.reach_m + self.max_speed * max(0.0, ts - t.ts)
+                    tx, ty = t.filter.x[0], t.filter.x[1]
+                    if (zs[i][0] - tx) ** 2 + (zs[i][1] - ty) ** 2 > reach * reach:
+                        continue
+                    d2 = t.mahalanobis2(ts, zs[i], Rs[i])
+                    if t.id == bound:
+                        if d2 <= self.bound_gate:
+                            cost[i, j] = d2
+                    elif d2 <= self.gate:
+                        cost[i, j] = d2 + self.binding_bonus
+            rows, cols = linear_sum_assignment(cost)
+            pairs = [(i, tracks[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
+        out = []
+        matched = set()
+        for i, track in pairs:
+            matched.add(i)
+            track.advance(ts)
+            track.filter.update(zs[i], Rs[i])
+            track.remember()
+            self._seen(track, camera, obs[i], ts)
+            out.append((obs[i], track))
+        for i, o in enumerate(obs):
+            if i in matched:
+                continue
+            track = FloorTrack(f"T{self._next}", self.filter_factory(zs[i][0], zs[i][1]), ts, ts,
+                               (float(zs[i][0]), float(zs[i][1])), hits=0)
+            self._next += 1
+            self.tracks[track.id] = track
+            track.remember()
+            self._seen(track, camera, o, ts)
+            out.append((o, track))
+        return out
+
+    def _seen(self, track: FloorTrack, camera: str, obs: PersonObservation, ts: float) -> None:
+        old = track.seen_by.get(camera)
+        if old is not None and old[0] != obs.track_id:
+            self.bindings.pop((camera, old[0]), None)
+        previous = self.bindings.get((camera, obs.track_id))
+        if previous is not None and previous != track.id and previous in self.tracks:
+            # this camera id now belongs to another shopper: the old track forgets it
+            self.tracks[previous].seen_by.pop(camera, None)
+        self.bindings[(camera, obs.track_id)] = track.id
+        track.seen_by[camera] = (obs.track_id, ts)
         track.hits += 1
-        track.seen_by[obs.camera] = (obs.track_id, obs.ts)
+        track.last_camera_ts = max(track.last_camera_ts, ts)
         if track.hits >= self.confirm_hits:
             track.confirmed = True
-        return track
 
-    def _match(self, z: np.ndarray, R: np.ndarray, ts: float, camera: str) -> FloorTrack | None:
-        best, best_d2 = None, self.gate
-        for track in self.tracks.values():
-            seen = track.seen_by.get(camera)
-            if seen is not None and ts - seen[1] < 0.5:
-                continue  # this camera is tracking that shopper under another id right now
-            dt = max(0.0, ts - track.last_ts)
-            F = np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
-            x = F @ track.kf.x
-            P = F @ track.kf.P @ F.T + np.eye(4) * 0.5 * dt
-            S = P[:2, :2] + R
-            d = z - x[:2]
-            d2 = float(d @ np.linalg.solve(S, d))
-            if d2 < best_d2:
-                best, best_d2 = track, d2
-        return best
+    def update_fix(self, track: FloorTrack, ts: float, xy: tuple[float, float], cov) -> float:
+        """Correct a track with a position fix (e.g. BLE); returns its squared Mahalanobis distance."""
+        z = np.asarray(xy, dtype=float)
+        R = np.asarray(cov, dtype=float)
+        d2 = track.mahalanobis2(ts, z, R)
+        track.advance(ts)
+        track.filter.update(z, R)
+        track.remember()
+        track.last_fix_ts = max(track.last_fix_ts, ts)
+        return d2
 
-    def prune(self, ts: float) -> list[FloorTrack]:
-        """Delete tracks not updated for ``max_age_s``; returns the deleted ones."""
-        dead = [t for t in self.tracks.values() if ts - t.last_ts > self.max_age_s]
+    def find_duplicates(self, ts: float, distance_m: float = 0.6, hold_s: float = 0.8
+                        ) -> list[tuple[FloorTrack, FloorTrack]]:
+        """Pairs of live tracks following the same person; returns (keep, drop) pairs.
+
+        Two tracks are one person when they have stayed within ``distance_m`` of
+        each other for ``hold_s`` while no camera saw both at once (a camera
+        that sees two people next to each other keeps them apart). The older
+        track is kept. The caller merges them with :meth:`merge`.
+        """
+        live = [t for t in self.tracks.values() if ts - t.last_camera_ts < 0.5]
+        out = []
+        for i, a in enumerate(live):
+            for b in live[i + 1:]:
+                key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
+                ax, ay = a.xy
+                bx, by = b.xy
+                close = (ax - bx) ** 2 + (ay - by) ** 2 <= distance_m**2
+                together = any(
+                    cam in b.seen_by and abs(b.seen_by[cam][1] - t) < 0.25 and b.seen_by[cam][0] != tid
+                    for cam, (tid, t) in a.seen_by.items()
+                )
+                if not close or together:
+                    self._close_since.pop(key, None)
+                    continue
+                since = self._close_since.setdefault(key, ts)
+                if ts - since >= hold_s:
+                    keep, drop = (a, b) if (a.born_ts, a.id) <= (b.born_ts, b.id) else (b, a)
+                    out.append((keep, drop))
+                    self._close_since.pop(key, None)
+        return out
+
+    def merge(self, keep: FloorTrack, drop: FloorTrack) -> None:
+        """Fold ``drop`` into ``keep``: its camera bindings move over, it is deleted."""
+        for key, tid in list(self.bindings.items()):
+            if tid == drop.id:
+                self.bindings[key] = keep.id
+        for cam, seen in drop.seen_by.items():
+            if cam not in keep.seen_by or keep.seen_by[cam][1] < seen[1]:
+                keep.seen_by[cam] = seen
+        keep.hits += drop.hits
+        keep.confirmed = keep.confirmed or drop.confirmed
+        keep.last_camera_ts = max(keep.last_camera_ts, drop.last_camera_ts)
+        del self.tracks[drop.id]
+
+    def remove(self, track_id: str) -> None:
+        """Forget a track now (its shopper left the store) with its camera bindings."""
+        if self.tracks.pop(track_id, None) is not None:
+            self.bindings = {k: v for k, v in self.bindings.items() if v != track_id}
+
+    def prune(self, ts: float, kept_alive: set[str] = frozenset()) -> list[FloorTrack]:
+        """Delete stale tracks; returns the deleted ones.
+
+        Tracks in ``kept_alive`` (bound to a session that gets position fixes)
+        may live on fixes alone for up to ``fix_max_age_s`` without a camera.
+        """
+        dead = []
+        for t in self.tracks.values():
+            if not t.confirmed:
+                if ts - t.born_ts > self.tentative_s:
+                    dead.append(t)
+            elif ts - t.last_camera_ts > self.max_age_s:
+                if not (t.id in kept_alive and ts - t.last_fix_ts < 2.0
+                        and ts - t.last_camera_ts < self.fix_max_age_s):
+                    dead.append(t)
         for t in dead:
             del self.tracks[t.id]
         if dead:
