@@ -336,6 +336,31 @@ def edge_camera(
 # (`storesense eval mot|ips|carts`: the work lives in the component or datasets/)
 
 
+@eval_app.command("mot")
+def eval_mot(
+    seq_dirs: list[Path] = typer.Argument(
+        ..., help="MOTChallenge sequence folders (seqinfo.ini, gt/gt.txt, det/det.txt; img1/ or a video for --detector model)."),
+    detector: str = typer.Option(
+        "public", "--detector", help="'public': the sequence's det/det.txt; 'model': the camera node's detector on the frames."),
+    model: str = typer.Option("movenet", "--model", help="With --detector model: the model, as in a camera's detector.model."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder for <sequence>.txt results (MOTChallenge format) and summary.json."),
+) -> None:
+    """Track MOTChallenge sequences and print HOTA, MOTA and IDF1 per sequence and combined."""
+    from .datasets.mot_eval import evaluate_sequences, table_rows
+
+    runs, combined = evaluate_sequences(seq_dirs, detector=detector, model=model, out=out)
+    header, *rows = table_rows(runs, combined)
+    table = Table(title=f"MOT evaluation ({detector} detections)")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row, end_section=row is rows[-2])
+    console.print(table)
+    if out is not None:
+        console.print(f"results and summary.json written to {out}")
+
+
 def main() -> None:
     """Console-script entry point: runs the app, turning known errors into one line."""
     try:

@@ -25,6 +25,23 @@ LEFT_WRIST, RIGHT_WRIST = COCO_KEYPOINTS.index("left_wrist"), COCO_KEYPOINTS.ind
 LEFT_ELBOW, RIGHT_ELBOW = COCO_KEYPOINTS.index("left_elbow"), COCO_KEYPOINTS.index("right_elbow")
 
 
+_EPS = np.finfo(np.float64).eps
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a) × len(b)) of ``x1, y1, x2, y2`` boxes; pairs with an empty box score 0."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    ax1, ay1, ax2, ay2 = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]
+    bx1, by1, bx2, by2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
+    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    # an empty or inverted box has no intersection, so a union <= eps only comes with inter == 0
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return inter / np.maximum(union, _EPS)
+
+
 @dataclass
 class Detections:
     """People found in one frame.
