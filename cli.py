@@ -289,6 +289,41 @@ def hub(
 # (`storesense edge camera|ble|shelf`: keep each command thin; the work lives in edge/)
 
 
+@edge_app.command("shelf")
+def edge_shelf(
+    config: Optional[Path] = CONFIG_OPTION,
+    node: Optional[str] = typer.Option(None, "--node", help="Read the sensors of this shelf node "
+                                                            "(weight_sensors[].node); also its status name."),
+    sensors: Optional[str] = typer.Option(None, "--sensors", help="Comma-separated sensor ids, e.g. ws-A1,ws-A2."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay recorded raw readings (JSONL or CSV) "
+                                                                 "instead of reading the hardware."),
+    to: Optional[str] = typer.Option(None, "--to", help="ZeroMQ endpoint of the fusion node (default: the config's)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also record the published messages here "
+                                                                       "(with --output and no --to, nothing is "
+                                                                       "sent over ZeroMQ)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Record the raw readings here (JSONL) for replay."),
+    speed: Optional[float] = typer.Option(None, help="With --replay: multiple of the recorded pace "
+                                                     "(default: as fast as possible)."),
+    wait: float = typer.Option(10.0, help="Seconds to wait for the fusion node to subscribe."),
+    run_id: Optional[str] = typer.Option(None, help="Run id for deterministic event ids (default: random)."),
+) -> None:
+    """Run a shelf node: read the load cells (HX711 / serial scale) or a recording, publish weight changes."""
+    from .edge.shelf import serve
+
+    cfg = _load(config)
+    run = serve(cfg, node=node, sensors=sensors.split(",") if sensors else None,
+                replay=str(replay) if replay else None, endpoint=to, publish=bool(to) or output is None,
+                output=str(output) if output else None, record=str(record) if record else None,
+                speed=speed, wait_s=wait, run_id=run_id)
+    shelf = run.node
+    where = " and ".join(x for x in (run.endpoint, run.output) if x)
+    console.print(f"shelf node {shelf.node}: {run.readings} readings from {len(shelf.channels)} sensors, "
+                  f"{shelf.counters['weight_changes']} weight changes, {run.published} messages to {where}"
+                  + (f"; {run.skipped_lines} bad lines skipped" if run.skipped_lines else ""), highlight=False)
+    for line in run.warnings:
+        console.print(f"[yellow]warning:[/] {line}", highlight=False)
+
+
 @edge_app.command("camera")
 def edge_camera(
     camera: str = typer.Option(..., "--camera", help="Camera id from the store config (e.g. cam1)."),
