@@ -289,6 +289,29 @@ def hub(
 # (`storesense edge camera|ble|shelf`: keep each command thin; the work lives in edge/)
 
 
+@edge_app.command("ble")
+def edge_ble(
+    node: str = typer.Option(..., "--node", help="This receiver's id (one of ble_nodes in the store config)."),
+    config: Optional[Path] = CONFIG_OPTION,
+    tag: list[str] = typer.Option([], "--tag", help="Keep only these tags/app ids (repeatable): "
+                                  "ibeacon:UUID[:MAJOR[:MINOR]], eddystone:NAMESPACE[:INSTANCE], "
+                                  "mfr:COMPANY_ID[:HEX_PREFIX], mac:ADDRESS. Default: every iBeacon/Eddystone."),
+    endpoint: Optional[str] = typer.Option(None, help="Fusion node's ZeroMQ endpoint (default: from the config)."),
+    rate: float = typer.Option(5.0, min=0.0, help="Most sightings per second published per tag (0 = all)."),
+    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds."),
+) -> None:
+    """Run a BLE receiver node: scan with bleak, smooth RSSI per tag, publish sightings over ZeroMQ."""
+    from .edge.ble import run_node
+
+    cfg = _load(config)
+    if node not in {n.id for n in cfg.ble_nodes}:
+        raise StoresenseError(f"--node {node!r}: not a BLE node of store {cfg.store.id} "
+                              f"(has: {', '.join(n.id for n in cfg.ble_nodes) or 'none'})")
+    counters = run_node(node, endpoint or cfg.transports.zmq.observations, cfg.store.id, tags=tag,
+                        max_rate_hz=rate, duration_s=duration)
+    console.print(f"BLE node {node} stopped: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
+
+
 @edge_app.command("shelf")
 def edge_shelf(
     config: Optional[Path] = CONFIG_OPTION,
@@ -367,8 +390,75 @@ def edge_camera(
 # (`storesense calibrate intrinsics|floor|ble|report`: the work lives in calibration/)
 
 
+@calibrate_app.command("ble")
+def calibrate_ble(
+    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of "
+                                "ble_sighting messages from reference tags."),
+    references: Optional[Path] = typer.Option(None, help="Reference tag positions (CSV tag,x,y[,height] or JSON) "
+                                              "for a recording."),
+    config: Optional[Path] = CONFIG_OPTION,
+    output: Optional[Path] = typer.Option(None, help="Write the fitted ble_nodes entries (YAML) here."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG of RSSI vs distance with the fitted curves."),
+) -> None:
+    """Fit each BLE node's path-loss model (RSSI at 1 m, exponent) with a robust loss; print the residuals."""
+    from .calibration.ble import run_calibrate_ble
+
+    fits, lines = run_calibrate_ble(data, references=references, config_path=config, output=output, plot=plot)
+    table = Table(show_edge=False)
+    for col in ("node", "RSSI@1m dBm", "exponent", "samples", "RMSE dB", "MAD dB", "p90 |res| dB"):
+        table.add_column(col, justify="left" if col == "node" else "right")
+    for f in fits:
+        table.add_row(f.node, f"{f.rssi_at_1m:.1f}", f"{f.exponent:.2f}" + ("" if f.exponent_fitted else " (kept)"),
+                      str(f.n_samples), f"{f.rmse_db:.2f}", f"{f.mad_db:.2f}", f"{f.p90_abs_residual_db:.2f}")
+    console.print(table)
+    for line in lines:
+        console.print(line)
+
+
 # --------------------------------------------------------------------------- eval commands
 # (`storesense eval mot|ips|carts`: the work lives in the component or datasets/)
+
+
+@eval_app.command("ips")
+def eval_ips(
+    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of ble_sighting "
+                                "messages (with --truth and --config)."),
+    out: Path = typer.Option(Path("ips-eval"), help="Folder for the PNG figures and ips_results.json."),
+    truth: Optional[Path] = typer.Option(None, help="For a recording: true positions, CSV ts,tag,x,y."),
+    radio_map: Optional[Path] = typer.Option(None, help="For a recording: fingerprints, CSV x,y,<node>..."),
+    config: Optional[Path] = CONFIG_OPTION,
+    limit: Optional[int] = typer.Option(None, min=10, help="Only the first N samples of each test track."),
+    cv: bool = typer.Option(False, help="Also run the leave-one-calibration-run-out cross-validation."),
+) -> None:
+    """Compare trilateration, fingerprinting and the fused trackers: median / p90 / mean error and plots."""
+    from .ips.report import LABELS, evaluate_kolakowski, evaluate_recording
+
+    with console.status("evaluating") as status:
+        def progress(stage: str) -> None:
+            status.update(f"evaluating: {stage}")
+
+        if data.is_dir():
+            report = evaluate_kolakowski(data, out, limit=limit, cv=cv, progress=progress)
+        else:
+            if truth is None:
+                raise StoresenseError(f"{data}: a recording needs --truth (CSV ts,tag,x,y) and --config")
+            report = evaluate_recording(_load(config), data, truth, out, radio_map_path=radio_map,
+                                        progress=progress)
+    table = Table(title=report.title, show_edge=False)
+    for col in ("method", "median m", "p90 m", "mean m", "fixes", "coverage"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in report.rows():
+        table.add_row(LABELS.get(row["method"], row["method"]), f"{row['median']:.2f}", f"{row['p90']:.2f}",
+                      f"{row['mean']:.2f}", str(row["n"]), f"{row['coverage']:.0%}")
+    console.print(table)
+    if report.walk:
+        console.print("walking test, distance of the fixes to the reference path: " + "; ".join(
+            f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.walk.items()))
+    if report.cv:
+        console.print("cross-validation (leave one calibration run out, covered floor): " + "; ".join(
+            f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.cv.items()))
+    for f in report.files:
+        console.print(f"wrote {f}")
 
 
 @eval_app.command("mot")

@@ -168,3 +168,99 @@ def recalibrate_from_references(anchors: Mapping[str, Anchor], sightings: Iterab
     if not fits:
         raise StoresenseError("no node heard any reference tag often enough (3 samples) to recalibrate")
     return fits
+
+
+def plot_fits(anchors: Mapping[str, Anchor], samples: dict[str, tuple[np.ndarray, np.ndarray]],
+              fits: Mapping[str, PathLossFit], path: str | Path) -> Path:
+    """RSSI vs distance per node with the fitted curve (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    nodes = [n for n in fits if n in samples]
+    cols = min(3, max(len(nodes), 1))
+    rows = int(np.ceil(len(nodes) / cols)) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, n in zip(axes.ravel(), nodes):
+        d, r = samples[n]
+        f = fits[n]
+        ax.scatter(d, r, s=3, alpha=0.25, color="tab:blue", label="samples")
+        dd = np.geomspace(max(float(np.nanmin(d)), MIN_DISTANCE_M), float(np.nanmax(d)), 100)
+        ax.plot(dd, f.rssi_at_1m - 10 * f.exponent * np.log10(dd), color="tab:red",
+                label=f"{f.rssi_at_1m:.1f} dBm, n={f.exponent:.2f}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=6)
+        ax.set_title(f"{n}: RMSE {f.rmse_db:.1f} dB, MAD {f.mad_db:.1f} dB", fontsize=9)
+        ax.set_xlabel("distance (m)")
+        ax.set_ylabel("RSSI (dBm)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(nodes):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def nodes_yaml(anchors: Mapping[str, Anchor]) -> str:
+    """``ble_nodes:`` YAML entries for the store config with the (fitted) models."""
+    lines = ["ble_nodes:"]
+    for a in anchors.values():
+        lines.append(f"  - {{id: {a.id}, position: [{a.x:g}, {a.y:g}, {a.z:g}], "
+                     f"rssi_at_1m: {a.rssi_at_1m:.1f}, path_loss_exponent: {a.exponent:.3f}}}")
+    return "\n".join(lines) + "\n"
+
+
+def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None, config_path: str | Path | None = None,
+                      output: str | Path | None = None, plot: str | Path | None = None
+                      ) -> tuple[list[PathLossFit], list[str]]:
+    """``storesense calibrate ble``: fit from a Kolakowski folder or a reference-tag recording.
+
+    Returns the fits and lines to print (files written). Raises StoresenseError on bad input.
+    """
+    from ..config import example_store_path, load_store_config
+    from ..datasets.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
+    from ..ips.pathloss import anchors_from_config
+
+    data = Path(data)
+    lines: list[str] = []
+    if data.is_dir():
+        ds = KolakowskiDataset(data)
+        rmap = ds.radio_map()
+        anchors = ds.anchors
+        fits = fit_nodes(anchors, rmap.positions, rmap.rssi, rmap.nodes, tag_height=TAG_HEIGHT_M)
+        samples = {n: (anchors[n].distance(rmap.positions, TAG_HEIGHT_M), rmap.rssi[:, j])
+                   for j, n in enumerate(rmap.nodes)}
+        lines.append(f"fitted from {len(rmap)} calibration samples of {data} (tag at {TAG_HEIGHT_M} m)")
+    else:
+        from ..datasets.recording import replay
+
+        if references is None:
+            raise StoresenseError(f"{data}: a recording needs --references (the reference tags' positions)")
+        cfg = load_store_config(config_path or example_store_path())
+        anchors = anchors_from_config(cfg)
+        refs = load_references(references)
+        msgs = [m for m in replay(data) if isinstance(m, BleSighting)]
+        fits = recalibrate_from_references(anchors, msgs, refs)
+        where = {r.tag: r for r in refs}
+        samples = {}
+        for n in fits:
+            sel = [m for m in msgs if m.node == n and m.tag in where]
+            d = np.array([float(anchors[n].distance(np.array([where[m.tag].x, where[m.tag].y]), where[m.tag].height))
+                          for m in sel])
+            samples[n] = (d, np.array([m.rssi_smoothed if m.rssi_smoothed is not None else m.rssi for m in sel]))
+        lines.append(f"re-calibrated {len(fits)} of {len(anchors)} nodes from {len(msgs)} sightings of "
+                     f"{len(refs)} reference tags")
+    fitted = apply_fits(anchors, fits)
+    if output:
+        Path(output).write_text(nodes_yaml(fitted), encoding="utf-8")
+        lines.append(f"wrote {output}")
+    if plot:
+        plot_fits(anchors, samples, fits, plot)
+        lines.append(f"wrote {plot}")
+    return list(fits.values()), lines

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from matplotlib.path import Path as PolygonPath
 
 from ..config import Camera, StoreConfig
 from ..errors import StoresenseError
+from .lens import undistort_normalized
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CoverageMap:
 
 def _border_pixels(width: int, height: int, per_edge: int = 64) -> np.ndarray:
     t = np.linspace(0.0, 1.0, per_edge, endpoint=False)
-    w, h = width - 1.0, height - 1.0
+    w, h = float(width), float(height)  # same bounds as the undistorted branch: [0, w] x [0, h]
     return np.concatenate([np.c_[t * w, np.zeros_like(t)], np.c_[np.full_like(t, w), t * h],
                            np.c_[w - t * w, np.full_like(t, h)], np.c_[np.zeros_like(t), h - t * h]])
 
@@ -66,8 +66,7 @@ def camera_sees(camera: Camera, points: np.ndarray) -> np.ndarray:
             normalized = cam[:, :2] / cam[:, 2:3]
         dist = np.asarray(camera.intrinsics.dist or [], float)
         if dist.size and np.any(dist):
-            border = cv2.undistortPoints(_border_pixels(width, height).reshape(-1, 1, 2),
-                                         camera.intrinsics.matrix(), dist).reshape(-1, 2)
+            border = undistort_normalized(_border_pixels(width, height), camera.intrinsics.matrix(), dist)
             inside = PolygonPath(border).contains_points(np.nan_to_num(normalized, nan=1e9))
         else:
             K = camera.intrinsics.matrix()

@@ -20,10 +20,12 @@ from ..config import Extrinsics, Intrinsics
 from ..errors import StoresenseError
 from .correspondences import Correspondences, check_correspondences
 from .homography import fit_homography, homography_residuals
+from .lens import undistort_pixels
 from .pnp import fit_pnp, pnp_residuals
 from .resultfile import load_result, save_result
 
 Method = Literal["auto", "pnp", "homography"]
+FEW_POINTS = 6
 
 
 class FitPoint(BaseModel):
@@ -99,15 +101,6 @@ class FloorFit(BaseModel):
         return load_result(cls, path)
 
 
-def undistort_pixels(image: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
-    """Remove lens distortion from N×2 pixels (output in the same camera matrix's pixels)."""
-    if not intrinsics.dist or not np.any(intrinsics.dist):
-        return np.asarray(image, float).reshape(-1, 2)
-    K = intrinsics.matrix()
-    pts = np.asarray(image, np.float64).reshape(-1, 1, 2)
-    return cv2.undistortPoints(pts, K, np.asarray(intrinsics.dist, float), P=K).reshape(-1, 2)
-
-
 def _points(corr: Correspondences, mask: np.ndarray, d_px: np.ndarray, err_m: np.ndarray) -> list[FitPoint]:
     out = []
     for i, label in enumerate(corr.labels):
@@ -137,6 +130,9 @@ def fit_floor(corr: Correspondences, intrinsics: Intrinsics | None = None, *, me
                               "set them in the store config, or fit a homography")
     check_correspondences(corr, planar_required=chosen == "homography")
     notes = list(corr.notes)
+    if len(corr) < FEW_POINTS:
+        notes.append(f"only {len(corr)} points: too few to catch a wrong one reliably; use {FEW_POINTS} or more "
+                     "spread over the floor")
     if chosen == "pnp":
         assert intrinsics is not None
         rvec, tvec, mask = fit_pnp(corr, intrinsics, threshold_px)

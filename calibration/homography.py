@@ -45,10 +45,16 @@ def fit_homography(image: np.ndarray, floor_xy: np.ndarray, threshold_px: float 
     if H is None or mask is None or int(mask.sum()) < 4 or abs(np.linalg.det(H)) < 1e-12:
         raise StoresenseError(f"{source}: no homography agrees with at least 4 of the {len(image)} points "
                               f"within {threshold_px} px; check the point list")
+    mask = mask.ravel().astype(bool)
+    d_px = image - apply_homography(H, floor_xy)
+    mask &= np.linalg.norm(d_px, axis=1) <= threshold_px  # after findHomography's refinement on the inliers
+    if mask.sum() < 4:
+        raise StoresenseError(f"{source}: no homography agrees with at least 4 of the {len(image)} points "
+                              f"within {threshold_px} px after refinement; check the point list")
     H_inv = np.linalg.inv(H)
     if abs(H_inv[2, 2]) > 1e-12:
         H_inv /= H_inv[2, 2]
-    return H_inv, mask.ravel().astype(bool)
+    return H_inv, mask
 
 
 def pose_from_homography(H_image_to_floor: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

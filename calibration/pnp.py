@@ -16,6 +16,7 @@ import numpy as np
 from ..config import Intrinsics
 from ..errors import StoresenseError
 from .correspondences import Correspondences
+from .lens import undistort_normalized
 
 
 def pnp_residuals(corr: Correspondences, K: np.ndarray, dist: np.ndarray, rvec: np.ndarray,
@@ -28,7 +29,7 @@ def pnp_residuals(corr: Correspondences, K: np.ndarray, dist: np.ndarray, rvec: 
     """
     projected, _ = cv2.projectPoints(corr.floor.astype(np.float64), rvec, tvec, K, dist)
     d_px = corr.image - projected.reshape(-1, 2)
-    normalized = cv2.undistortPoints(corr.image.reshape(-1, 1, 2).astype(np.float64), K, dist).reshape(-1, 2)
+    normalized = undistort_normalized(corr.image, K, dist)
     R, _ = cv2.Rodrigues(rvec)
     t = np.asarray(tvec, float).reshape(3)
     centre = -R.T @ t
@@ -69,9 +70,14 @@ def fit_pnp(corr: Correspondences, intrinsics: Intrinsics, threshold_px: float =
         rvec, tvec = cv2.solvePnPRefineLM(obj[mask], img[mask], K, dist, rvec, tvec)
         d_px, _ = pnp_residuals(corr, K, dist, rvec, tvec)
         new_mask = np.linalg.norm(d_px, axis=1) <= threshold_px
-        if new_mask.sum() < 4 or np.array_equal(new_mask, mask):
+        if np.array_equal(new_mask, mask) or new_mask.sum() < 4:
+            mask = new_mask
             break
         mask = new_mask
+    if mask.sum() < 4:
+        raise StoresenseError(f"{corr.source}: no camera pose agrees with at least 4 of the {len(corr)} points "
+                              f"within {threshold_px} px after refinement (best: {int(mask.sum())}); "
+                              "check the point list")
     R, _ = cv2.Rodrigues(rvec)
     depth = obj[mask] @ R[2] + float(tvec.ravel()[2])
     if np.any(depth <= 0):

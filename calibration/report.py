@@ -137,7 +137,7 @@ def plot_coverage_per_camera(cfg: StoreConfig, cov: CoverageMap, path: Path) -> 
         ax.set_title(f"{cam_id}: sees {share:.0%} of the walkable floor", fontsize=10)
     for ax in axes.ravel()[len(ids):]:
         ax.axis("off")
-    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.25, hspace=0.3)  # cheaper than tight_layout; _save trims the margins
     return _save(fig, path)
 
 
@@ -221,7 +221,7 @@ def plot_floor_fit(fit: FloorFit, cfg: StoreConfig | None, path: Path) -> Path:
         q = ax_img.quiver(uv[inl, 0], uv[inl, 1], duv[inl, 0] * scale, duv[inl, 1] * scale, color="#1f77b4",
                           angles="xy", scale_units="xy", scale=1, width=0.003)
         ref = float(np.percentile(np.hypot(*duv[inl].T), 95)) or 1.0
-        ax_img.quiverkey(q, 0.8, 1.02, ref * scale, f"{ref:.2f} px", labelpos="E", coordinates="axes")
+        ax_img.quiverkey(q, 0.05, 0.05, ref * scale, f"{ref:.2f} px", labelpos="E", coordinates="axes")
     ax_img.plot(uv[inl, 0], uv[inl, 1], ".", color="#1f77b4", label="inlier")
     ax_img.plot(uv[~inl, 0], uv[~inl, 1], "x", color=UNSEEN, ms=9, mew=2, label="outlier (RANSAC)")
     ax_img.set_xlim(0, w)
@@ -241,7 +241,7 @@ def plot_floor_fit(fit: FloorFit, cfg: StoreConfig | None, path: Path) -> Path:
     if centre is not None:
         ax_floor.plot(centre[0], centre[1], marker="^", ms=11, mfc="white", mec="black", zorder=5)
     ax_floor.set_title(f"floor residuals: RMS {fit.rms_cm():.1f} cm (inliers)", fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.2)
     return _save(fig, path)
 
 

@@ -221,3 +221,62 @@ def cross_validate(ds: KolakowskiDataset, params: dict | None = None, methods=("
     return {m: Score(m, np.concatenate([s.errors for s in ss]), [f for s in ss for f in s.fixes],
                      np.concatenate([s.truth for s in ss]), sum(s.expected for s in ss))
             for m, ss in pooled.items()}
+
+
+# --------------------------------------------------------------------------- the project's own recordings
+
+
+def load_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """True positions per tag from CSV ``ts,tag,x,y``: tag -> array (n, 3) of ts, x, y sorted by time."""
+    import csv
+
+    from ..errors import StoresenseError
+
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise StoresenseError(f"{path}: cannot read truth: {exc.strerror}") from None
+    if not rows or [h.strip() for h in rows[0]] != ["ts", "tag", "x", "y"]:
+        raise StoresenseError(f"{path}:1: expected the header 'ts,tag,x,y'")
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for n, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        try:
+            ts, tag, x, y = float(row[0]), row[1].strip(), float(row[2]), float(row[3])
+        except (ValueError, IndexError):
+            raise StoresenseError(f"{path}:{n}: expected 'ts,tag,x,y', got {','.join(row)!r}") from None
+        out.setdefault(tag, []).append((ts, x, y))
+    if not out:
+        raise StoresenseError(f"{path}: no truth rows")
+    return {k: np.array(sorted(v)) for k, v in out.items()}
+
+
+def score_against_truth(method: str, fixes: list[Fix], truth: dict[str, np.ndarray]) -> Score:
+    """Error of each fix against its tag's true position, interpolated at the fix's time."""
+    err, used, pts = [], [], []
+    for f in fixes:
+        t = truth.get(f.tag)
+        if t is None or not (t[0, 0] <= f.ts <= t[-1, 0]):
+            continue
+        x, y = np.interp(f.ts, t[:, 0], t[:, 1]), np.interp(f.ts, t[:, 0], t[:, 2])
+        err.append(float(np.hypot(f.x - x, f.y - y)))
+        used.append(f)
+        pts.append((x, y))
+    return Score(method, np.array(err), used, np.array(pts).reshape(-1, 2), len(used))
+
+
+def setup_from_config(config, *, radio_map: RadioMap | None = None, params: dict | None = None,
+                      resolution: float = 0.1, clearance: float = 0.2, tag_height: float | None = None) -> IpsSetup:
+    """An :class:`IpsSetup` for a store config (its BLE nodes, its floor) and an optional radio map."""
+    from ..errors import StoresenseError
+    from .floor import FloorGrid
+    from .pathloss import DEFAULT_TAG_HEIGHT_M, anchors_from_config
+
+    anchors = anchors_from_config(config)
+    if len(anchors) < 3:
+        raise StoresenseError(f"the store config has {len(anchors)} BLE nodes; positioning needs at least 3")
+    return IpsSetup(anchors, Walkable(FloorGrid(config, resolution, clearance)), radio_map,
+                    tag_height if tag_height is not None else DEFAULT_TAG_HEIGHT_M, {**DEFAULT_PARAMS, **(params or {})})

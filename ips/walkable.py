@@ -83,25 +83,23 @@ class Walkable:
     def walk_towards(self, a, b, max_dist: float = np.inf) -> np.ndarray:
         """Where someone at ``a`` heading for ``b`` ends up after walking at most ``max_dist`` metres.
 
-        The walk goes straight when that stays on free floor, otherwise along the
-        grid's A* path (through doors, never through walls). Both ends are
-        snapped to free floor first. When no path exists it stays at ``a``.
+        The walk goes straight when that stays on free floor. Otherwise it
+        follows the grid's A* path (through doors, never through walls) but
+        stops at the path's first turn, so the straight step from ``a`` to the
+        result never crosses a wall either; the next call continues from there.
+        Both ends are snapped to free floor first. With no path it stays at ``a``.
         """
         a = self.snap(a)
         b = self.snap(b)
-        if self.segments_free(a[None], b[None])[0]:
-            points = [a, b]
-        else:
+        if not self.segments_free(a[None], b[None])[0]:
             try:
-                points = [a, *map(np.asarray, self.grid.path(tuple(a), tuple(b))[1:-1]), b]
+                path = self.grid.path(tuple(a), tuple(b))
             except ValueError:
                 return a
-        left = float(max_dist)
-        here = points[0]
-        for nxt in points[1:]:
-            step = float(np.hypot(*(nxt - here)))
-            if step >= left:
-                return here + (nxt - here) * (left / step) if step > 0 else here
-            left -= step
-            here = nxt
-        return here
+            b = np.asarray(path[1], dtype=float) if len(path) > 2 else b
+            if not self.segments_free(a[None], b[None])[0]:
+                return a
+        step = float(np.hypot(*(b - a)))
+        if step > max_dist:
+            return a + (b - a) * (max_dist / step)
+        return b
