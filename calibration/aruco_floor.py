@@ -24,12 +24,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 from ..errors import StoresenseError
 from .charuco import aruco_dictionary
 from .correspondences import Correspondences
 from .images import read_image
+from .resultfile import parse_yaml, read_text
 
 CORNER_NAMES = ("TL", "TR", "BR", "BL")
 
@@ -74,14 +74,7 @@ def _pair(value, where: str) -> tuple[float, float]:
 def load_marker_layout(path: str | Path) -> MarkerLayout:
     """Read a marker layout YAML file; errors name the file and the marker."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StoresenseError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoresenseError(f"{path}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise StoresenseError(f"{path}: invalid YAML: {exc}") from None
+    data = parse_yaml(read_text(path), path)
     if not isinstance(data, dict) or not isinstance(data.get("markers"), dict) or not data["markers"]:
         raise StoresenseError(f"{path}: expected a mapping with 'dictionary', optional 'size' and "
                               "'markers: {id: [x, y] | {center, yaw_deg} | {corners}}'")

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import StoresenseError
+from .resultfile import parse_yaml, read_text
 
 MIN_POINTS = 4
 DUPLICATE_PX = 0.5  # two image points closer than this are the same point
@@ -95,10 +95,7 @@ def _read_csv(path: Path, text: str) -> Correspondences:
 
 
 def _read_yaml(path: Path, text: str) -> Correspondences:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise StoresenseError(f"{path}: invalid YAML: {exc}") from None
+    data = parse_yaml(text, path)
     if isinstance(data, dict):
         data = data.get("points")
     if not isinstance(data, list):
@@ -123,12 +120,7 @@ def _read_yaml(path: Path, text: str) -> Correspondences:
 def load_points(path: str | Path) -> Correspondences:
     """Read a CSV or YAML correspondence file; errors name the file and the line or point."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StoresenseError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoresenseError(f"{path}: cannot read: {exc}") from None
+    text = read_text(path)
     if path.suffix.lower() in (".yaml", ".yml"):
         return _read_yaml(path, text)
     return _read_csv(path, text)

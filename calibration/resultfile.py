@@ -41,17 +41,29 @@ def save_result(model: BaseModel, path: str | Path) -> Path:
     return path
 
 
-def load_result(model_cls: type[ModelT], path: str | Path) -> ModelT:
-    """Read a result file written by :func:`save_result`; errors name the file and field."""
+def read_text(path: str | Path) -> str:
+    """The text of a user-given file; a missing or unreadable file is one clear error naming it."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StoresenseError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StoresenseError(f"{path}: cannot read: {exc}") from None
+
+
+def parse_yaml(text: str, path: str | Path):
+    """Parse YAML ``text`` read from ``path``; a syntax error names the file."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise StoresenseError(f"{path}: invalid YAML: {exc}") from None
+
+
+def load_result(model_cls: type[ModelT], path: str | Path) -> ModelT:
+    """Read a result file written by :func:`save_result`; errors name the file and field."""
+    path = Path(path)
+    data = parse_yaml(read_text(path), path)
     expected = model_cls.model_fields["kind"].default
     if not isinstance(data, dict) or data.get("kind") != expected:
         got = data.get("kind") if isinstance(data, dict) else type(data).__name__
