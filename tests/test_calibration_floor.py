@@ -365,5 +365,5 @@ def test_cli_floor_writes_the_store_and_reports_errors_in_one_line(store_copy, t
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines at the console width
     assert err.startswith("error:") and "no camera 'nope'" in err and "Traceback" not in err
