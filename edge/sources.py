@@ -304,14 +304,16 @@ class LiveSource(FrameSource):
                 self.on_state(state, self.stats)
 
     def _wait(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
+        """Sleep ``seconds`` in steps of at most 1 s, calling ``on_idle`` between them."""
+        left = seconds
         while not self._closed:
             if self.on_idle is not None:
                 self.on_idle()
-            left = end - time.monotonic()
             if left <= 0:
                 break
-            self._sleep(min(1.0, left))
+            step = min(1.0, left)
+            self._sleep(step)
+            left -= step
 
     def _connect(self) -> bool:
         """Open the capture, retrying with backoff; False when closed meanwhile."""
