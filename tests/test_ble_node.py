@@ -163,6 +163,9 @@ def test_cli_without_bluetooth_prints_one_line_and_exits_2():
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: BLE node ble-sw:")
-    bad = subprocess.run([sys.executable, "-m", "storesense.cli", "edge", "ble", "--node", "nope"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "not a BLE node" in bad.stderr
+    from typer.testing import CliRunner
+
+    from storesense.cli import app
+
+    bad = CliRunner().invoke(app, ["edge", "ble", "--node", "nope"])
+    assert isinstance(bad.exception, StoresenseError) and "not a BLE node" in str(bad.exception)
