@@ -376,10 +376,6 @@ class ShopperPlanner:
         facing = math.atan2(-f.normal[1], -f.normal[0])
         return (float(target[0]), float(target[1]), z), (float(face[0]), float(face[1]), z), facing
 
-    def in_zone(self, p, zone) -> bool:
-        """Whether floor point ``p`` lies in ``zone``."""
-        return bool(points_in_polygon(np.asarray([p], float), np.asarray(zone.polygon, float))[0])
-
     # -- planning
 
     def plan(self, index: int, t_arrive: float, earlier: list[SimShopper]) -> SimShopper:

@@ -44,37 +44,37 @@ plate without a load cell each item is taken with its own reach.
 Difficulty levels (:class:`Level`, :data:`LEVELS`; pass a name or a
 ``dataclasses.replace``-d Level):
 
-====================  =======  =======  =======  ==============================================
-parameter             quiet    busy     crowded  meaning
-====================  =======  =======  =======  ==============================================
-shoppers              4        12       30       shoppers in the scenario (``shoppers=`` overrides)
-arrival_gap_s         12       5        2        mean seconds between arrivals (exponential)
-max_concurrent        3        8        16       most shoppers inside at once
-visits                2-3      2-4      2-4      plates visited per shopper (min, max)
-wander_share          0.2      0.3      0.3      share of shelf visits preceded by a browsing detour
-miss_rate             0.03     0.06     0.10     per-frame random detection miss
-false_positive_rate   0.01     0.03     0.06     spurious observations per camera frame
-id_switch_share       0.10     0.20     0.30     chance an encounter (box IoU >= 0.3) swaps track ids
-track_timeout_s       1.0      1.0      1.0      gap after which a camera gives a new track id
-foot_sigma_px         3        4        5        pixel error of the foot / head point
-calib_sigma_m         0.03     0.03     0.04     calibration error of floor points, metres
-keypoint_sigma_frac   0.015    0.02     0.025    keypoint pixel noise as a share of box height
-hand_miss_rate        0.02     0.05     0.08     share of reaches a camera that sees them misses
-ble_hz                1.5      1.5      1.5      phone advertisements per second
-ble_shadow_db         3        4        5        shadowing std, dB
-ble_shadow_corr_m     2        2        2        shadowing correlation length, m
-ble_device_sigma_db   1.5      2        2        per-phone RSSI offset std, dB
-ble_body_db           5        6        6        body loss with the node right behind, dB
-ble_shelf_db          5        5        5        loss per shelf between phone and node, dB
-ble_loss              0.05     0.10     0.15     packet loss
-code_checkin_share    0.15     0.15     0.15     share of check-ins by scanned code (else app)
-putback_share         0.10     0.15     0.20     chance a pick is followed by a put-back
-wrong_place_share     0.05     0.10     0.15     chance a visit puts a carried item on a wrong plate
-touch_share           0.05     0.08     0.10     chance of a reach that takes nothing
-handover_share        0.05     0.10     0.15     chance a shopper takes an item from another
-simultaneous_share    0.10     0.20     0.30     chance a shopper reaches alongside another
-unweighed_putback...  0        0        0        put-backs allowed on plates without load cells
-====================  =======  =======  =======  ==============================================
+========================  =======  =======  =======  ==============================================
+parameter                 quiet    busy     crowded  meaning
+========================  =======  =======  =======  ==============================================
+shoppers                  4        12       30       shoppers in the scenario (``shoppers=`` overrides)
+arrival_gap_s             12       5        2        mean seconds between arrivals (exponential)
+max_concurrent            3        8        16       most shoppers inside at once
+visits                    2-3      2-4      2-4      plates visited per shopper (min, max)
+wander_share              0.2      0.3      0.3      share of shelf visits preceded by a browsing detour
+miss_rate                 0.03     0.06     0.10     per-frame random detection miss
+false_positive_rate       0.01     0.03     0.06     spurious observations per camera frame
+id_switch_share           0.10     0.20     0.30     chance an encounter (box IoU >= 0.3) swaps track ids
+track_timeout_s           1.0      1.0      1.0      gap after which a camera gives a new track id
+foot_sigma_px             3        4        5        pixel error of the foot / head point
+calib_sigma_m             0.03     0.03     0.04     calibration error of floor points, metres
+keypoint_sigma_frac       0.015    0.02     0.025    keypoint pixel noise as a share of box height
+hand_miss_rate            0.02     0.05     0.08     share of reaches a camera that sees them misses
+ble_hz                    1.5      1.5      1.5      phone advertisements per second
+ble_shadow_db             3        4        5        shadowing std, dB
+ble_shadow_corr_m         2        2        2        shadowing correlation length, m
+ble_device_sigma_db       1.5      2        2        per-phone RSSI offset std, dB
+ble_body_db               5        6        6        body loss with the node right behind, dB
+ble_shelf_db              5        5        5        loss per shelf between phone and node, dB
+ble_loss                  0.05     0.10     0.15     packet loss
+code_checkin_share        0.15     0.15     0.15     share of check-ins by scanned code (else app)
+putback_share             0.10     0.15     0.20     chance a pick is followed by a put-back
+wrong_place_share         0.05     0.10     0.15     chance a visit puts a carried item on a wrong plate
+touch_share               0.05     0.08     0.10     chance of a reach that takes nothing
+handover_share            0.05     0.10     0.15     chance a shopper takes an item from another
+simultaneous_share        0.10     0.20     0.30     chance a shopper reaches alongside another
+unweighed_putback_share   0        0        0        share of put-backs allowed on plates without load cells
+========================  =======  =======  =======  ==============================================
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ class SimScenario(Scenario):
     id_switches: list[IdSwitch] = field(default_factory=list)
     weight_events: list[WeightTruth] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    _track_index: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
     def handovers(self) -> list[Handover]:
@@ -240,12 +241,16 @@ class SimScenario(Scenario):
 
     def track_owner(self, camera: str, track_id: int, t: float) -> str | None:
         """The shopper a camera's ``track_id`` belonged to at ``t`` (None: a false positive or unknown)."""
+        if self._track_index is None or self._track_index[0] != len(self.camera_tracks):
+            index: dict[tuple[str, int], list[TrackSegment]] = {}
+            for seg in self.camera_tracks:
+                index.setdefault((seg.camera, seg.track_id), []).append(seg)
+            self._track_index = (len(self.camera_tracks), index)
         best = None
-        for seg in self.camera_tracks:
-            if seg.camera == camera and seg.track_id == track_id:
-                gap = max(seg.t0 - t, t - seg.t1, 0.0)
-                if best is None or gap < best[0]:
-                    best = (gap, seg.shopper)
+        for seg in self._track_index[1].get((camera, track_id), ()):
+            gap = max(seg.t0 - t, t - seg.t1, 0.0)
+            if best is None or gap < best[0]:
+                best = (gap, seg.shopper)
         return best[1] if best else None
 
     def truth_json(self) -> str:
