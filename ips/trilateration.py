@@ -131,7 +131,7 @@ def levenberg_marquardt(residual, jac, x0: np.ndarray, lo: np.ndarray, hi: np.nd
     x = np.asarray(x0, dtype=float).copy()
     r = residual(x)
     c = cost(r)
-    lam = 1e-3
+    lam = 1e-6
     for _ in range(max_iter):
         J = jac(x)
         w = 1.0 / np.sqrt(1.0 + (r / f_scale) ** 2)

@@ -35,10 +35,12 @@ class Walkable:
     def cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Row, column and an in-bounds flag for floor points ``(..., 2)``."""
         p = np.asarray(points, dtype=float)
-        c = np.floor((p[..., 0] - self.origin[0]) / self.resolution).astype(int)
-        r = np.floor((p[..., 1] - self.origin[1]) / self.resolution).astype(int)
-        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols)
-        return np.clip(r, 0, self.rows - 1), np.clip(c, 0, self.cols - 1), inside
+        c = ((p[..., 0] - self.origin[0]) * (1.0 / self.resolution)).astype(np.int64)
+        r = ((p[..., 1] - self.origin[1]) * (1.0 / self.resolution)).astype(np.int64)
+        # astype truncates towards zero: points just below the origin must not land in cell 0
+        inside = (r >= 0) & (r < self.rows) & (c >= 0) & (c < self.cols) & (p[..., 0] >= self.origin[0]) \
+            & (p[..., 1] >= self.origin[1])
+        return np.minimum(np.maximum(r, 0), self.rows - 1), np.minimum(np.maximum(c, 0), self.cols - 1), inside
 
     def free_at(self, points: np.ndarray) -> np.ndarray:
         """True where a point lies on free floor."""
@@ -54,11 +56,9 @@ class Walkable:
         a = np.asarray(a, dtype=float).reshape(-1, 2)
         b = np.asarray(b, dtype=float).reshape(-1, 2)
         length = np.hypot(*(b - a).T)
-        n = int(np.ceil(length.max(initial=0.0) / (0.5 * self.resolution))) + 1
-        ok = self.free_at(b)
-        for t in np.linspace(0.0, 1.0, max(n, 2))[:-1]:
-            ok &= self.free_at(a + (b - a) * t)
-        return ok
+        n = max(int(np.ceil(length.max(initial=0.0) / (0.5 * self.resolution))) + 1, 2)
+        t = np.linspace(0.0, 1.0, n)[:, None, None]
+        return self.free_at(a + (b - a) * t).all(axis=0)
 
     def snap(self, point) -> np.ndarray:
         """The centre of the free cell nearest to ``point`` (the point itself when it is free)."""
