@@ -336,6 +336,7 @@ class ShopperPlanner:
         self.weighed = {(w.shelf, w.plate) for w in config.weight_sensors}
         self.stock = {(s.id, p.id): p.stock for s in config.shelves for p in s.plates}
         self.finder = PathFinder(grid)
+        self._earlier: list[SimShopper] = []
 
     # -- geometry helpers
 
@@ -366,6 +367,24 @@ class ShopperPlanner:
                 break
         return best[1]
 
+    def _free_stand_spot(self, w: _Walker, shelf: str) -> tuple[float, float]:
+        """A spot at ``shelf`` at least 0.7 m from where earlier shoppers stand around the arrival time.
+
+        When the front is that crowded, the spot farthest from everybody there.
+        """
+        best = None
+        for _ in range(10):
+            spot = self.stand_spot(shelf)
+            arrive = w.t + w.travel_time(spot)
+            taken = [(st.x, st.y) for other in self._earlier for st in other.stands
+                     if st.where == f"shelf:{shelf}" and st.t0 < arrive + 15.0 and st.t1 > arrive - 2.0]
+            gap = min((math.dist(spot, p) for p in taken), default=math.inf)
+            if best is None or gap > best[0]:
+                best = (gap, spot)
+            if gap >= 0.7:
+                break
+        return best[1]
+
     def reach_points(self, shelf: str, spot, z: float) -> tuple[tuple, tuple, float]:
         """Wrist target inside the shelf, the face point in front of it, and the facing angle."""
         f = self.fronts[shelf]
@@ -381,6 +400,7 @@ class ShopperPlanner:
     def plan(self, index: int, t_arrive: float, earlier: list[SimShopper]) -> SimShopper:
         """Plan shopper number ``index`` (0-based) arriving at ``t_arrive``."""
         rng, lv = self.rng, self.level
+        self._earlier = earlier
         sid = f"shopper-{index + 1}"
         shopper = SimShopper(sid, f"tag-{index + 1:03d}", t_arrive, 0.0)
         shopper.height_m = float(np.clip(rng.normal(1.72, 0.08), 1.5, 1.95))
@@ -459,7 +479,7 @@ class ShopperPlanner:
         """Walk to a spot at the shelf and do this visit's reaches."""
         rng, lv = self.rng, self.level
         if t_first is None:
-            w.walk_to(self.stand_spot(shelf_id))
+            w.walk_to(self._free_stand_spot(w, shelf_id))
             w.wait(float(rng.uniform(0.4, 1.5)), f"shelf:{shelf_id}")
         done = []
         for plate in plates:
