@@ -1,14 +1,18 @@
 """Benchmark: our CameraTracker against roboflow's ByteTrack (``trackers`` package) on MOT15 public detections.
 
-Both trackers get the same per-frame detections (``det/det.txt``), built before timing;
-only the ``update`` calls are timed, over several repeats (best repeat kept), the two
-trackers alternating in the same run. Both outputs are scored by
+Every tracker gets the same per-frame detections (``det/det.txt``), built before timing;
+only the ``update`` calls are timed, over several passes (the best pass is kept), the
+trackers taking turns within each pass, in one process. All outputs are scored by
 :mod:`storesense.datasets.scoring` (TrackEval's MOTChallenge conventions).
 
-Needs ``trackers`` (roboflow, 2.6.x): ``pip install -e '.[bench]'``.
+Four configurations: each tracker with its constructor defaults, and each with the
+parameters found by ``bench/tune_tracker.py`` on these same five sequences (the only
+MOT sequences with ground truth we have, so the tuned figures are optimistic for both).
 
-Run from the repository root::
+Needs roboflow's ``trackers`` 2.6.x and ``supervision`` (``trackers`` pulls in the GUI
+``opencv-python`` next to our ``opencv-python-headless``; install it without its deps)::
 
+    pip install supervision pydeprecate && pip install --no-deps 'trackers==2.6.1'
     python bench/bench_tracker.py [SEQ_DIR ...] [--repeats 5] [--json out.json]
 
 Without SEQ_DIRs it uses every sequence in ../shared/data/mot15.
@@ -28,13 +32,17 @@ from storesense.datasets.mot import detections_per_frame, read_sequence, tracks_
 from storesense.datasets.mot_eval import tracker_for
 from storesense.datasets.scoring import combine, score_sequence
 from storesense.edge.detections import Detections
+from storesense.edge.tracker import CameraTracker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 
+#: ByteTrack parameters found by ``python bench/tune_tracker.py --tracker bytetrack`` on the five sequences.
+BYTETRACK_TUNED: dict = {}
 
-def time_ours(seq, frames: list[Detections]) -> tuple[float, list]:
+
+def run_ours(tracker: CameraTracker, frames: list[Detections]) -> tuple[float, list]:
     """One pass of our tracker: (seconds in update, [(frame, tracked)])."""
-    tracker = tracker_for(seq)
+    tracker.reset()
     out = []
     start = time.perf_counter()
     for t, dets in enumerate(frames, 1):
@@ -42,11 +50,12 @@ def time_ours(seq, frames: list[Detections]) -> tuple[float, list]:
     return time.perf_counter() - start, out
 
 
-def time_bytetrack(seq, frames) -> tuple[float, list]:
-    """One pass of trackers.ByteTrackTracker with its defaults and the sequence's frame rate."""
+def run_bytetrack(seq, frames, **params) -> tuple[float, list]:
+    """One pass of trackers.ByteTrackTracker (its defaults unless ``params``) at the sequence's frame rate:
+    (seconds in update, [(frame, tracked)])."""
     from trackers import ByteTrackTracker
 
-    tracker = ByteTrackTracker(frame_rate=seq.frame_rate)
+    tracker = ByteTrackTracker(frame_rate=seq.frame_rate, **params)
     out = []
     start = time.perf_counter()
     for dets in frames:
@@ -67,59 +76,120 @@ def to_supervision(frames: list[Detections]):
             for d in frames]
 
 
+CONFIGS = ("ours tuned", "ByteTrack tuned", "ours default", "ByteTrack default")
+#: (ours, theirs) pairs whose ratios are printed.
+PAIRS = (("ours tuned", "ByteTrack tuned"), ("ours default", "ByteTrack default"), ("ours tuned", "ByteTrack default"))
+
+
+def bench_sequence(seq, repeats: int) -> dict:
+    """Best-of-``repeats`` time and the tracks of every configuration on one sequence."""
+    frames = detections_per_frame(seq.public_detections(), seq.length)
+    sv_frames = to_supervision(frames)
+    tuned, default = tracker_for(seq), CameraTracker()
+    runners = {
+        "ours tuned": lambda: run_ours(tuned, frames),
+        "ByteTrack tuned": lambda: run_bytetrack(seq, sv_frames, **BYTETRACK_TUNED),
+        "ours default": lambda: run_ours(default, frames),
+        "ByteTrack default": lambda: run_bytetrack(seq, sv_frames),
+    }
+    best = {name: (np.inf, None) for name in CONFIGS}
+    for _ in range(repeats):
+        for name in CONFIGS:
+            seconds, out = runners[name]()
+            if seconds < best[name][0]:
+                best[name] = (seconds, out)
+    gt = seq.ground_truth()
+    return {name: (seconds, score_sequence(gt, tracks_to_rows(out), seq.length, name=seq.name))
+            for name, (seconds, out) in best.items()}
+
+
 def main() -> None:
-    """Run the benchmark and print a table with the ratios."""
+    """Run the benchmark and print the figures and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sequences", nargs="*", type=Path)
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per tracker (best kept)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--plot", type=Path, help="also draw HOTA and time per frame per sequence (PNG)")
     args = parser.parse_args()
     try:
         import trackers
     except ImportError:
-        raise SystemExit("this benchmark needs roboflow's trackers: pip install -e '.[bench]'") from None
+        raise SystemExit("this benchmark needs roboflow's trackers: see the docstring of bench/bench_tracker.py")
+
+    from importlib.metadata import version
 
     dirs = args.sequences or sorted(p for p in DEFAULT_DATA.iterdir() if (p / "seqinfo.ini").is_file())
-    rows, ours_scores, theirs_scores = [], [], []
-    total = {"ours": 0.0, "bytetrack": 0.0, "frames": 0}
+    results = {}
+    frames = {}
     for d in dirs:
         seq = read_sequence(d)
-        frames = detections_per_frame(seq.public_detections(), seq.length)
-        sv_frames = to_supervision(frames)
-        best = {"ours": np.inf, "bytetrack": np.inf}
-        for _ in range(args.repeats):
-            t_ours, ours_out = time_ours(seq, frames)
-            t_bt, bt_out = time_bytetrack(seq, sv_frames)
-            best["ours"] = min(best["ours"], t_ours)
-            best["bytetrack"] = min(best["bytetrack"], t_bt)
-        gt = seq.ground_truth()
-        s_ours = score_sequence(gt, tracks_to_rows(ours_out), seq.length, name=seq.name)
-        s_bt = score_sequence(gt, tracks_to_rows(bt_out), seq.length, name=seq.name)
-        ours_scores.append(s_ours)
-        theirs_scores.append(s_bt)
-        total["ours"] += best["ours"]
-        total["bytetrack"] += best["bytetrack"]
-        total["frames"] += seq.length
-        rows.append((seq.name, seq.length, s_ours, s_bt, best["ours"] / seq.length, best["bytetrack"] / seq.length))
-    rows.append(("COMBINED", total["frames"], combine(ours_scores), combine(theirs_scores),
-                 total["ours"] / total["frames"], total["bytetrack"] / total["frames"]))
+        results[seq.name] = bench_sequence(seq, args.repeats)
+        frames[seq.name] = seq.length
+    names = list(results)
+    results["COMBINED"] = {c: (sum(results[n][c][0] for n in names), combine([results[n][c][1] for n in names]))
+                           for c in CONFIGS}
+    frames["COMBINED"] = sum(frames[n] for n in names)
 
-    print(f"trackers {trackers.__version__ if hasattr(trackers, '__version__') else '?'}, numpy {np.__version__}, "
-          f"python {platform.python_version()}, {platform.machine()}; best of {args.repeats} passes")
-    header = (f"{'sequence':<15}{'frames':>7}  {'HOTA ours':>9} {'HOTA BT':>8} {'ratio':>6}  "
-              f"{'MOTA ours':>9} {'MOTA BT':>8}  {'IDF1 ours':>9} {'IDF1 BT':>8}  "
-              f"{'ms/frame ours':>13} {'ms/frame BT':>11} {'time ratio':>10}")
-    print(header)
-    report = []
-    for name, n, a, b, ta, tb in rows:
-        print(f"{name:<15}{n:>7}  {100 * a.HOTA:>9.2f} {100 * b.HOTA:>8.2f} {a.HOTA / max(b.HOTA, 1e-9):>6.3f}  "
-              f"{100 * a.MOTA:>9.2f} {100 * b.MOTA:>8.2f}  {100 * a.IDF1:>9.2f} {100 * b.IDF1:>8.2f}  "
-              f"{1000 * ta:>13.4f} {1000 * tb:>11.4f} {ta / tb:>10.3f}")
-        report.append({"sequence": name, "frames": n, "ours": {**a.summary(), "ms_per_frame": 1000 * ta},
-                       "bytetrack": {**b.summary(), "ms_per_frame": 1000 * tb},
-                       "hota_ratio": a.HOTA / max(b.HOTA, 1e-9), "time_ratio": ta / tb})
+    print(f"trackers {version('trackers')}, numpy {np.__version__}, python {platform.python_version()}, "
+          f"{platform.machine()}; best of {args.repeats} passes; time = tracker update only")
+    print(f"ByteTrack tuned: {BYTETRACK_TUNED}")
+    print(f"ours tuned: {tracker_params(tracker_for(read_sequence(dirs[0])))} (max_age_frames per sequence)\n")
+    print(f"{'sequence':<15}{'config':<19}{'HOTA':>7}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}{'ms/frame':>10}")
+    report = {"sequences": {}, "ratios": {}}
+    for name, by_config in results.items():
+        report["sequences"][name] = {}
+        for config in CONFIGS:
+            seconds, s = by_config[config]
+            ms = 1000 * seconds / frames[name]
+            print(f"{name:<15}{config:<19}{100 * s.HOTA:>7.2f}{100 * s.MOTA:>7.2f}{100 * s.IDF1:>7.2f}"
+                  f"{s.summary()['IDSW']:>6}{ms:>10.4f}")
+            report["sequences"][name][config] = {**s.summary(), "ms_per_frame": ms}
+        print()
+    print(f"{'ratios (ours / ByteTrack)':<45}{'HOTA':>8}{'time/frame':>12}")
+    for ours, theirs in PAIRS:
+        for name in names + ["COMBINED"]:
+            a, b = results[name][ours], results[name][theirs]
+            hota, speed = a[1].HOTA / max(b[1].HOTA, 1e-9), a[0] / b[0]
+            if name == "COMBINED" or ours == "ours tuned" and theirs == "ByteTrack tuned":
+                print(f"{ours + ' / ' + theirs + ', ' + name:<45}{hota:>8.3f}{speed:>12.3f}")
+            report["ratios"][f"{ours} / {theirs} / {name}"] = {"hota": hota, "time": speed}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.plot:
+        plot(report, args.plot, args.repeats)
+
+
+def plot(report: dict, path: Path, repeats: int) -> None:
+    """Two bar charts side by side: HOTA and ms per frame, per sequence and configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["sequences"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    width = 0.8 / len(CONFIGS)
+    colours = ("tab:blue", "tab:orange", "lightsteelblue", "navajowhite")
+    for ax, key, label in ((axes[0], "HOTA", "HOTA (%)"), (axes[1], "ms_per_frame", "tracker time per frame (ms)")):
+        for i, config in enumerate(CONFIGS):
+            values = [report["sequences"][n][config][key] * (100 if key == "HOTA" else 1) for n in names]
+            ax.bar(np.arange(len(names)) + (i - 1.5) * width, values, width, label=config, color=colours[i])
+        ax.set_xticks(np.arange(len(names)), names, rotation=20)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"CameraTracker vs ByteTrack (trackers) on MOT15 public detections, best of {repeats} passes")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tracker_params(tracker: CameraTracker) -> dict:
+    """The parameters a CameraTracker was built with (for the printout)."""
+    keys = ("high_thresh", "low_thresh", "match_iou", "min_hits", "low_match_iou", "lost_match_iou",
+            "tentative_match_iou", "new_track_thresh")
+    return {k: getattr(tracker, k) for k in keys}
 
 
 if __name__ == "__main__":

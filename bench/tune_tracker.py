@@ -5,9 +5,11 @@ the one with the best combined HOTA over the given sequences, and sweeps again u
 nothing improves. Tuning on the sequences one also reports on overstates the figures; say so
 when quoting them (we only have the five MOT15 training sequences with ground truth).
 
-    python bench/tune_tracker.py [SEQ_DIR ...] [--rounds 3]
+    python bench/tune_tracker.py [SEQ_DIR ...] [--rounds 3] [--tracker ours|bytetrack]
 
-``max_age_s`` is the lost-track lifetime in seconds (frames = seconds × the sequence's frame rate).
+``--tracker bytetrack`` searches roboflow's ByteTrack (``trackers``) the same way, so the
+benchmark can compare tuned with tuned as well as defaults with defaults.
+``max_age_s`` is our lost-track lifetime in seconds (frames = seconds × the sequence's frame rate).
 """
 
 from __future__ import annotations
@@ -15,27 +17,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from storesense.datasets.mot import detections_per_frame, read_sequence
+from storesense.datasets.mot import detections_per_frame, read_sequence, tracks_to_rows
 from storesense.datasets.mot_eval import run_tracker
 from storesense.datasets.scoring import combine, prepare_sequence, score_data
 from storesense.edge.tracker import CameraTracker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 
-#: Values tried per parameter; the first is the start point.
+#: Values tried per parameter of CameraTracker; the first is the start point (the best of earlier runs).
 SPACE = {
-    "high_thresh": [0.5, 0.6, 0.7, 0.8, 0.9],
-    "new_track_thresh": [None, 0.6, 0.7, 0.8, 0.9, 0.95],
-    "match_iou": [0.2, 0.05, 0.1, 0.15, 0.3, 0.4],
-    "min_hits": [2, 1, 3, 4],
-    "max_age_s": [1.0, 0.25, 0.5, 0.75, 1.5, 2.0],
-    "low_match_iou": [0.5, 0.2, 0.3, 0.4],
+    "high_thresh": [0.9, 0.5, 0.6, 0.7, 0.8],
+    "new_track_thresh": [0.95, None, 0.6, 0.7, 0.8, 0.9],
+    "match_iou": [0.15, 0.05, 0.1, 0.2, 0.3, 0.4],
+    "min_hits": [1, 2, 3, 4],
+    "max_age_s": [0.25, 0.1, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+    "low_match_iou": [0.4, 0.2, 0.3, 0.5],
+    "lost_match_iou": [None, 0.2, 0.3, 0.4, 0.5, 0.6],
     "tentative_match_iou": [0.3, 0.1, 0.2, 0.4, 0.5],
 }
 
 
+#: The same for trackers.ByteTrackTracker (its own defaults first; ranges cover its search_space).
+BYTETRACK_SPACE = {
+    "lost_track_buffer": [30, 10, 20, 45, 60, 90],
+    "track_activation_threshold": [0.7, 0.5, 0.6, 0.8, 0.9, 0.95],
+    "minimum_iou_threshold": [0.1, 0.05, 0.2, 0.3, 0.4],
+    "high_conf_det_threshold": [0.6, 0.5, 0.7, 0.8, 0.9],
+    "minimum_consecutive_frames": [2, 1, 3, 4],
+}
+
+
 def evaluate(params: dict, sequences: list) -> tuple[float, float, float]:
-    """Combined (HOTA, MOTA, IDF1) of the tracker with ``params`` on the prepared sequences."""
+    """Combined (HOTA, MOTA, IDF1) of our tracker with ``params`` on the prepared sequences."""
     params = dict(params)
     max_age_s = params.pop("max_age_s")
     scores = []
@@ -47,11 +60,24 @@ def evaluate(params: dict, sequences: list) -> tuple[float, float, float]:
     return c.HOTA, c.MOTA, c.IDF1
 
 
+def evaluate_bytetrack(params: dict, sequences: list) -> tuple[float, float, float]:
+    """Combined (HOTA, MOTA, IDF1) of trackers.ByteTrackTracker with ``params``."""
+    from bench_tracker import run_bytetrack, to_supervision
+
+    scores = []
+    for seq, frames, gt in sequences:
+        _, out = run_bytetrack(seq, to_supervision(frames), **params)
+        scores.append(score_data(seq.name, prepare_sequence(gt, tracks_to_rows(out), seq.length, "MOT15")))
+    c = combine(scores)
+    return c.HOTA, c.MOTA, c.IDF1
+
+
 def main() -> None:
     """Run the coordinate search and print the best parameters."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sequences", nargs="*", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tracker", choices=("ours", "bytetrack"), default="ours")
     args = parser.parse_args()
     dirs = args.sequences or sorted(p for p in DEFAULT_DATA.iterdir() if (p / "seqinfo.ini").is_file())
     sequences = []
@@ -63,19 +89,20 @@ def main() -> None:
     def score(params: dict) -> tuple:
         key = tuple(sorted(params.items()))
         if key not in cache:
-            cache[key] = evaluate(params, sequences)
+            cache[key] = (evaluate if args.tracker == "ours" else evaluate_bytetrack)(params, sequences)
             hota, mota, idf1 = cache[key]
             print(f"HOTA {100 * hota:6.2f} MOTA {100 * mota:6.2f} IDF1 {100 * idf1:6.2f}  {params}", flush=True)
         return cache[key]
 
-    best = {k: v[0] for k, v in SPACE.items()}
+    space = SPACE if args.tracker == "ours" else BYTETRACK_SPACE
+    best = {k: v[0] for k, v in space.items()}
     best_score = score(best)
     for _ in range(args.rounds):
         improved = False
-        for name, values in SPACE.items():
+        for name, values in space.items():
             for value in values:
                 trial = {**best, name: value}
-                if trial["new_track_thresh"] is not None and trial["new_track_thresh"] < trial["high_thresh"]:
+                if (trial.get("new_track_thresh") or 1.0) < trial.get("high_thresh", 0.0):
                     continue
                 result = score(trial)
                 if result[0] > best_score[0] + 1e-9:

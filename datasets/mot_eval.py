@@ -94,15 +94,16 @@ def evaluate_sequences(
     ``detector``: ``"public"`` (``det/det.txt``) or ``"model"`` (the camera node's detector,
     ``model`` naming it); ``out``: a folder to write ``<sequence>.txt`` results and
     ``summary.json`` into; ``make_tracker``: builds the tracker for a sequence (default:
-    :func:`tracker_for`).
+    :func:`tracker_for` on public detections, the camera node's own choice on the model's).
     """
     if detector not in DETECTORS:
         raise StoresenseError(f"--detector {detector!r}: expected one of {', '.join(DETECTORS)}")
     sequences = [read_sequence(p) for p in seq_dirs]
     if not sequences:
         raise StoresenseError("no sequence folders given")
-    make_tracker = make_tracker or tracker_for
     model_detector = load_model_detector(model) if detector == "model" else None
+    if make_tracker is None:
+        make_tracker = tracker_for if model_detector is None else (lambda seq: model_tracker(model_detector))
     runs = []
     for seq in sequences:
         gt = seq.ground_truth()
@@ -116,9 +117,26 @@ def evaluate_sequences(
     return runs, combined
 
 
+#: CameraTracker parameters for MOTChallenge public detections (``max_age_s`` in seconds), found by
+#: ``bench/tune_tracker.py`` on the five MOT15 training sequences, the only annotated ones we have:
+#: the figures on those sequences are therefore optimistic (docs/benchmarks.md, "Camera tracker").
+PUBLIC_DETECTION_PARAMS = {"high_thresh": 0.9, "new_track_thresh": 0.95, "match_iou": 0.15, "min_hits": 1,
+                           "max_age_s": 0.25, "low_match_iou": 0.4, "lost_match_iou": None,
+                           "tentative_match_iou": 0.3}
+
+
 def tracker_for(seq: MotSequence) -> CameraTracker:
-    """The tracker used for a sequence: the default :class:`CameraTracker`, lost tracks kept ~1 s."""
-    return CameraTracker(max_age_frames=max(1, round(seq.frame_rate)))
+    """The tracker used on a sequence's public detections: :data:`PUBLIC_DETECTION_PARAMS`."""
+    params = dict(PUBLIC_DETECTION_PARAMS)
+    max_age_s = params.pop("max_age_s")
+    return CameraTracker(max_age_frames=max(1, round(max_age_s * seq.frame_rate)), **params)
+
+
+def model_tracker(detector) -> CameraTracker:
+    """The tracker the camera node itself pairs with ``detector`` (``camera_node.default_tracker``)."""
+    from ..edge.camera_node import default_tracker
+
+    return default_tracker(detector)
 
 
 def write_outputs(folder: Path, runs: list[SequenceRun], combined: MotScores, detector: str) -> None:

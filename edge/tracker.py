@@ -6,9 +6,11 @@ Each frame (:meth:`CameraTracker.update`):
    frames were skipped);
 2. detections below ``low_thresh`` are dropped; the rest are split into high
    (``score >= high_thresh``) and low confidence;
-3. **stage 1**: confirmed tracks (including ones lost for up to ``max_age_frames``) are
-   matched to high-confidence detections by the Hungarian algorithm on IoU, a pair
-   needing IoU >= ``match_iou``;
+3. **stage 1**: confirmed tracks are matched to high-confidence detections by the
+   Hungarian algorithm on IoU: first the tracks seen in the previous update (a pair
+   needing IoU >= ``match_iou``), then the tracks lost for up to ``max_age_frames``
+   frames with the detections left (IoU >= ``lost_match_iou``), so a lost track's
+   guess never takes a detection from a track that is being followed;
 4. **stage 2**: confirmed tracks still unmatched that were seen in the previous update
    are matched to the low-confidence detections (IoU >= ``low_match_iou``): a person
    partly hidden, whose detection score dropped, keeps the track instead of losing it;
@@ -34,11 +36,6 @@ from scipy.optimize import linear_sum_assignment
 from .detections import Detections, box_iou
 from .kalman import BoxFilter, ConstantVelocityFilter, FilterFactory
 
-#: Parameters tuned on the five MOT15 training sequences with their public detections
-#: (the only annotated sequences we have; see docs/benchmarks.md, "Camera tracker").
-TUNED_MOT15 = {}
-
-
 class CameraTracker:
     """Track people in one camera's stream of :class:`Detections`.
 
@@ -47,7 +44,8 @@ class CameraTracker:
     split of the two association stages; ``match_iou``: least IoU for a stage-1 match;
     ``max_age_frames``: frames a confirmed track survives without a match; ``min_hits``:
     matched updates in a row before a track is confirmed. The keyword-only parameters
-    refine stages 2 and 3 and track birth (see the module docstring).
+    refine the association of lost tracks, stages 2 and 3 and track birth (see the module
+    docstring); ``lost_match_iou`` defaults to ``match_iou``.
     """
 
     def __init__(
@@ -60,6 +58,7 @@ class CameraTracker:
         min_hits: int = 2,
         *,
         low_match_iou: float = 0.5,
+        lost_match_iou: float | None = None,
         tentative_match_iou: float = 0.3,
         new_track_thresh: float | None = None,
     ) -> None:
@@ -67,8 +66,9 @@ class CameraTracker:
             raise ValueError(f"need 0 <= low_thresh ({low_thresh}) <= high_thresh ({high_thresh})")
         if max_age_frames < 0 or min_hits < 1:
             raise ValueError(f"need max_age_frames >= 0 ({max_age_frames}) and min_hits >= 1 ({min_hits})")
+        lost_match_iou = match_iou if lost_match_iou is None else lost_match_iou
         for name, iou in (("match_iou", match_iou), ("low_match_iou", low_match_iou),
-                          ("tentative_match_iou", tentative_match_iou)):
+                          ("lost_match_iou", lost_match_iou), ("tentative_match_iou", tentative_match_iou)):
             if not 0 < iou <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {iou}")
         self.filter_factory = filter_factory
@@ -78,6 +78,7 @@ class CameraTracker:
         self.max_age_frames = int(max_age_frames)
         self.min_hits = int(min_hits)
         self.low_match_iou = float(low_match_iou)
+        self.lost_match_iou = float(lost_match_iou)
         self.tentative_match_iou = float(tentative_match_iou)
         self.new_track_thresh = float(high_thresh if new_track_thresh is None else new_track_thresh)
         self.reset()
@@ -125,14 +126,22 @@ class CameraTracker:
             confirmed = ids >= 0
             conf_rows = np.nonzero(confirmed)[0]
             iou_high = box_iou(predicted, dets.xyxy[high])
-            # stage 1: confirmed tracks x high-confidence detections
-            t1, d1 = _assign(iou_high[conf_rows] if len(conf_rows) < n_tracks else iou_high, self.match_iou)
-            track_of_det[high[d1]] = conf_rows[t1]
+            # stage 1: confirmed tracks x high-confidence detections; tracks seen last time
+            # first, then lost ones (DeepSORT's cascade: a lost track's guess is the weaker one)
+            recent = confirmed & seen_last_time
+            recent_rows = np.nonzero(recent)[0]
+            t1, d1 = _assign(iou_high[recent_rows] if len(recent_rows) < n_tracks else iou_high, self.match_iou)
+            track_of_det[high[d1]] = recent_rows[t1]
+            if len(recent_rows) < len(conf_rows):
+                lost_rows = np.nonzero(confirmed & ~seen_last_time)[0]
+                left_high = np.nonzero(track_of_det[high] < 0)[0]
+                tl, dl = _assign(iou_high[lost_rows][:, left_high], self.lost_match_iou)
+                track_of_det[high[left_high[dl]]] = lost_rows[tl]
             # stage 2: confirmed tracks seen last time and still unmatched x low-confidence detections
             low = np.nonzero((scores >= self.low_thresh) & ~is_high)[0]
             if len(low):
-                free = confirmed & seen_last_time
-                free[conf_rows[t1]] = False
+                free = recent
+                free[recent_rows[t1]] = False
                 rows2 = np.nonzero(free)[0]
                 if len(rows2):
                     t2, d2 = _assign(box_iou(predicted[rows2], dets.xyxy[low]), self.low_match_iou)
@@ -168,6 +177,9 @@ class CameraTracker:
 
         # birth: high-confidence detections left over
         births = high[(track_of_det[high] < 0) & (scores[high] >= self.new_track_thresh)]
+        if len(births):
+            b = dets.xyxy[births]
+            births = births[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]   # no track from an empty or NaN box
         if len(births):
             self.filter.add(dets.xyxy[births])
             n = len(births)

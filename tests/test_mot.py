@@ -102,7 +102,7 @@ def run_cli(monkeypatch, capsys, *args):
     except SystemExit as exc:
         code = exc.code
     captured = capsys.readouterr()
-    return code, captured.out, " ".join(captured.err.split())   # rich wraps long lines
+    return code, captured.out, "".join(captured.err.split())   # rich wraps long lines anywhere
 
 
 def test_eval_mot_on_a_shared_sequence(tud_campus, tmp_path, monkeypatch, capsys):
@@ -127,9 +127,9 @@ def test_eval_mot_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
     assert code == 2 and err.startswith("error:") and "missing" in err and "Traceback" not in err
     bad = make_sequence(tmp_path / "bad", gt="1,1,1,2,3,4,1,-1,-1,-1\n", det="1,-1,x,2,3,4,0.9\n")
     code, _, err = run_cli(monkeypatch, capsys, "eval", "mot", bad)
-    assert code == 2 and "det.txt:1: not numbers" in err
+    assert code == 2 and "det/det.txt:1:notnumbers" in err
     code, _, err = run_cli(monkeypatch, capsys, "eval", "mot", bad, "--detector", "yolo")
-    assert code == 2 and "expected one of public, model" in err
+    assert code == 2 and "expectedoneofpublic,model" in err
 
 
 def test_model_detector_missing_is_a_clear_error(tmp_path, monkeypatch):

@@ -133,10 +133,12 @@ def test_keypoints_and_rows_follow_their_detection():
     assert sorted(out.track_id.tolist()) == [1, 2, 3]
 
 
-def test_empty_frames_and_bad_parameters():
-    tracker = CameraTracker()
+def test_empty_frames_degenerate_boxes_and_bad_parameters():
+    tracker = CameraTracker(min_hits=1)
     out = tracker.update(Detections.empty(with_keypoints=True), 1)
     assert len(out) == 0 and out.track_id.dtype == np.int64
+    junk = Detections(np.array([[10, 10, 10, 50], [5, 5, 1, 1], [np.nan, 0, 5, 5]]), np.ones(3))
+    assert len(tracker.update(junk, 2)) == 0 and tracker.track_count == 0
     with pytest.raises(ValueError):
         CameraTracker(high_thresh=0.2, low_thresh=0.4)
     with pytest.raises(ValueError):
