@@ -143,12 +143,14 @@ class PlateChannel:
         noise_prior = max(sensor.noise_g, w.min_noise_g)
         self.tare = TareCollector(w.tare_readings, w.steady_k, noise_prior * abs(sensor.counts_per_g))
         self.hampel = HampelFilter(w.hampel_window, w.hampel_k)
-        self.noise = NoiseEstimator(w.noise_window, prior=noise_prior, floor=w.min_noise_g)
+        window = min(2000, max(16, int(w.noise_window_s * sensor.sample_hz)))
+        self.noise = NoiseEstimator(window, prior=noise_prior, floor=w.min_noise_g)
         self.detector = ChangeDetector(sensor.settle_s, self.min_change_g, w)
         self.silent_after = silent_after_s(sensor, self.t)
         self.started_ts: float | None = None
         self.last_ts: float | None = None
         self.last_seen: float | None = None
+        self._tare_since: float | None = None
         self._prev_raw: float | None = None
         self._same_raw: float | None = None
         self._same_since = 0.0
@@ -169,6 +171,7 @@ class PlateChannel:
         self.offset = None
         self.absolute_zero = False
         self.tare.reset()
+        self._tare_since = self.last_seen
         self._restart()
 
     def _restart(self) -> None:
@@ -188,6 +191,7 @@ class PlateChannel:
         """The node starts at ``ts`` (the silence clock starts here)."""
         self.started_ts = ts
         self.last_seen = ts
+        self._tare_since = ts
 
     def _problem(self, ts: float, value: float | None) -> tuple[str | None, str, bool]:
         """Classify one raw reading: (counter name or None, detail, fault at once)."""
@@ -266,8 +270,12 @@ class PlateChannel:
         g, spike = self.hampel.filter(g_raw, sigma)
         if spike:
             self.counters["spikes"] += 1
-        self.noise.update(g)
         change = self.detector.update(ts, g_raw, g, sigma)
+        det = self.detector
+        if det.changing and ts - (det.unsettled_since or ts) < 10 * self.sensor.settle_s:
+            self.noise.pause()  # a change in progress is not noise (unless it never settles: then it may be)
+        else:
+            self.noise.update(g)
         if change is not None:
             self.counters["changes"] += 1
         return change, changed
@@ -279,9 +287,9 @@ class PlateChannel:
         sid = self.sensor.id
         if not self.health.healthy:
             return f"{sid}: not trusted ({self.health.reason}; for {now - self.health.since:.1f} s)"
-        started = self.started_ts if self.started_ts is not None else now
-        if not self.tared and now - started > 10.0:
-            return f"{sid}: not tared after {now - started:.0f} s (load not steady)"
+        since = self._tare_since if self._tare_since is not None else now
+        if not self.tared and now - since > 10.0:
+            return f"{sid}: not tared after {now - since:.0f} s (load not steady)"
         since = self.detector.unsettled_since
         if since is not None and now - since > self.t.unsettled_warn_s:
             return f"{sid}: load not settled for {now - since:.0f} s (noise {self.noise.sigma:.1f} g)"
@@ -640,7 +648,13 @@ def serve(config: StoreConfig, *, node: str | None = None, sensors: Iterable[str
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGHUP, lambda *_: shelf.tare())  # `kill -HUP` re-tares every plate
         try:
-            run_live(shelf, cells, stop=stop, recorder=writer, reopen=lambda sid: open_load_cell(by_id[sid]))
+            wall0, mono0 = time.time(), time.monotonic()  # Unix time that never steps back
+
+            def clock() -> float:
+                return wall0 + (time.monotonic() - mono0)
+
+            run_live(shelf, cells, stop=stop, clock=clock, recorder=writer,
+                     reopen=lambda sid: open_load_cell(by_id[sid]))
         except KeyboardInterrupt:
             pass
         finally:

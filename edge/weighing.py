@@ -25,10 +25,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from statistics import median
+from statistics import NormalDist, median
 
 #: MAD to standard deviation for Gaussian noise.
 MAD_TO_SIGMA = 1.4826
+_NORMAL = NormalDist()
+#: Durations this close count as equal (Unix timestamps carry only ~0.2 µs of resolution).
+TIME_TOLERANCE_S = 1e-3
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,12 @@ class WeighingTuning:
     tare_readings: int = 10
     hampel_window: int = 5
     hampel_k: float = 4.0
-    steady_k: float = 4.0
+    steady_k: float = 3.0
+    trend_k: float = 2.0
     depart_k: float = 2.5
+    depart_readings: int = 2
     drift_tau_s: float = 3.0
-    noise_window: int = 64
+    noise_window_s: float = 10.0
     min_noise_g: float = 0.5
 
 
@@ -113,6 +118,10 @@ class NoiseEstimator:
             self._since += 1
         self._last = x
 
+    def pause(self) -> None:
+        """Skip the current reading (e.g. during a change): the next difference starts after it."""
+        self._last = None
+
     def reset(self) -> None:
         """Forget the differences (the prior applies again)."""
         self._diffs.clear()
@@ -167,8 +176,10 @@ class ChangeDetector:
         self._run: list[tuple[float, float]] = []
         self._started_ts = 0.0
         self._baseline_before = 0.0
-        self._recent: deque[tuple[float, float, float]] = deque(maxlen=self.t.hampel_window + 2)
+        self._recent: deque[tuple[float, float, float]] = deque(
+            maxlen=self.t.hampel_window + self.t.depart_readings)
         self._last_ts: float | None = None
+        self._outside = 0
 
     def depart_g(self, sigma: float) -> float:
         """How far the load may wander from the baseline before a change starts."""
@@ -182,48 +193,73 @@ class ChangeDetector:
         if self.baseline is not None and not self.changing:
             depart = self.depart_g(sigma)
             if abs(g - self.baseline) <= depart:
+                self._outside = 0
                 self.baseline += min(1.0, dt / self.t.drift_tau_s) * (g - self.baseline)
                 self._recent.append((ts, raw_g, self.baseline))
                 return None
+            self._outside += 1
+            if self._outside < self.t.depart_readings:  # one noisy reading is not a change yet
+                self._recent.append((ts, raw_g, self.baseline))
+                self._run = [(ts, g)]
+                return None
+            self._outside = 0
             self.changing = True
             self.departures += 1
             self.unsettled_since = ts
             self._started_ts, self._baseline_before = self._trace_start(ts, raw_g, depart)
             self._recent.clear()
-            self._run = [(ts, g)]
+            self._run.append((ts, g))
             return None
         if self.unsettled_since is None:
             self.unsettled_since = ts
         return self._settle(ts, g, sigma)
 
     def _trace_start(self, ts: float, raw_g: float, depart: float) -> tuple[float, float]:
-        """When the change began: the earliest of the last few readings that had already left the band.
+        """When the change began: the earliest of the last few readings that had already left the band
+        (going back over single readings inside it: the hand's push and pull crosses the baseline).
 
-        The spike filter holds back the first readings of a change (and a hand's
-        push and pull can look like spikes), so the readings it replaced are
-        looked at before the one that was noticed.
+        The spike filter holds back the first readings of a change (a hand's
+        push and pull can look like spikes) and a departure needs
+        ``depart_readings`` in a row, so the raw readings of about a spike
+        window before the one that was noticed are looked at.
         """
         started, before = ts, self.baseline
-        recent = list(self._recent)[-(self.t.hampel_window - 1):]
-        for t_i, raw_i, _ in recent:
+        gap = 0
+        for t_i, raw_i, _ in reversed(self._recent):
             if abs(raw_i - before) > depart:
-                started = t_i
-                break
+                started, gap = t_i, 0
+            else:
+                gap += 1
+                if gap > 1:  # two steady readings in a row: the change had not begun
+                    break
         # the baseline as it was before the first reading of the change (they moved it a little)
         for t_i, _, base_i in reversed(self._recent):
             if t_i < started:
                 return started, base_i
         return started, before if not self._recent else self._recent[0][2]
 
+    def _steady(self, values: list[float], sigma: float) -> bool:
+        """Steady: every reading within k·σ of the window's median, and no trend between its two halves.
+
+        k is ``steady_k`` or, for windows of many readings, the normal quantile
+        that a steady window of that many readings exceeds 1 % of the time.
+        """
+        mid = median(values)
+        k = max(self.t.steady_k, _NORMAL.inv_cdf(1.0 - 0.005 / len(values)))  # ~1 % of steady windows fail
+        if any(abs(v - mid) > k * sigma for v in values):
+            return False
+        half = len(values) // 2
+        first, last = sum(values[:half]) / half, sum(values[-half:]) / half
+        return abs(last - first) <= self.t.trend_k * sigma * math.sqrt(2.0 / half)
+
     def _settle(self, ts: float, g: float, sigma: float) -> SettledChange | None:
-        band = self.t.steady_k * sigma
         run = self._run
-        if run and abs(g - median(v for _, v in run)) > band:
-            run.clear()  # not steady yet: start a new candidate window here
         run.append((ts, g))
-        while len(run) > 2 and run[-1][0] - run[1][0] >= self.settle_s - 1e-9:
-            run.pop(0)  # keep just the last settle_s
-        if len(run) < 3 or run[-1][0] - run[0][0] < self.settle_s - 1e-9:
+        while len(run) > 2 and run[-1][0] - run[1][0] >= self.settle_s - TIME_TOLERANCE_S:
+            run.pop(0)  # a sliding window of the last settle_s
+        if len(run) < 3 or run[-1][0] - run[0][0] < self.settle_s - TIME_TOLERANCE_S:
+            return None
+        if not self._steady([v for _, v in run], sigma):
             return None
         values = [v for _, v in run]
         mid = median(values)

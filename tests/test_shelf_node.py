@@ -389,3 +389,76 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert err.strip().startswith("error: unknown weight sensor(s) ws-Q7") and "Traceback" not in err
     code, _, err = _cli(monkeypatch, capsys, "edge", "shelf", "--sensors", "ws-A1", "--to", "tcp://127.0.0.1:1")
     assert code == 2 and "no hardware configured" in err
+
+
+# --------------------------------------------------------------------------- the live loop
+
+
+class SimClock:
+    """A clock that advances a little at every look, and stops the live loop at ``end``."""
+
+    def __init__(self, start: float, end: float, stop: threading.Event, step: float = 0.01):
+        self.t, self.end, self.stop, self.step = start, end, stop, step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        if self.t >= self.end:
+            self.stop.set()
+        return self.t
+
+
+class ScriptedCell:
+    """A load cell that has the next simulated reading ready once the clock reaches its time."""
+
+    unit = "counts"
+
+    def __init__(self, name, readings, clock, fail: Exception | None = None):
+        self.name, self.readings, self.clock, self.fail = name, list(readings), clock, fail
+        self.closed = False
+
+    def ready(self):
+        return bool(self.readings) and self.clock.t >= self.readings[0].ts
+
+    def read(self, timeout_s=1.0):
+        r = self.readings.pop(0)
+        if self.fail is not None:
+            raise self.fail
+        return r.value
+
+    def close(self):
+        self.closed = True
+
+
+def test_live_loop_reads_every_cell_from_one_thread_and_records_what_it_read(tmp_path):
+    from storesense.edge.loadcells.base import LoadCellError, SensorReadError
+    from storesense.edge.loadcells.recorded import RecordingWriter
+    from storesense.edge.shelf import run_live
+
+    cfg = store()
+    stop = threading.Event()
+    clock = SimClock(T0 - 0.05, T0 + 30.0, stop)
+    good = simulate_plate(plate("ws-B2", duration_s=30.0, steps=(LoadStep(10.0, -60.0),), seed=2))
+    cells = {"ws-B2": ScriptedCell("ws-B2", good, clock),
+             "ws-C3": ScriptedCell("ws-C3", simulate_plate(plate("ws-C3", duration_s=30.0, seed=3)), clock,
+                                   fail=SensorReadError("weight sensor ws-C3 (...): DOUT still low after the frame"))}
+    tried = []
+
+    def reopen(name):
+        tried.append(name)
+        raise LoadCellError(f"weight sensor {name}: cannot open GPIO")
+
+    out: list = []
+    node = ShelfNode(cfg, select_sensors(cfg, sensors=["ws-B2", "ws-C3", "ws-A3"]), out.append, run_id="live")
+    with RecordingWriter(tmp_path / "raw.jsonl") as rec:
+        run_live(node, cells, stop=stop, clock=clock, recorder=rec, reopen=reopen, reopen_s=5.0, idle_s=0.0)
+    (msg,) = changes(out)
+    assert msg.sensor == "ws-B2" and abs(msg.delta_g + 60.0) <= 6.0
+    last = statuses(out)[-1]
+    assert last.state == "offline"
+    warn = {w.split(":")[0]: w for w in last.warnings}
+    assert set(warn) == {"ws-C3", "ws-A3"}
+    assert "DOUT still low" in warn["ws-C3"] and "not answering" in warn["ws-A3"]
+    assert tried and set(tried) == {"ws-A3"}
+    # what the live loop read replays to the same change
+    replayed = changes(replay(cfg, list(read_recording(tmp_path / "raw.jsonl")), sensors=["ws-B2", "ws-C3"])[1])
+    assert [m.delta_g for m in replayed] == [msg.delta_g]
