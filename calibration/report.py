@@ -121,7 +121,7 @@ def plot_coverage_per_camera(cfg: StoreConfig, cov: CoverageMap, path: Path) -> 
         raise StoresenseError("no calibrated camera in the store config; nothing to plot")
     cols = min(len(ids), 2)
     rows = int(np.ceil(len(ids) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.3 * rows), squeeze=False, sharex=True, sharey=True)
     x0, x1 = cov.xs[0] - cov.cell / 2, cov.xs[-1] + cov.cell / 2
     y0, y1 = cov.ys[0] - cov.cell / 2, cov.ys[-1] + cov.cell / 2
     centres = _camera_centres(cfg)
@@ -130,13 +130,16 @@ def plot_coverage_per_camera(cfg: StoreConfig, cov: CoverageMap, path: Path) -> 
         ax.imshow(seen, origin="lower", extent=(x0, x1, y0, y1), cmap=ListedColormap(["#f2f2f2", "#2ca02c"]),
                   vmin=0, vmax=1, interpolation="nearest")
         _draw_store(ax, cfg, labels=False)
+        ax.label_outer()  # shared axes: tick labels on the outer panels only (also much faster to draw)
         if cam_id in centres:
             c = centres[cam_id]
             ax.plot(c[0], c[1], marker="^", ms=10, mfc="white", mec="black")
         share = cov.seen_by[cam_id][cov.walkable].mean() if cov.walkable.any() else 0.0
         ax.set_title(f"{cam_id}: sees {share:.0%} of the walkable floor", fontsize=10)
-    for ax in axes.ravel()[len(ids):]:
+    for k, ax in enumerate(axes.ravel()[len(ids):], start=len(ids)):
         ax.axis("off")
+        axes.ravel()[k - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above an empty slot
+        axes.ravel()[k - cols].set_xlabel("x (m)")
     fig.subplots_adjust(wspace=0.25, hspace=0.3)  # cheaper than tight_layout; _save trims the margins
     return _save(fig, path)
 

@@ -16,7 +16,7 @@ from storesense.calibration.floor_fit import FloorFit, fit_floor
 from storesense.calibration.homography import apply_homography, pose_from_homography
 from storesense.calibration.store_writer import write_camera_calibration
 from storesense.calibration.workflow import calibrate_camera_floor
-from storesense.config import Extrinsics, example_store_path, load_store_config
+from storesense.config import Camera, Extrinsics, Intrinsics, Mount, example_store_path, load_store_config
 from storesense.errors import ConfigError, StoresenseError
 
 # What "recovered" means (measured on 160 trials, 4 cameras x 40 seeds, 30 points, 0.5 px noise, 6 gross
@@ -25,8 +25,17 @@ PNP_ROT_DEG, PNP_POS_CM = 0.5, 3.0
 HOMOGRAPHY_ROT_DEG, HOMOGRAPHY_POS_CM = 0.5, 6.0  # the homography does not use K, so it pins the pose less
 FLOOR_MAP_CM = 10.0  # worst floor error anywhere in the store's visible floor, up to ~12 m from the camera
 
-STORE = load_store_config(example_store_path())
 W, H = 640, 480
+# Four ceiling cameras at the corners of the example shop, 3.2 m up, looking into the aisles: fixed here
+# so these tests do not move when the example store's own camera layout is edited.
+MOUNTS = {"cam1": ((1.0, 1.0), (4.5, 4.5)), "cam2": ((11.0, 1.0), (7.5, 4.5)),
+          "cam3": ((1.0, 7.0), (4.5, 3.5)), "cam4": ((11.0, 7.0), (7.5, 3.5))}
+_EXAMPLE = load_store_config(example_store_path())
+STORE = _EXAMPLE.model_copy(update={"cameras": [
+    Camera(id=cam_id, source=f"rtsp://{cam_id}.local/stream1", resolution=(W, H),
+           intrinsics=Intrinsics(fx=420, fy=420, cx=320, cy=240, dist=[0, 0, 0, 0, 0]),
+           mount=Mount(position=(*xy, 3.2), look_at=(*at, 0.0)))
+    for cam_id, (xy, at) in MOUNTS.items()]})
 
 
 def _pose_error(camera, rvec, tvec) -> tuple[float, float]:
@@ -264,8 +273,19 @@ def test_marker_layout_errors_and_corner_geometry(tmp_path):
 
 @pytest.fixture
 def store_copy(tmp_path):
+    """The example store file (comments and all) with its cameras section replaced by this module's."""
+    lines = example_store_path().read_text().splitlines(keepends=True)
+    start = lines.index("cameras:\n")
+    end = next(i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n", "#"))
+    cameras = ["cameras:\n"]
+    for c in STORE.cameras:
+        cameras += [f"  - id: {c.id}   # a corner camera\n", f"    source: {c.source}\n",
+                    f"    resolution: [{W}, {H}]\n", "    fps: 10\n",
+                    "    intrinsics: {fx: 420, fy: 420, cx: 320, cy: 240, dist: [0, 0, 0, 0, 0]}\n",
+                    f"    mount: {{position: {list(c.mount.position)}, look_at: {list(c.mount.look_at)}}}\n"]
     path = tmp_path / "store.yaml"
-    shutil.copy(example_store_path(), path)
+    path.write_text("".join(lines[:start] + cameras + ["\n"] + lines[end:]))
+    assert load_store_config(path).cameras == STORE.cameras
     return path
 
 
@@ -280,6 +300,7 @@ def test_pose_written_into_the_store_round_trips_and_keeps_the_rest(store_copy):
     assert len(before.splitlines()) == len(after.splitlines()) and len(changed) == 1
     assert "mount:" in changed[0][0] and changed[0][1].strip().startswith("extrinsics: {rvec: [")
     assert before.splitlines()[0] == after.splitlines()[0]  # the header comment survives
+    assert after.count("# a corner camera") == 4  # and so do comments on the camera's own lines
     loaded = load_store_config(store_copy).camera("cam1")
     assert np.allclose(loaded.extrinsics.rvec, fit.rvec, atol=1e-8)
     assert np.allclose(loaded.extrinsics.tvec, fit.tvec, atol=1e-6)
@@ -305,13 +326,13 @@ def test_homography_and_intrinsics_written_into_the_store(store_copy):
 
 
 def test_an_invalid_write_leaves_the_store_file_untouched(store_copy, tmp_path):
-    text = store_copy.read_text().replace(
-        "    intrinsics: {fx: 420, fy: 420, cx: 320, cy: 240, dist: [0, 0, 0, 0, 0]}\n"
-        "    mount: {position: [11.0, 7.0, 3.2]",
-        "    mount: {position: [11.0, 7.0, 3.2]")
-    store_copy.write_text(text.replace("    mount: {position: [11.0, 7.0, 3.2], look_at: [7.5, 3.5, 0.0]}\n", ""))
+    import yaml
+
+    data = yaml.safe_load(store_copy.read_text())
+    del data["cameras"][3]["intrinsics"], data["cameras"][3]["mount"]  # cam4 uncalibrated: still valid
+    store_copy.write_text(yaml.safe_dump(data, sort_keys=False))
     before = store_copy.read_text()
-    load_store_config(store_copy)  # cam4 is now uncalibrated, which is valid
+    load_store_config(store_copy)
     with pytest.raises(ConfigError, match=r"store\.yaml: .*needs intrinsics.*file left unchanged"):
         write_camera_calibration(store_copy, "cam4", extrinsics=Extrinsics(rvec=(0, 0, 0), tvec=(0, 0, 3)))
     assert store_copy.read_text() == before

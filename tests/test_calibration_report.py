@@ -12,10 +12,16 @@ from storesense.calibration.coverage import camera_sees, floor_coverage
 from storesense.calibration.floor_fit import fit_floor
 from storesense.calibration.intrinsics import IntrinsicsResult, ViewResult
 from storesense.calibration.report import write_report
-from storesense.config import example_store_path, load_store_config
+from storesense.config import Camera, Intrinsics, Mount, example_store_path, load_store_config
 from storesense.errors import StoresenseError
 
-STORE = load_store_config(example_store_path())
+EXAMPLE = load_store_config(example_store_path())
+# four corner cameras fixed here, so the expected coverage does not move when the example store is edited
+STORE = EXAMPLE.model_copy(update={"cameras": [
+    Camera(id=f"cam{i + 1}", source="0", resolution=(640, 480),
+           intrinsics=Intrinsics(fx=420, fy=420, cx=320, cy=240), mount=Mount(position=pos, look_at=at))
+    for i, (pos, at) in enumerate([((1, 1, 3.2), (4.5, 4.5, 0)), ((11, 1, 3.2), (7.5, 4.5, 0)),
+                                   ((1, 7, 3.2), (4.5, 3.5, 0)), ((11, 7, 3.2), (7.5, 3.5, 0))])]})
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -23,7 +29,14 @@ def _cell(cov, x, y):
     return int(cov.counts[np.argmin(np.abs(cov.ys - y)), np.argmin(np.abs(cov.xs - x))])
 
 
-def test_example_store_floor_is_covered_and_gaps_show_when_cameras_are_missing():
+def test_example_store_coverage_adds_up():
+    cov = floor_coverage(EXAMPLE, cell=0.25)
+    assert cov.counts.shape == (32, 48) and not cov.skipped and len(cov.seen_by) == len(EXAMPLE.cameras)
+    assert sum(cov.fractions().values()) == pytest.approx(1.0)
+    assert np.array_equal(cov.counts, sum(seen.astype(int) for seen in cov.seen_by.values()))
+
+
+def test_corner_cameras_cover_the_floor_and_gaps_show_when_cameras_are_missing():
     cov = floor_coverage(STORE, cell=0.25)
     assert cov.counts.shape == (32, 48) and not cov.skipped
     assert cov.counts[cov.walkable].min() >= 1  # every walkable cell of the demo shop is seen
