@@ -117,11 +117,15 @@ TRUE_DIST = np.array([-0.15, 0.05, 0.0, 0.0, 0.0])
 SIZE = (640, 480)
 
 
-def _render_view(board_img: np.ndarray, ppm: float, margin: int, rvec, tvec) -> np.ndarray:
-    """What a camera with TRUE_K / TRUE_DIST sees of a flat board at pose (rvec, tvec)."""
+def _pixel_rays() -> np.ndarray:
+    """Ideal normalized coordinates of every pixel of a TRUE_K / TRUE_DIST camera (row-major)."""
     u, v = np.meshgrid(np.arange(SIZE[0], dtype=np.float64), np.arange(SIZE[1], dtype=np.float64))
     pix = np.stack([u.ravel(), v.ravel()], axis=1).reshape(-1, 1, 2)
-    norm = cv2.undistortPoints(pix, TRUE_K, TRUE_DIST).reshape(-1, 2)
+    return cv2.undistortPoints(pix, TRUE_K, TRUE_DIST).reshape(-1, 2)
+
+
+def _render_view(norm: np.ndarray, board_img: np.ndarray, ppm: float, margin: int, rvec, tvec) -> np.ndarray:
+    """What the camera (pixel rays ``norm``) sees of a flat board at pose (rvec, tvec)."""
     R, _ = cv2.Rodrigues(np.asarray(rvec, float))
     board_to_norm = np.c_[R[:, 0], R[:, 1], np.asarray(tvec, float)]
     xy = np.c_[norm, np.ones(len(norm))] @ np.linalg.inv(board_to_norm).T
@@ -137,6 +141,7 @@ def test_charuco_calibration_recovers_rendered_camera(tmp_path):
     board_img = pattern.render(int(0.28 * ppm) + 2 * margin, int(0.20 * ppm) + 2 * margin, margin)
     centre = np.array([0.14, 0.10, 0.0])
     rng = np.random.default_rng(7)
+    rays = _pixel_rays()
     poses = [(0.0, 0.0, 0.0), (0.5, 0.0, 0.1), (-0.5, 0.1, -0.1), (0.0, 0.5, 0.2), (0.1, -0.5, 0.0),
              (0.4, 0.4, -0.3), (-0.4, -0.4, 0.3), (0.3, -0.3, 1.2)]
     offsets = [(0, 0), (-0.08, -0.05), (0.08, 0.05), (0.08, -0.06), (-0.08, 0.06), (0.0, 0.07), (0.0, -0.07),
@@ -144,7 +149,7 @@ def test_charuco_calibration_recovers_rendered_camera(tmp_path):
     for i, (rot, off) in enumerate(zip(poses, offsets)):
         R, _ = cv2.Rodrigues(np.asarray(rot, float))
         tvec = np.array([off[0], off[1], 0.55]) - R @ centre  # board centre at (off, 0.55 m) in front
-        image = _render_view(board_img, ppm, margin, rot, tvec)
+        image = _render_view(rays, board_img, ppm, margin, rot, tvec)
         image = np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(str(tmp_path / f"view{i:02d}.png"), image)
     cv2.imwrite(str(tmp_path / "view99_floor.png"), np.full((SIZE[1], SIZE[0]), 90, np.uint8))

@@ -130,8 +130,13 @@ def test_report_writes_every_plot(tmp_path):
 def test_report_command(tmp_path, monkeypatch, capsys):
     from storesense import cli
 
+    import yaml
+
     _intrinsics_result().save(tmp_path / "cam.yaml")
-    monkeypatch.setattr(sys, "argv", ["storesense", "calibrate", "report", "--config", str(example_store_path()),
+    store = yaml.safe_load(example_store_path().read_text())
+    store["cameras"] = store["cameras"][:1]  # one camera: the command's wiring, quickly
+    (tmp_path / "store.yaml").write_text(yaml.safe_dump(store))
+    monkeypatch.setattr(sys, "argv", ["storesense", "calibrate", "report", "--config", str(tmp_path / "store.yaml"),
                                       "--intrinsics", str(tmp_path / "cam.yaml"), "--out", str(tmp_path / "out"),
                                       "--cell", "0.5", "--height", "1.0"])
     cli.main()
