@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
@@ -41,7 +41,9 @@ from .carts import HubCart, build_cart, final_receipt, receipt_text
 from .live import LiveFeed, floor_plan, node_health
 from .payments import LocalPaymentProvider, PaymentProvider, PaymentResult
 from .store import HubStateError, HubStore, StoredChange
-from .wayfinding import Route, Wayfinder, WayfindingError
+
+if TYPE_CHECKING:  # wayfinding (scipy's graph routines) loads on first use
+    from .wayfinding import Route, Wayfinder
 
 
 @dataclass
@@ -54,7 +56,7 @@ class HubContext:
     payments: PaymentProvider = field(default_factory=LocalPaymentProvider)
     publish: Callable[[Envelope], None] | None = None  # MQTT output for light commands
     feed: LiveFeed | None = None
-    _wayfinder: Wayfinder | None = None
+    _wayfinder: "Wayfinder | None" = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -64,6 +66,8 @@ class HubContext:
     @property
     def wayfinder(self) -> Wayfinder:
         """The store's wayfinder (built on first use: rasterising the floor takes a moment)."""
+        from .wayfinding import Wayfinder
+
         with self._lock:
             if self._wayfinder is None:
                 self._wayfinder = Wayfinder(self.config)
@@ -448,6 +452,8 @@ def create_app(ctx: HubContext) -> FastAPI:
             raise HTTPException(422, {"message": "give a start point or a shopper with a live position",
                                       "problems": [{"item": None, "problem": "no start"}]})
         end = (body.end.x, body.end.y) if body.end else None
+        from .wayfinding import WayfindingError
+
         try:
             route = ctx.wayfinder.plan(body.items, start, end)
         except WayfindingError as exc:

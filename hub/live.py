@@ -36,12 +36,20 @@ def node_kinds(config: StoreConfig) -> dict[str, str]:
 def node_health(config: StoreConfig, store: HubStore) -> list[dict]:
     """Every node heard from, plus the configured cameras and BLE receivers never heard from (``unknown``)."""
     kinds = node_kinds(config)
-    out = {node: {"node": node, "kind": kind or kinds.get(node, "other"), "state": state, "ts": ts}
+    out = {node: {"node": node, "kind": kind or kinds.get(node) or _kind_from_name(node), "state": state, "ts": ts}
            for node, state, ts, kind in store.node_rows()}
     for node, kind in kinds.items():
         if kind in ("camera", "ble") and node not in out:
             out[node] = {"node": node, "kind": kind, "state": "unknown", "ts": None}
     return sorted(out.values(), key=lambda n: (n["kind"], n["node"]))
+
+
+def _kind_from_name(node: str) -> str:
+    """A node's kind guessed from its id, for nodes heard only on their availability topic."""
+    for kind in ("fusion", "hub", "camera", "ble", "shelf"):
+        if kind in node.lower():
+            return kind
+    return "other"
 
 
 def floor_plan(config: StoreConfig) -> dict:

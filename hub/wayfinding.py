@@ -9,7 +9,11 @@ computed by one multi-source Dijkstra over the grid graph. The visiting order
 is exact (Held-Karp dynamic programming) for up to :attr:`Wayfinder.exact_up_to`
 stops and nearest-neighbour followed by 2-opt beyond that. Each leg is the
 grid's shortest path, smoothed by line of sight on the same grid, so every
-returned segment stays on free floor.
+returned segment stays on free floor (see below).
+
+Smoothing checks each straight segment against every grid cell it crosses
+(:func:`segment_free`), not against samples along it, so a smoothed segment
+cannot clip the corner of a shelf's clearance margin.
 
 Problems (an unknown or ambiguous product, a product on no shelf, a shelf or a
 start that cannot be reached) are collected and raised together as one
@@ -269,7 +273,7 @@ class Wayfinder:
             chain.append(prev)
         chain.reverse()
         points = [self.grid.point((node // cols, node % cols)) for node in chain]
-        return self.grid.smooth(points)
+        return smooth_on_free_cells(self.grid, points)
 
 
 # --------------------------------------------------------------------------- ordering
@@ -374,6 +378,48 @@ def _grid_graph(free: np.ndarray, resolution: float) -> csr_matrix:
         weight.append(np.full(int(ok.sum()), resolution * (math.sqrt(2) if dr and dc else 1.0)))
     return csr_matrix((np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))),
                       shape=(rows * cols, rows * cols))
+
+
+def segment_cells(grid: FloorGrid, a: Point2, b: Point2) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of every grid cell the straight segment a-b passes through (exactly).
+
+    The segment is cut where it crosses grid lines; the middle of each piece lies
+    inside one traversed cell, so no cell is skipped however the segment runs.
+    """
+    res = grid.resolution
+    ax, ay = (a[0] - grid.origin[0]) / res, (a[1] - grid.origin[1]) / res
+    bx, by = (b[0] - grid.origin[0]) / res, (b[1] - grid.origin[1]) / res
+    cuts = [np.array([0.0, 1.0])]
+    for p0, p1 in ((ax, bx), (ay, by)):
+        if p1 != p0:
+            lines = np.arange(math.ceil(min(p0, p1)), math.floor(max(p0, p1)) + 1, dtype=float)
+            cuts.append((lines - p0) / (p1 - p0))
+    t = np.unique(np.clip(np.concatenate(cuts), 0.0, 1.0))
+    mid = (t[:-1] + t[1:]) / 2 if len(t) > 1 else t
+    cols = np.clip(np.floor(ax + mid * (bx - ax)).astype(int), 0, grid.shape[1] - 1)
+    rows = np.clip(np.floor(ay + mid * (by - ay)).astype(int), 0, grid.shape[0] - 1)
+    return rows, cols
+
+
+def segment_free(grid: FloorGrid, a: Point2, b: Point2) -> bool:
+    """True when every cell the segment a-b passes through is free floor."""
+    rows, cols = segment_cells(grid, a, b)
+    return bool(grid.free[rows, cols].all())
+
+
+def smooth_on_free_cells(grid: FloorGrid, points: list[Point2]) -> list[Point2]:
+    """Line-of-sight smoothing that keeps every segment on free cells (checked cell by cell)."""
+    if len(points) <= 2:
+        return list(points)
+    out = [points[0]]
+    i = 0
+    while i < len(points) - 1:
+        j = len(points) - 1
+        while j > i + 1 and not segment_free(grid, points[i], points[j]):
+            j -= 1
+        out.append(points[j])
+        i = j
+    return out
 
 
 def _closest_on_polyline(p: Point2, path: list[Point2]) -> tuple[float, float]:
