@@ -388,3 +388,13 @@ def test_cli_floor_writes_the_store_and_reports_errors_in_one_line(store_copy, t
     assert exit_info.value.code == 2
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines at the console width
     assert err.startswith("error:") and "no camera 'nope'" in err and "Traceback" not in err
+
+
+def test_near_vertical_mount_gives_a_proper_rotation():
+    """config.Camera.rotation_translation for a camera looking (almost) straight down (fixed in config.py)."""
+    for look_at in [(5.05, 5.0, 0.0), (5.0, 5.0, 0.0), (4.99, 5.02, 0.0)]:
+        camera = Camera(id="down", source="0", resolution=(W, H), intrinsics=Intrinsics(fx=400, fy=400, cx=320, cy=240),
+                        mount=Mount(position=(5.0, 5.0, 3.0), look_at=look_at))
+        R, _ = camera.rotation_translation()
+        assert np.allclose(R @ R.T, np.eye(3), atol=1e-12) and np.linalg.det(R) == pytest.approx(1.0)
+        assert np.allclose(camera.floor_to_image(np.array([look_at])), [[320.0, 240.0]], atol=1e-9)
