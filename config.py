@@ -178,7 +178,8 @@ class DetectorSettings(_Model):
 
     model: str = Field(
         default="movenet",
-        description="'movenet' for the shipped MoveNet MultiPose ONNX model, or a path to a YOLO detect/pose "
+        description="'movenet' for the shipped MoveNet MultiPose ONNX model ('movenet-int8': its int8-quantised "
+        "variant, faster on CPUs), or a path to a YOLO detect/pose "
         "model: an .onnx from `yolo export` (run by ONNX Runtime) or a .pt (needs the ultralytics extra). "
         "Relative paths are resolved against the config file's folder.",
     )

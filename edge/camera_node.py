@@ -235,6 +235,20 @@ class CameraNode:
         self._source = src
         return src
 
+    def step(self, frame: Frame) -> float | None:
+        """One source frame: process it when due (returns the processing seconds) or skip it (None)."""
+        self.counters["frames_read"] += 1
+        self._last_ts = frame.ts
+        latency = None
+        if self.due(frame):
+            t0 = time.perf_counter()
+            self.process(frame)
+            latency = time.perf_counter() - t0
+        else:
+            self.counters["frames_skipped"] += 1
+        self.heartbeat()
+        return latency
+
     def run(self, source: str | FrameSource | None = None, *, max_frames: int | None = None,
             **live_options) -> RunSummary:
         """Process ``source`` until it ends (or ``max_frames`` source frames); returns a summary.
@@ -248,15 +262,9 @@ class CameraNode:
         start = time.perf_counter()
         try:
             for frame in src:
-                self.counters["frames_read"] += 1
-                self._last_ts = frame.ts
-                if self.due(frame):
-                    t0 = time.perf_counter()
-                    self.process(frame)
-                    summary.latencies_s.append(time.perf_counter() - t0)
-                else:
-                    self.counters["frames_skipped"] += 1
-                self.heartbeat()
+                latency = self.step(frame)
+                if latency is not None:
+                    summary.latencies_s.append(latency)
                 if max_frames is not None and self.counters["frames_read"] >= max_frames:
                     break
         finally:

@@ -4,7 +4,8 @@ A :class:`Detector` takes one BGR frame (as OpenCV reads it) and returns the
 people in it as :class:`~storesense.edge.detections.Detections` in that frame's
 pixels. Back-ends live one per file:
 
-* :mod:`storesense.edge.movenet` - the shipped MoveNet MultiPose ONNX model (ONNX Runtime);
+* :mod:`storesense.edge.movenet` - the shipped MoveNet MultiPose ONNX model (ONNX Runtime), float
+  (``movenet``) or int8-quantised for CPU-only nodes (``movenet-int8``, ``tools/quantize_movenet.py``);
 * :mod:`storesense.edge.yolo` - Ultralytics YOLO detect/pose models, as an ``.onnx``
   from ``yolo export`` (ONNX Runtime, our own decoding and NMS) or a ``.pt``
   (through the optional ``ultralytics`` package).
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 #: Folder of the models shipped with the package.
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: Built-in model names and their files in :data:`MODELS_DIR`.
-BUILTIN_MODELS = {"movenet": "movenet-multipose.onnx"}
+BUILTIN_MODELS = {"movenet": "movenet-multipose.onnx", "movenet-int8": "movenet-multipose-int8.onnx"}
 
 
 class Detector(ABC):

