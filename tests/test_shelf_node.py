@@ -462,3 +462,41 @@ def test_live_loop_reads_every_cell_from_one_thread_and_records_what_it_read(tmp
     # what the live loop read replays to the same change
     replayed = changes(replay(cfg, list(read_recording(tmp_path / "raw.jsonl")), sensors=["ws-B2", "ws-C3"])[1])
     assert [m.delta_g for m in replayed] == [msg.delta_g]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a POSIX pseudo-terminal")
+def test_live_node_reads_a_serial_scale_on_a_real_tty(tmp_path):
+    """End to end on a pseudo-terminal: a scale streams A&D lines, the node publishes the pick."""
+    import os
+
+    master, slave = os.openpty()
+    cfg = store(hardware={"kind": "serial", "port": os.ttyname(slave), "baudrate": 9600}, counts_per_g=1.0,
+                zero_offset=0.0, sample_hz=50.0, settle_s=0.3)
+    stop = threading.Event()
+
+    def scale():
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = time.monotonic() - t0
+            grams = 1500.0 if t < 1.2 else 1440.0
+            os.write(master, f"ST,GS,+{grams:8.1f} g\r\n".encode())
+            if t > 2.6:
+                stop.set()
+            time.sleep(0.02)
+
+    feeder = threading.Thread(target=scale, daemon=True)
+    out = tmp_path / "out.jsonl"
+    try:
+        feeder.start()
+        run = serve(cfg, sensors=["ws-B2"], publish=False, output=str(out), record=str(tmp_path / "raw.jsonl"),
+                    stop=stop)
+    finally:
+        stop.set()
+        feeder.join(5)
+        os.close(master)
+        os.close(slave)
+    got = [json.loads(line)["msg"] for line in out.read_text().splitlines()]
+    wc = [m for m in got if m["type"] == "weight_change"]
+    assert [m["delta_g"] for m in wc] == [-60.0] and wc[0]["total_g"] == 1440.0
+    assert got[-1]["type"] == "node_status" and got[-1]["state"] == "offline"
+    assert run.readings > 50 and len(list(read_recording(tmp_path / "raw.jsonl"))) == run.readings
