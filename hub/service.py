@@ -105,8 +105,8 @@ class HubService:
         try:
             self.publisher.connect()
             self.offers.attach()
-            self.ingest.start()
             self.http.start()
+            self.ingest.start()
         except BaseException:
             self.stop()
             raise
