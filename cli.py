@@ -33,8 +33,8 @@ app.add_typer(calibrate_app, name="calibrate")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate accuracy on real or simulated data.")
 app.add_typer(eval_app, name="eval")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, soft_wrap=True)
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Store YAML (default: the example store).")
 
@@ -312,41 +312,6 @@ def edge_ble(
     console.print(f"BLE node {node} stopped: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
 
 
-@edge_app.command("shelf")
-def edge_shelf(
-    config: Optional[Path] = CONFIG_OPTION,
-    node: Optional[str] = typer.Option(None, "--node", help="Read the sensors of this shelf node "
-                                                            "(weight_sensors[].node); also its status name."),
-    sensors: Optional[str] = typer.Option(None, "--sensors", help="Comma-separated sensor ids, e.g. ws-A1,ws-A2."),
-    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay recorded raw readings (JSONL or CSV) "
-                                                                 "instead of reading the hardware."),
-    to: Optional[str] = typer.Option(None, "--to", help="ZeroMQ endpoint of the fusion node (default: the config's)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also record the published messages here "
-                                                                       "(with --output and no --to, nothing is "
-                                                                       "sent over ZeroMQ)."),
-    record: Optional[Path] = typer.Option(None, "--record", help="Record the raw readings here (JSONL) for replay."),
-    speed: Optional[float] = typer.Option(None, help="With --replay: multiple of the recorded pace "
-                                                     "(default: as fast as possible)."),
-    wait: float = typer.Option(10.0, help="Seconds to wait for the fusion node to subscribe."),
-    run_id: Optional[str] = typer.Option(None, help="Run id for deterministic event ids (default: random)."),
-) -> None:
-    """Run a shelf node: read the load cells (HX711 / serial scale) or a recording, publish weight changes."""
-    from .edge.shelf import serve
-
-    cfg = _load(config)
-    run = serve(cfg, node=node, sensors=sensors.split(",") if sensors else None,
-                replay=str(replay) if replay else None, endpoint=to, publish=bool(to) or output is None,
-                output=str(output) if output else None, record=str(record) if record else None,
-                speed=speed, wait_s=wait, run_id=run_id)
-    shelf = run.node
-    where = " and ".join(x for x in (run.endpoint, run.output) if x)
-    console.print(f"shelf node {shelf.node}: {run.readings} readings from {len(shelf.channels)} sensors, "
-                  f"{shelf.counters['weight_changes']} weight changes, {run.published} messages to {where}"
-                  + (f"; {run.skipped_lines} bad lines skipped" if run.skipped_lines else ""), highlight=False)
-    for line in run.warnings:
-        console.print(f"[yellow]warning:[/] {line}", highlight=False)
-
-
 @edge_app.command("camera")
 def edge_camera(
     camera: str = typer.Option(..., "--camera", help="Camera id from the store config (e.g. cam1)."),
@@ -386,8 +351,68 @@ def edge_camera(
             console.print(f"wrote {path} (kept on this machine{'' if not no_blur else ', heads NOT blurred'})")
 
 
+@edge_app.command("shelf")
+def edge_shelf(
+    config: Optional[Path] = CONFIG_OPTION,
+    node: Optional[str] = typer.Option(None, "--node", help="Read the sensors of this shelf node "
+                                                            "(weight_sensors[].node); also its status name."),
+    sensors: Optional[str] = typer.Option(None, "--sensors", help="Comma-separated sensor ids, e.g. ws-A1,ws-A2."),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="Replay recorded raw readings (JSONL or CSV) "
+                                                                 "instead of reading the hardware."),
+    to: Optional[str] = typer.Option(None, "--to", help="ZeroMQ endpoint of the fusion node (default: the config's)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also record the published messages here "
+                                                                       "(with --output and no --to, nothing is "
+                                                                       "sent over ZeroMQ)."),
+    record: Optional[Path] = typer.Option(None, "--record", help="Record the raw readings here (JSONL) for replay."),
+    speed: Optional[float] = typer.Option(None, help="With --replay: multiple of the recorded pace "
+                                                     "(default: as fast as possible)."),
+    wait: float = typer.Option(10.0, help="Seconds to wait for the fusion node to subscribe."),
+    run_id: Optional[str] = typer.Option(None, help="Run id for deterministic event ids (default: random)."),
+) -> None:
+    """Run a shelf node: read the load cells (HX711 / serial scale) or a recording, publish weight changes."""
+    from .edge.shelf import serve
+
+    cfg = _load(config)
+    run = serve(cfg, node=node, sensors=sensors.split(",") if sensors else None,
+                replay=str(replay) if replay else None, endpoint=to, publish=bool(to) or output is None,
+                output=str(output) if output else None, record=str(record) if record else None,
+                speed=speed, wait_s=wait, run_id=run_id)
+    shelf = run.node
+    where = " and ".join(x for x in (run.endpoint, run.output) if x)
+    console.print(f"shelf node {shelf.node}: {run.readings} readings from {len(shelf.channels)} sensors, "
+                  f"{shelf.counters['weight_changes']} weight changes, {run.published} messages to {where}"
+                  + (f"; {run.skipped_lines} bad lines skipped" if run.skipped_lines else ""), highlight=False)
+    for line in run.warnings:
+        console.print(f"[yellow]warning:[/] {line}", highlight=False)
+
+
 # --------------------------------------------------------------------------- calibrate commands
 # (`storesense calibrate intrinsics|floor|ble|report`: the work lives in calibration/)
+
+
+@calibrate_app.command("ble")
+def calibrate_ble(
+    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of "
+                                "ble_sighting messages from reference tags."),
+    references: Optional[Path] = typer.Option(None, help="Reference tag positions (CSV tag,x,y[,height] or JSON) "
+                                              "for a recording."),
+    config: Optional[Path] = CONFIG_OPTION,
+    output: Optional[Path] = typer.Option(None, help="Write the fitted ble_nodes entries (YAML) here."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG of RSSI vs distance with the fitted curves."),
+) -> None:
+    """Fit each BLE node's path-loss model (RSSI at 1 m, exponent) with a robust loss; print the residuals."""
+    from .calibration.ble import run_calibrate_ble
+
+    fits, lines = run_calibrate_ble(data, references=references, config_path=config, output=output, plot=plot)
+    table = Table(show_edge=False)
+    for col in ("node", "RSSI@1m dBm", "exponent", "samples", "RMSE dB", "MAD dB", "p90 |res| dB"):
+        table.add_column(col, justify="left" if col == "node" else "right")
+    for f in fits:
+        table.add_row(f.node, f"{f.rssi_at_1m:.1f}", f"{f.exponent:.2f}" + ("" if f.exponent_fitted else " (kept)"),
+                      str(f.n_samples), f"{f.rmse_db:.2f}", f"{f.mad_db:.2f}", f"{f.p90_abs_residual_db:.2f}")
+    console.print(table)
+    for line in lines:
+        console.print(line)
 
 
 @calibrate_app.command("intrinsics")
@@ -512,33 +537,62 @@ def calibrate_report_cmd(
         console.print(f"wrote {path}")
 
 
-@calibrate_app.command("ble")
-def calibrate_ble(
-    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of "
-                                "ble_sighting messages from reference tags."),
-    references: Optional[Path] = typer.Option(None, help="Reference tag positions (CSV tag,x,y[,height] or JSON) "
-                                              "for a recording."),
-    config: Optional[Path] = CONFIG_OPTION,
-    output: Optional[Path] = typer.Option(None, help="Write the fitted ble_nodes entries (YAML) here."),
-    plot: Optional[Path] = typer.Option(None, help="Write a PNG of RSSI vs distance with the fitted curves."),
-) -> None:
-    """Fit each BLE node's path-loss model (RSSI at 1 m, exponent) with a robust loss; print the residuals."""
-    from .calibration.ble import run_calibrate_ble
-
-    fits, lines = run_calibrate_ble(data, references=references, config_path=config, output=output, plot=plot)
-    table = Table(show_edge=False)
-    for col in ("node", "RSSI@1m dBm", "exponent", "samples", "RMSE dB", "MAD dB", "p90 |res| dB"):
-        table.add_column(col, justify="left" if col == "node" else "right")
-    for f in fits:
-        table.add_row(f.node, f"{f.rssi_at_1m:.1f}", f"{f.exponent:.2f}" + ("" if f.exponent_fitted else " (kept)"),
-                      str(f.n_samples), f"{f.rmse_db:.2f}", f"{f.mad_db:.2f}", f"{f.p90_abs_residual_db:.2f}")
-    console.print(table)
-    for line in lines:
-        console.print(line)
-
-
 # --------------------------------------------------------------------------- eval commands
 # (`storesense eval mot|ips|carts`: the work lives in the component or datasets/)
+
+
+@eval_app.command("carts")
+def eval_carts(
+    config: Optional[Path] = CONFIG_OPTION,
+    level: str = typer.Option("all", help="quiet, busy, crowded, or all."),
+    seed: int = typer.Option(0, help="First simulation seed."),
+    seeds: int = typer.Option(1, min=1, help="Number of seeds per level (seed, seed+1, ...)."),
+    shoppers: Optional[int] = typer.Option(None, min=1, help="Shoppers per scenario (default: the level's)."),
+) -> None:
+    """Simulate shoppers at each difficulty level and score receipts, identity and positions."""
+    from .datasets.scoring.carts import LEVEL_NAMES, evaluate_levels
+
+    cfg = _load(config)
+    levels = LEVEL_NAMES if level == "all" else (level,)
+    with console.status("evaluating") as status:
+        results = evaluate_levels(cfg, levels, seeds=range(seed, seed + seeds), shoppers=shoppers,
+                                  progress=lambda text: status.update(text))
+    table = Table(title=f"storesense eval carts - {cfg.store.name}, seeds {seed}..{seed + seeds - 1}")
+    for col in ("level", "shoppers", "exact", "precision", "recall", "review", "id sw", "err p50", "err p90",
+                "obs/s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for name, r in results.items():
+        table.add_row(name, str(r.shoppers), f"{100 * r.exact_rate:.1f}%", f"{100 * r.precision:.1f}%",
+                      f"{100 * r.recall:.1f}%", f"{100 * r.review_share:.1f}%", str(r.identity_switches),
+                      f"{r.floor_error(0.5):.2f} m", f"{r.floor_error(0.9):.2f} m", f"{r.observations_per_s:,.0f}")
+    console.print(table)
+    console.print("exact: receipts exactly right; precision/recall: billed items; review: cart changes flagged; "
+                  "id sw: sessions jumping between true shoppers; err: floor error where a camera sees the shopper")
+
+
+@eval_app.command("mot")
+def eval_mot(
+    seq_dirs: list[Path] = typer.Argument(
+        ..., help="MOTChallenge sequence folders (seqinfo.ini, gt/gt.txt, det/det.txt; img1/ or a video for --detector model)."),
+    detector: str = typer.Option(
+        "public", "--detector", help="'public': the sequence's det/det.txt; 'model': the camera node's detector on the frames."),
+    model: str = typer.Option("movenet", "--model", help="With --detector model: the model, as in a camera's detector.model."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder for <sequence>.txt results (MOTChallenge format) and summary.json."),
+) -> None:
+    """Track MOTChallenge sequences and print HOTA, MOTA and IDF1 per sequence and combined."""
+    from .datasets.mot_eval import evaluate_sequences, table_rows
+
+    runs, combined = evaluate_sequences(seq_dirs, detector=detector, model=model, out=out)
+    header, *rows = table_rows(runs, combined)
+    table = Table(title=f"MOT evaluation ({detector} detections)")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row, end_section=row is rows[-2])
+    console.print(table)
+    if out is not None:
+        console.print(f"results and summary.json written to {out}")
 
 
 @eval_app.command("ips")
@@ -581,31 +635,6 @@ def eval_ips(
             f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.cv.items()))
     for f in report.files:
         console.print(f"wrote {f}")
-
-
-@eval_app.command("mot")
-def eval_mot(
-    seq_dirs: list[Path] = typer.Argument(
-        ..., help="MOTChallenge sequence folders (seqinfo.ini, gt/gt.txt, det/det.txt; img1/ or a video for --detector model)."),
-    detector: str = typer.Option(
-        "public", "--detector", help="'public': the sequence's det/det.txt; 'model': the camera node's detector on the frames."),
-    model: str = typer.Option("movenet", "--model", help="With --detector model: the model, as in a camera's detector.model."),
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="Folder for <sequence>.txt results (MOTChallenge format) and summary.json."),
-) -> None:
-    """Track MOTChallenge sequences and print HOTA, MOTA and IDF1 per sequence and combined."""
-    from .datasets.mot_eval import evaluate_sequences, table_rows
-
-    runs, combined = evaluate_sequences(seq_dirs, detector=detector, model=model, out=out)
-    header, *rows = table_rows(runs, combined)
-    table = Table(title=f"MOT evaluation ({detector} detections)")
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row, end_section=row is rows[-2])
-    console.print(table)
-    if out is not None:
-        console.print(f"results and summary.json written to {out}")
 
 
 def main() -> None:

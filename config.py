@@ -58,6 +58,21 @@ def point_in_polygon(x: float, y: float, polygon: list[Point2]) -> bool:
     return inside
 
 
+def distance_to_polygon(x: float, y: float, polygon: list[Point2]) -> float:
+    """Distance in metres from (x, y) to a polygon; 0 inside it."""
+    if point_in_polygon(x, y, polygon):
+        return 0.0
+    best = math.inf
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        dx, dy = x2 - x1, y2 - y1
+        length2 = dx * dx + dy * dy
+        t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / length2))
+        best = min(best, math.hypot(x - (x1 + t * dx), y - (y1 + t * dy)))
+    return best
+
+
 # --------------------------------------------------------------------------- store parts
 
 

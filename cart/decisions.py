@@ -60,13 +60,26 @@ class PickDecider:
 
     def hand(self, shopper: str, msg: HandShelfInteraction, in_cart: dict[str, int]) -> list[Decision]:
         """Record a hand event of ``shopper``; decides hands-only shelves on exit."""
+        # several cameras may report the same reach: one visit per shopper and shelf at a time
         if msg.phase == "enter":
+            visit = next((v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf
+                          and (v.exit_ts is None or msg.ts - v.exit_ts < 0.3)), None)
+            if visit is not None:
+                visit.exit_ts = None  # the same reach seen by another camera, or a hand back in at once
+                visit.evidence.append(msg.event_id)
+                return []
             self.visits.append(HandVisit(shopper, msg.shelf, msg.ts, None, msg.keypoint_score, [msg.event_id]))
             return []
         visit = next(
             (v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf and v.exit_ts is None),
             None,
         )
+        if visit is None:
+            recent = next((v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf
+                           and v.exit_ts is not None and msg.ts - v.exit_ts < 1.0), None)
+            if recent is not None:  # another camera already reported this hand leaving
+                recent.evidence.append(msg.event_id)
+                return []
         if visit is None:  # the enter was missed: reconstruct it from the dwell time
             visit = HandVisit(shopper, msg.shelf, msg.ts - msg.dwell_s, None, msg.keypoint_score, [])
             self.visits.append(visit)

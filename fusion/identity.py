@@ -50,7 +50,8 @@ class Session:
     last_location_ts: float = -1e18
     closed: bool = False
     lost_at: tuple[float, float, float] | None = None  # (ts, x, y) when its track was lost
-    fixes: deque = field(default_factory=lambda: deque(maxlen=12))
+    fixes: deque = field(default_factory=lambda: deque(maxlen=200))
+    tag_ts: float = 0.0  # when the tag was attached
     bound_ts: float = 0.0  # when the current track binding started
 
 
@@ -63,13 +64,21 @@ def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:
         return float("inf")
 
 
+def _d2c(fix: Fix, xy: tuple[float, float], track_cov) -> float:
+    """``_d2`` clipped at 25, so one multipath outlier cannot decide alone."""
+    return min(_d2(fix, xy, track_cov), 25.0)
+
+
 class IdentityBook:
     """Sessions, their tags and their floor-track bindings."""
 
-    def __init__(self, *, swap_window: int = 8, swap_ratio: float = 0.35, min_swap_gain: float = 12.0):
+    def __init__(self, *, swap_window: int = 10, swap_ratio: float = 0.6, min_swap_gain: float = 14.0):
         self.sessions: dict[str, Session] = {}
         self.by_track: dict[str, str] = {}  # floor track id -> session id ("" = track with no session)
         self.by_tag: dict[str, str] = {}  # tag -> session id
+        self.pending: dict[str, dict[str, float]] = {}  # undecided check-in tag -> candidate -> log-likelihood
+        self.pending_fixes: dict[str, int] = {}
+        self.decide_margin = 3.0
         self.swap_window = swap_window
         self.swap_ratio = swap_ratio
         self.min_swap_gain = min_swap_gain
@@ -86,13 +95,58 @@ class IdentityBook:
         s = self.sessions.get(sid) if sid else None
         return s if s is not None and not s.closed else None
 
-    def attach_tag(self, session: Session, tag: str) -> None:
-        """Give a session its shopper's tag (from a check-in)."""
+    def attach_tag(self, session: Session, tag: str, ts: float | None = None) -> None:
+        """Give a session its shopper's tag (from a check-in) at time ``ts``."""
         old = self.by_tag.get(tag)
         if old and old in self.sessions and self.sessions[old].tag == tag:
             self.sessions[old].tag = None
         session.tag = tag
+        if ts is not None:
+            session.tag_ts = ts
         self.by_tag[tag] = session.id
+
+    def pend(self, tag: str, candidates: list[Session]) -> None:
+        """A check-in that several shoppers at the gate could have made: decide it later from BLE."""
+        self.pending[tag] = {c.id: 0.0 for c in candidates}
+        self.pending_fixes[tag] = 0
+
+    def weigh_pending(self, tag: str, fix: Fix, tracks: dict[str, FloorTrack]) -> Session | None:
+        """Add a fix of a pending tag to each candidate's log-likelihood; returns the session once decided.
+
+        A candidate whose track is gone or who got another tag drops out; the
+        tag is decided when one candidate leads the next by ``decide_margin``
+        (a likelihood ratio of about 20) after at least three fixes, or when one
+        candidate is left.
+        """
+        scores = self.pending.get(tag)
+        if scores is None:
+            return None
+        for sid in list(scores):
+            s = self.sessions.get(sid)
+            track = tracks.get(s.track_id) if s is not None else None
+            if s is None or s.closed or s.tag is not None or track is None:
+                del scores[sid]
+                continue
+            scores[sid] -= 0.5 * min(_d2(fix, track.xy_at(fix.ts), track.cov), 25.0)
+        self.pending_fixes[tag] += 1
+        if not scores:
+            del self.pending[tag]
+            return None
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+        if len(ranked) == 1 or (self.pending_fixes[tag] >= 3 and ranked[0][1] - ranked[1][1] >= self.decide_margin):
+            return self.decide(tag)
+        return None
+
+    def decide(self, tag: str) -> Session | None:
+        """Give a pending tag to its most likely candidate now (e.g. when a candidate leaves)."""
+        scores = self.pending.pop(tag, None)
+        self.pending_fixes.pop(tag, None)
+        if not scores:
+            return None
+        sid = max(scores.items(), key=lambda kv: kv[1])[0]
+        session = self.sessions[sid]
+        self.attach_tag(session, tag, session.fixes[-1].ts if session.fixes else None)
+        return session
 
     def session_of_tag(self, tag: str) -> Session | None:
         """The open session a tag belongs to."""
@@ -141,30 +195,42 @@ class IdentityBook:
                    ) -> tuple[Session, Session, float] | None:
         """Swap bindings when two sessions' fixes fit each other's tracks much better.
 
-        Compares, over each session's recent fixes, the summed squared
-        Mahalanobis distances of the current binding with those of the swapped
-        binding. Returns the swapped pair and the estimated time the swap
-        began, or None.
+        Tracks can only swap where two shoppers meet, so the evidence is the
+        fixes of both tags since the pair's last encounter (tracks within
+        1.5 m) or the later check-in: the summed squared Mahalanobis distances
+        (each clipped at 25) under the current binding and under the swapped
+        one, i.e. twice the log-likelihood ratio. A swap needs a gain of
+        ``min_swap_gain`` (a likelihood ratio of about e^7) and the swapped sum
+        below ``swap_ratio`` of the current one. Returns the swapped pair and
+        the most likely time the swap began, or None.
         """
         mine = tracks.get(session.track_id)
-        recent = [f for f in session.fixes if ts - f.ts <= 6.0][-self.swap_window:]
-        if mine is None or len(recent) < 4:
+        if mine is None or len(session.fixes) < 3:
             return None
         for other in self.sessions.values():
             if other is session or other.closed or other.lost_at is not None:
                 continue
             theirs = tracks.get(other.track_id)
-            if theirs is None:
+            if theirs is None or len(other.fixes) < 3:
                 continue
-            their_fixes = [f for f in other.fixes if ts - f.ts <= 6.0][-self.swap_window:]
-            if len(their_fixes) < 4:
+            met = max(session.tag_ts, other.tag_ts)
+            for t, x, y in reversed(mine.history):
+                if t <= met:
+                    break
+                tx, ty = theirs.xy_at(t)
+                if (x - tx) ** 2 + (y - ty) ** 2 < 1.5**2:
+                    met = t
+                    break
+            recent = [f for f in session.fixes if f.ts > met][-self.swap_window:]
+            their_fixes = [f for f in other.fixes if f.ts > met][-self.swap_window:]
+            if len(recent) < 2 or len(their_fixes) < 2 or len(recent) + len(their_fixes) < 5:
                 continue
-            now = (sum(_d2(f, mine.xy_at(f.ts), mine.cov) for f in recent) +
-                   sum(_d2(f, theirs.xy_at(f.ts), theirs.cov) for f in their_fixes))
-            swapped = (sum(_d2(f, theirs.xy_at(f.ts), theirs.cov) for f in recent) +
-                       sum(_d2(f, mine.xy_at(f.ts), mine.cov) for f in their_fixes))
+            now = (sum(_d2c(f, mine.xy_at(f.ts), mine.cov) for f in recent) +
+                   sum(_d2c(f, theirs.xy_at(f.ts), theirs.cov) for f in their_fixes))
+            swapped = (sum(_d2c(f, theirs.xy_at(f.ts), theirs.cov) for f in recent) +
+                       sum(_d2c(f, mine.xy_at(f.ts), mine.cov) for f in their_fixes))
             if swapped < self.swap_ratio * now and now - swapped > self.min_swap_gain:
-                since = self._swap_started(recent, their_fixes, mine, theirs)
+                since = self._swap_started(session, other, mine, theirs)
                 session.track_id, other.track_id = other.track_id, session.track_id
                 self.by_track[session.track_id] = session.id
                 self.by_track[other.track_id] = other.id
@@ -175,26 +241,24 @@ class IdentityBook:
         return None
 
     @staticmethod
-    def _swap_started(mine_fixes, their_fixes, mine: FloorTrack, theirs: FloorTrack) -> float:
-        """When the swap began.
+    def _swap_started(a: Session, b: Session, mine: FloorTrack, theirs: FloorTrack) -> float:
+        """When the swap most likely began.
 
-        Tracks swap where two shoppers come close, so it is the last time the two
-        tracks were within 1.5 m of each other; without such a moment in the
-        history, the start of the trailing run of fixes that fit the other
-        track better.
+        Tracks swap where two shoppers meet, and tags mix up at the gate, so the
+        candidates are the moments the two tracks were within 1.5 m of each
+        other and the later check-in. For each, the fixes of both tags since
+        their check-ins are scored with the current binding before it and the
+        swapped binding after it; the best-scoring moment wins.
         """
-        close = [t for t, x, y in mine.history
-                 if (x - theirs.xy_at(t)[0]) ** 2 + (y - theirs.xy_at(t)[1]) ** 2 < 1.5**2]
-        if close:
-            return close[-1]
-        marks = [(f.ts, _d2(f, theirs.xy_at(f.ts), theirs.cov) < _d2(f, mine.xy_at(f.ts), mine.cov))
-                 for f in mine_fixes]
-        marks += [(f.ts, _d2(f, mine.xy_at(f.ts), mine.cov) < _d2(f, theirs.xy_at(f.ts), theirs.cov))
-                  for f in their_fixes]
-        marks.sort()
-        since = marks[-1][0]
-        for t, better_swapped in reversed(marks):
-            if not better_swapped:
-                break
-            since = t
-        return since
+        start = max(a.tag_ts, b.tag_ts)
+        fa = [f for f in a.fixes if f.ts >= start]
+        fb = [f for f in b.fixes if f.ts >= start]
+        candidates = [start] + [t for t, x, y in mine.history if t > start
+                                and (x - theirs.xy_at(t)[0]) ** 2 + (y - theirs.xy_at(t)[1]) ** 2 < 1.5**2]
+        best, best_cost = start, float("inf")
+        for t_s in candidates:
+            cost = sum(_d2c(f, (mine if f.ts < t_s else theirs).xy_at(f.ts), mine.cov) for f in fa)
+            cost += sum(_d2c(f, (theirs if f.ts < t_s else mine).xy_at(f.ts), theirs.cov) for f in fb)
+            if cost < best_cost - 1e-9:
+                best, best_cost = t_s, cost
+        return best

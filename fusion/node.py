@@ -14,7 +14,8 @@ What happens to each input:
   a session and its cart (``cart_event`` new); a session standing in an exit
   zone is closed and gets its ``receipt``;
 - ``check_in``: gives the session in that entry zone its shopper's tag;
-- ``ble_sighting``: through the injected BLE positioner into a fix for the tag,
+- ``ble_sighting``: through the BLE positioner (``storesense.ips`` by default,
+  when the store has three or more BLE nodes) into a fix for the tag,
   which keeps the session's track alive through occlusion, re-binds a lost
   session, and reveals swapped tracks (:mod:`.identity`);
 - ``hand_shelf_interaction``: attributed to the session whose floor track the
@@ -32,7 +33,7 @@ from typing import Callable, Iterable, Protocol
 
 from ..cart.decisions import Decision, PickDecider
 from ..cart.ledger import CartLedger
-from ..config import StoreConfig, point_in_polygon
+from ..config import StoreConfig, distance_to_polygon, point_in_polygon
 from ..contracts import (
     BleSighting,
     CartEvent,
@@ -55,10 +56,10 @@ log = logging.getLogger(__name__)
 
 
 class BlePositioner(Protocol):
-    """Turns BLE sightings into position fixes of tags (see ``storesense.ips``)."""
+    """Turns BLE sightings into position fixes of tags (see :class:`.ble.IpsBle`)."""
 
-    def update(self, sighting: BleSighting) -> Fix | None:
-        """Take one sighting; return a new fix of its tag when one is due."""
+    def update(self, sighting: BleSighting) -> list[Fix]:
+        """Take one sighting; return the fixes of its tag it completed."""
 
 
 class FusionNode:
@@ -74,8 +75,9 @@ class FusionNode:
         location_period_s: float = 0.5,
         reorder_window_s: float = 0.15,
         tracker: FloorTracker | None = None,
-        ble: BlePositioner | None = None,
+        ble: BlePositioner | None | str = "auto",
         checkin_wait_s: float = 8.0,
+        entry_margin_m: float = 0.75,
     ):
         self.config = config
         self.emit = emit
@@ -83,9 +85,14 @@ class FusionNode:
         self.tracker = tracker or FloorTracker()
         self.identity = IdentityBook()
         self.decider = PickDecider(config)
+        if ble == "auto":  # BLE positioning whenever the store has enough receivers
+            from .ble import IpsBle
+
+            ble = IpsBle(config) if len(config.ble_nodes) >= 3 else None
         self.ble = ble
         self.location_period_s = location_period_s
         self.checkin_wait_s = checkin_wait_s
+        self.entry_margin_m = entry_margin_m
         self.reorder = ReorderBuffer(reorder_window_s)
         self.counters: Counter[str] = Counter()
         self.now = float("-inf")
@@ -140,8 +147,7 @@ class FusionNode:
             self._pending_checkins.append(msg)
             self._match_checkins(msg.ts)
         elif isinstance(msg, BleSighting) and self.ble is not None:
-            fix = self.ble.update(msg)
-            if fix is not None:
+            for fix in self.ble.update(msg):
                 self._fix(msg.tag, fix)
         self._housekeeping(msg.ts)
 
@@ -163,16 +169,18 @@ class FusionNode:
         if session is None:
             if track.id in self.identity.by_track:
                 return  # a track known to have no session (staff, false positive)
-            if self._in(track.first_xy, self._entry) or self._in(track.xy, self._entry):
+            at_entry = self._near(track.first_xy, self._entry) or self._near(track.xy, self._entry)
+            # a shopper lost nearby is more likely than a newcomer, unless a check-in waits for one
+            session = None if (at_entry and self._pending_checkins) else self.identity.rebind(track, ts)
+            if session is not None:
+                self.counters["sessions_rebound"] += 1
+            elif at_entry:
                 session = self._open(track, ts)
                 self._match_checkins(ts)
             else:
-                session = self.identity.rebind(track, ts)
-                if session is None:
-                    self.counters["tracks_without_session"] += 1
-                    self.identity.by_track[track.id] = ""
-                    return
-                self.counters["sessions_rebound"] += 1
+                self.counters["tracks_without_session"] += 1
+                self.identity.by_track[track.id] = ""
+                return
         self._zones(session, track, ts)
         if not session.closed and ts - session.last_location_ts >= self.location_period_s:
             session.last_location_ts = ts
@@ -180,7 +188,7 @@ class FusionNode:
             vx, vy = track.velocity
             self._out(ShopperLocation, ts, shopper=session.id, track=track.id, x=round(x, 3), y=round(y, 3),
                       cov=tuple(tuple(round(v, 5) for v in row) for row in track.cov),
-                      vx=round(vx, 3), vy=round(vy, 3), sources=tuple(sorted(track.cameras)))
+                      vx=round(vx, 3), vy=round(vy, 3), sources=self._sources(track, ts))
 
     def _open(self, track: FloorTrack, ts: float) -> Session:
         n = len(self.identity.sessions) + 1
@@ -204,19 +212,24 @@ class FusionNode:
             candidates = [
                 s for s in self.identity.sessions.values()
                 if not s.closed and s.tag is None and s.track_id in self.tracker.tracks
-                and (zone is None or point_in_polygon(*self.tracker.tracks[s.track_id].xy, zone.polygon))
+                and (zone is None or self._near(self.tracker.tracks[s.track_id].xy_at(ci.ts), [zone]))
             ]
             if not candidates:
                 keep.append(ci)
                 continue
             if len(candidates) > 1:
+                # several shoppers at the gate: the tag's BLE fixes will tell whose phone it is
                 self.counters["checkins_ambiguous"] += 1
-            # the shopper who has been at the gate longest is the one checking in
-            session = min(candidates, key=lambda s: (s.opened_ts, s.id))
-            self.identity.attach_tag(session, ci.tag)
+                self.identity.pend(ci.tag, candidates)
+            else:
+                self.identity.attach_tag(candidates[0], ci.tag, ci.ts)
         self._pending_checkins = keep
 
     def _fix(self, tag: str, fix: Fix) -> None:
+        if tag in self.identity.pending:
+            if self.identity.weigh_pending(tag, fix, self.tracker.tracks) is not None:
+                self.counters["checkins_decided_by_ble"] += 1
+            return
         session = self.identity.session_of_tag(tag)
         if session is None:
             return
@@ -228,7 +241,17 @@ class FusionNode:
                 self.counters["ble_fixes_applied"] += 1
             swapped = self.identity.check_swap(session, self.tracker.tracks, fix.ts)
             if swapped:
-                self._swap_carts(*swapped, fix.ts)
+                a, b, since = swapped
+                if since <= max(a.tag_ts, b.tag_ts) + 3.0:
+                    # they have not met since checking in: the tags were mixed up at the gate, not the tracks
+                    a.track_id, b.track_id = b.track_id, a.track_id
+                    self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+                    tag_a, tag_b = a.tag, b.tag
+                    self.identity.attach_tag(a, tag_b, fix.ts)  # type: ignore[arg-type]
+                    self.identity.attach_tag(b, tag_a, fix.ts)  # type: ignore[arg-type]
+                    self.counters["checkin_tags_swapped"] += 1
+                else:
+                    self._swap_carts(a, b, since, fix.ts)
 
     def _swap_carts(self, a: Session, b: Session, since: float, ts: float) -> None:
         """Tracks of ``a`` and ``b`` were swapped at ``since``: move and flag the changes made after."""
@@ -278,6 +301,11 @@ class FusionNode:
 
     def _close(self, session: Session, ts: float) -> None:
         ledger = session.ledger
+        if session.tag is None:  # a check-in still undecided between this shopper and others: decide now
+            for tag, scores in list(self.identity.pending.items()):
+                if session.id in scores and self.identity.decide(tag) is session:
+                    self.counters["checkins_decided_at_exit"] += 1
+                    break
         session.closed = True
         for zone_id, entered in sorted(session.zones.items()):
             self._out(ZoneEvent, ts, shopper=session.id, zone=zone_id, phase="exit", dwell_s=round(ts - entered, 3))
@@ -316,8 +344,11 @@ class FusionNode:
 
     def _merge_duplicates(self, ts: float) -> None:
         for keep, drop in self.tracker.find_duplicates(ts):
-            self.counters["tracks_merged"] += 1
             s_keep, s_drop = self.identity.session_of(keep.id), self.identity.session_of(drop.id)
+            if s_keep is not None and s_drop is not None and (
+                    (s_keep.tag and s_drop.tag) or abs(s_keep.opened_ts - s_drop.opened_ts) > 1.0):
+                continue  # two checked-in shoppers, or two who entered apart: people walking together
+            self.counters["tracks_merged"] += 1
             self.tracker.merge(keep, drop)
             self.identity.by_track.pop(drop.id, None)
             if s_drop is None:
@@ -331,7 +362,7 @@ class FusionNode:
             first.track_id = keep.id
             self.identity.by_track[keep.id] = first.id
             if second.tag and not first.tag:
-                self.identity.attach_tag(first, second.tag)
+                self.identity.attach_tag(first, second.tag, ts)
             moved = [Decision(first.id, key, change) for key, change in second.ledger.changes.items()]
             self._void(second, ts)
             self._apply(moved, ts)
@@ -356,8 +387,14 @@ class FusionNode:
         self.decider.expire(ts)
 
     @staticmethod
-    def _in(xy: tuple[float, float], zones) -> bool:
-        return any(point_in_polygon(xy[0], xy[1], z.polygon) for z in zones)
+    def _sources(track: FloorTrack, ts: float) -> tuple[str, ...]:
+        """What positioned the track lately: the cameras of the last second, and "ble"."""
+        cams = sorted(cam for cam, (_, t) in track.seen_by.items() if ts - t <= 1.0)
+        return tuple(cams + (["ble"] if ts - track.last_fix_ts <= 2.0 else []))
+
+    def _near(self, xy: tuple[float, float], zones) -> bool:
+        """Inside one of ``zones`` or within ``entry_margin_m`` of it (a shopper at the door's edge)."""
+        return any(distance_to_polygon(xy[0], xy[1], z.polygon) <= self.entry_margin_m for z in zones)
 
     def _out(self, cls, ts: float, **fields) -> None:
         msg = self.stamper.make(cls, ts, **fields)

@@ -66,7 +66,7 @@ class FloorTrack:
     last_camera_ts: float = float("-inf")
     last_fix_ts: float = float("-inf")
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # camera -> (its track id, last ts)
-    history: deque = field(default_factory=lambda: deque(maxlen=80))  # (ts, x, y) after each update
+    history: deque = field(default_factory=lambda: deque(maxlen=900))  # (ts, x, y), every 0.2 s at most
 
     def xy_at(self, ts: float) -> tuple[float, float]:
         """Filtered position at (or nearest before) time ``ts`` from the recent history."""
@@ -77,8 +77,9 @@ class FloorTrack:
         return self.history[i][1], self.history[i][2]
 
     def remember(self) -> None:
-        """Append the current position to the history (called after each update)."""
-        self.history.append((self.ts, float(self.filter.x[0]), float(self.filter.x[1])))
+        """Append the current position to the history (called after each update; kept at 5 Hz)."""
+        if not self.history or self.ts - self.history[-1][0] >= 0.2:
+            self.history.append((self.ts, float(self.filter.x[0]), float(self.filter.x[1])))
 
     @property
     def xy(self) -> tuple[float, float]:
@@ -149,6 +150,7 @@ class FloorTracker:
         self.tracks: dict[str, FloorTrack] = {}
         self.bindings: dict[tuple[str, int], str] = {}  # (camera, camera track id) -> floor track id
         self._close_since: dict[tuple[str, str], float] = {}
+        self._distinct_until: dict[tuple[str, str], float] = {}
         self._next = 1
 
     def track_for(self, camera: str, camera_track: int) -> FloorTrack | None:
@@ -235,13 +237,14 @@ class FloorTracker:
         track.last_fix_ts = max(track.last_fix_ts, ts)
         return d2
 
-    def find_duplicates(self, ts: float, distance_m: float = 0.6, hold_s: float = 0.8
+    def find_duplicates(self, ts: float, distance_m: float = 0.6, hold_s: float = 1.5
                         ) -> list[tuple[FloorTrack, FloorTrack]]:
         """Pairs of live tracks following the same person; returns (keep, drop) pairs.
 
         Two tracks are one person when they have stayed within ``distance_m`` of
         each other for ``hold_s`` while no camera saw both at once (a camera
-        that sees two people next to each other keeps them apart). The older
+        that sees two people next to each other keeps them apart for the next
+        10 s). The older
         track is kept. The caller merges them with :meth:`merge`.
         """
         live = [t for t in self.tracks.values() if ts - t.last_camera_ts < 0.5]
@@ -256,7 +259,9 @@ class FloorTracker:
                     cam in b.seen_by and abs(b.seen_by[cam][1] - t) < 0.25 and b.seen_by[cam][0] != tid
                     for cam, (tid, t) in a.seen_by.items()
                 )
-                if not close or together:
+                if together:
+                    self._distinct_until[key] = ts + 10.0  # seen apart by one camera: two people
+                if not close or together or self._distinct_until.get(key, -1.0) > ts:
                     self._close_since.pop(key, None)
                     continue
                 since = self._close_since.setdefault(key, ts)

@@ -157,7 +157,7 @@ def test_swapped_tracks_are_noticed_rebound_and_their_changes_moved_and_flagged(
     scen = generate_scenario(store, shoppers=2, seed=21)
     tags = {s.id: s.tag for s in scen.shoppers}
     out = []
-    node = FusionNode(store, out.append, run_id="t")
+    node = FusionNode(store, out.append, run_id="t", ble=None)  # this test plays the BLE positioner itself
     by_ts = sorted(scen.messages, key=lambda m: m.ts)
     # the tracker swaps them where they come closest to each other (both in the store)
     a_, b_ = scen.shoppers
@@ -179,16 +179,21 @@ def test_swapped_tracks_are_noticed_rebound_and_their_changes_moved_and_flagged(
                         x, y = s.position(m.ts)
                         best = min(sess, key=lambda q: np.hypot(*(np.subtract(node.tracker.tracks[q.track_id].xy, (x, y))))
                                    if q.track_id in node.tracker.tracks else 1e9)
-                        node.identity.attach_tag(best, tags[s.id])
+                        node.identity.attach_tag(best, tags[s.id], m.ts)
                     continue
                 if s.enter_ts <= m.ts <= s.exit_ts:
                     x, y = s.position(m.ts)
                     node._fix(tags[s.id], Fix(m.ts, x + rng.normal(0, 0.5), y + rng.normal(0, 0.5),
                                               ((0.25, 0.0), (0.0, 0.25))))
         if not swapped and m.ts >= swap_at:
+            # the tracker's mistake: from here on each floor track follows the other shopper
             a, b = [x for x in node.sessions.values() if not x.closed][:2]
-            a.track_id, b.track_id = b.track_id, a.track_id  # the tracker's mistake
-            node.identity.by_track[a.track_id], node.identity.by_track[b.track_id] = a.id, b.id
+            ta, tb = node.tracker.tracks[a.track_id], node.tracker.tracks[b.track_id]
+            ta.filter, tb.filter = tb.filter, ta.filter
+            ta.ts, tb.ts = tb.ts, ta.ts
+            ta.seen_by, tb.seen_by = tb.seen_by, ta.seen_by
+            node.tracker.bindings = {k: (tb.id if v == ta.id else ta.id if v == tb.id else v)
+                                     for k, v in node.tracker.bindings.items()}
             swapped = True
     node.flush()
     assert swapped and node.counters["identity_swaps"] == 1

@@ -1,0 +1,203 @@
+"""Scoring the fusion node against a simulated store's truth.
+
+:func:`score_carts` runs a :class:`~storesense.fusion.node.FusionNode` over a
+scenario's messages and compares what it published with the truth:
+
+- **receipts exact**: share of shoppers whose receipt lists exactly what they
+  must pay for (the simulator's charging policy);
+- **item precision / recall**: over all items on all receipts;
+- **review share**: share of cart changes flagged for review;
+- **identity switches**: times a session's published locations move from one
+  true shopper to another (each location is matched to the nearest true
+  shopper within 1.5 m);
+- **floor error**: distance of each published location from its session's
+  true shopper, where a camera saw the shopper (median and p90).
+
+Sessions are paired with true shoppers by their check-in tag when they have
+one, otherwise by entry and exit times (Hungarian).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ...config import StoreConfig
+from ...contracts import Envelope
+from ...fusion.node import FusionNode
+
+
+@dataclass
+class CartScore:
+    """What :func:`score_carts` measured for one scenario."""
+
+    shoppers: int
+    receipts: int
+    exact: int
+    items_true: int
+    items_billed: int
+    items_right: int
+    changes: int
+    review_changes: int
+    identity_switches: int
+    floor_errors: np.ndarray = field(repr=False)
+    observations: int = 0
+    fusion_seconds: float = 0.0
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def exact_rate(self) -> float:
+        """Share of shoppers with an exactly right receipt."""
+        return self.exact / self.shoppers if self.shoppers else float("nan")
+
+    @property
+    def precision(self) -> float:
+        """Share of billed items that were really taken by that shopper."""
+        return self.items_right / self.items_billed if self.items_billed else 1.0
+
+    @property
+    def recall(self) -> float:
+        """Share of taken items that were billed to the right shopper."""
+        return self.items_right / self.items_true if self.items_true else 1.0
+
+    @property
+    def review_share(self) -> float:
+        """Share of cart changes sent to review."""
+        return self.review_changes / self.changes if self.changes else 0.0
+
+    def floor_error(self, q: float) -> float:
+        """Quantile ``q`` (0..1) of the floor error in metres."""
+        return float(np.quantile(self.floor_errors, q)) if len(self.floor_errors) else float("nan")
+
+    @property
+    def observations_per_s(self) -> float:
+        """Person observations fused per second of fusion time."""
+        return self.observations / self.fusion_seconds if self.fusion_seconds else float("nan")
+
+
+def _pair_sessions(node: FusionNode, scenario, receipts: dict) -> dict[str, str]:
+    """Session id -> true shopper id."""
+    by_tag = {s.tag: s.id for s in scenario.shoppers}
+    pairs: dict[str, str] = {}
+    for sid, session in node.sessions.items():
+        if session.tag in by_tag:
+            pairs[sid] = by_tag[session.tag]
+    taken = set(pairs.values())
+    rest_s = [s for s in scenario.shoppers if s.id not in taken]
+    rest_r = [r for sid, r in receipts.items() if sid not in pairs]
+    if rest_s and rest_r:
+        cost = np.array([[abs(r.opened_ts - s.enter_ts) + abs(r.closed_ts - s.exit_ts) for r in rest_r]
+                         for s in rest_s])
+        for i, j in zip(*linear_sum_assignment(cost)):
+            if cost[i, j] < 30.0:
+                pairs[rest_r[j].shopper] = rest_s[i].id
+    return pairs
+
+
+def score_carts(config: StoreConfig, scenario, *, node_factory=None) -> CartScore:
+    """Run the fusion over ``scenario`` and score it (see the module docstring)."""
+    out: list[Envelope] = []
+    node = node_factory(out.append) if node_factory else FusionNode(config, out.append, run_id="eval")
+    started = time.perf_counter()
+    for msg in scenario.messages:
+        node.handle(msg)
+    node.flush()
+    seconds = time.perf_counter() - started
+
+    receipts = {m.shopper: m for m in out if m.type == "receipt"}
+    pairs = _pair_sessions(node, scenario, receipts)
+    truth = {s.id: s.cart() for s in scenario.shoppers}
+    billed_by_shopper: dict[str, dict[str, int]] = {}
+    for sid, r in receipts.items():
+        who = pairs.get(sid)
+        if who is not None:
+            lines = billed_by_shopper.setdefault(who, {})
+            for line in r.lines:
+                lines[line.sku] = lines.get(line.sku, 0) + line.quantity
+    exact = sum(1 for s in scenario.shoppers if billed_by_shopper.get(s.id, {}) == truth[s.id]
+                and s.id in billed_by_shopper)
+    items_true = sum(sum(c.values()) for c in truth.values())
+    items_billed = sum(line.quantity for r in receipts.values() for line in r.lines)
+    items_right = sum(min(q, billed_by_shopper.get(who, {}).get(sku, 0))
+                      for who, cart in truth.items() for sku, q in cart.items())
+
+    changes = [m.change for m in out if m.type == "cart_event" and m.change is not None]
+    switches, errors = _locations(out, scenario, pairs)
+    return CartScore(
+        shoppers=len(scenario.shoppers), receipts=len(receipts), exact=exact, items_true=items_true,
+        items_billed=items_billed, items_right=items_right, changes=len(changes),
+        review_changes=sum(c.needs_review for c in changes), identity_switches=switches,
+        floor_errors=np.asarray(errors), observations=node.counters.get("in.person_observation", 0),
+        fusion_seconds=seconds, counters=dict(node.counters),
+    )
+
+
+def _locations(out: list[Envelope], scenario, pairs: dict[str, str]) -> tuple[int, list[float]]:
+    locs = [m for m in out if m.type == "shopper_location"]
+    if not locs:
+        return 0, []
+    ids = [s.id for s in scenario.shoppers]
+    times = np.array([m.ts for m in locs])
+    truth_xy = np.stack([s.positions(times) if hasattr(s, "positions")
+                         else np.array([s.position(t) if s.enter_ts <= t <= s.exit_ts else (np.nan, np.nan)
+                                        for t in times])
+                         for s in scenario.shoppers], axis=1)  # (T, S, 2)
+    current: dict[str, str] = {}
+    switches = 0
+    errors = []
+    for k, m in enumerate(locs):
+        d = np.hypot(truth_xy[k, :, 0] - m.x, truth_xy[k, :, 1] - m.y)
+        d = np.where(np.isnan(d), np.inf, d)
+        nearest = int(np.argmin(d)) if len(d) else -1
+        if nearest >= 0 and d[nearest] <= 1.5:
+            who = ids[nearest]
+            if m.shopper in current and current[m.shopper] != who:
+                switches += 1
+            current[m.shopper] = who
+        owner = pairs.get(m.shopper)
+        if owner is not None and any(src != "ble" for src in m.sources):
+            j = ids.index(owner)
+            if np.isfinite(truth_xy[k, j, 0]):
+                errors.append(float(np.hypot(truth_xy[k, j, 0] - m.x, truth_xy[k, j, 1] - m.y)))
+    return switches, errors
+
+
+LEVEL_NAMES = ("quiet", "busy", "crowded")
+
+
+def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shoppers: int | None = None,
+                    progress=None) -> dict[str, CartScore]:
+    """Simulate and score each difficulty level over ``seeds``; scores are summed per level."""
+    from ..simulator import simulate
+
+    results: dict[str, CartScore] = {}
+    for level in levels:
+        total = None
+        for seed in seeds:
+            if progress:
+                progress(f"{level}: simulating seed {seed}")
+            scenario = simulate(config, level, shoppers=shoppers, seed=seed)
+            if progress:
+                progress(f"{level}: fusing {len(scenario.messages)} messages (seed {seed})")
+            score = score_carts(config, scenario)
+            total = score if total is None else _add(total, score)
+        results[level] = total  # type: ignore[assignment]
+    return results
+
+
+def _add(a: CartScore, b: CartScore) -> CartScore:
+    counters = dict(a.counters)
+    for k, v in b.counters.items():
+        counters[k] = counters.get(k, 0) + v
+    return CartScore(
+        shoppers=a.shoppers + b.shoppers, receipts=a.receipts + b.receipts, exact=a.exact + b.exact,
+        items_true=a.items_true + b.items_true, items_billed=a.items_billed + b.items_billed,
+        items_right=a.items_right + b.items_right, changes=a.changes + b.changes,
+        review_changes=a.review_changes + b.review_changes,
+        identity_switches=a.identity_switches + b.identity_switches,
+        floor_errors=np.concatenate([a.floor_errors, b.floor_errors]), observations=a.observations + b.observations,
+        fusion_seconds=a.fusion_seconds + b.fusion_seconds, counters=counters,
+    )
