@@ -46,12 +46,12 @@ DEFAULT_PARAMS: dict[str, float] = {
     "tri_sigma_db": 6.0,  # nominal RSSI spread for trilateration's covariance
     "knn_k": 10,  # neighbours for fingerprinting
     "kalman_accel_std": 0.5,  # m/s² process noise of the Kalman fusion
-    "kalman_fix_cov_scale": 1.0,  # inflation of single-shot fix covariances
+    "kalman_fix_cov_scale": 2.0,  # inflation of single-shot fix covariances
     "pf_particles": 1000,
-    "pf_step_std": 0.5,  # m/√s random walk of the particles
+    "pf_step_std": 0.3,  # m/√s random walk of the particles
     "pf_beta": 0.5,  # likelihood tempering
     "pf_nu": 4.0,  # Student-t degrees of freedom
-    "map_bandwidth_m": 0.4,  # kernel bandwidth of the radio-map field
+    "map_bandwidth_m": 0.25,  # kernel bandwidth of the radio-map field
     "map_prior_weight": 0.5,  # weight (in samples) of the path-loss prior in the field
 }
 
