@@ -5,7 +5,8 @@ ON CONFLICT (...) DO NOTHING / DO UPDATE``, ``TEXT``, ``BIGINT`` and ``DOUBLE
 PRECISION`` columns. :class:`Database` translates placeholders for
 PostgreSQL (psycopg 3, an optional dependency: ``pip install 'storesense[postgres]'``)
 and serialises use of its one connection with a lock, so the MQTT thread and
-the HTTP threads can share it.
+the HTTP threads can share it. A lost PostgreSQL connection is opened again
+before the next statement (the ingest retries a write that failed meanwhile).
 
 :func:`open_database` takes a file path (SQLite), ``sqlite:///PATH``,
 ``:memory:`` or ``postgresql://user@host:port/dbname``.
@@ -13,14 +14,17 @@ the HTTP threads can share it.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoresenseError
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(StoresenseError):
@@ -34,12 +38,20 @@ class Database:
     exception) and :meth:`query` / :meth:`one` for reads.
     """
 
-    def __init__(self, conn: Any, dialect: str, where: str):
+    def __init__(self, conn: Any, dialect: str, where: str, reconnect: Callable[[], Any] | None = None):
         self._conn = conn
         self.dialect = dialect
         self.where = where
+        self._reconnect = reconnect
         self._lock = threading.RLock()
         self._depth = 0
+
+    def _connection(self) -> Any:
+        """The connection, opened again first when a server connection was lost (PostgreSQL)."""
+        if self._reconnect is not None and not self._depth and getattr(self._conn, "closed", False):
+            log.warning("connection to %s was lost; reconnecting", self.where)
+            self._conn = self._reconnect()
+        return self._conn
 
     # -- SQL text
 
@@ -74,19 +86,19 @@ class Database:
     def execute(self, text: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
         with self._lock:
-            cur = self._conn.execute(self.sql(text), tuple(params))
+            cur = self._connection().execute(self.sql(text), tuple(params))
             return cur.rowcount
 
     def query(self, text: str, params: Sequence[Any] = ()) -> list[tuple]:
         """All rows of a query."""
         with self._lock:
-            cur = self._conn.execute(self.sql(text), tuple(params))
+            cur = self._connection().execute(self.sql(text), tuple(params))
             return [tuple(r) for r in cur.fetchall()]
 
     def one(self, text: str, params: Sequence[Any] = ()) -> tuple | None:
         """The first row of a query, or None."""
         with self._lock:
-            row = self._conn.execute(self.sql(text), tuple(params)).fetchone()
+            row = self._connection().execute(self.sql(text), tuple(params)).fetchone()
             return tuple(row) if row is not None else None
 
     def table_exists(self, name: str) -> bool:
@@ -111,7 +123,7 @@ class Database:
 
     def _begin(self) -> None:
         # both connections run in autocommit mode; transactions are explicit
-        self._conn.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        self._connection().execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
 
     def _commit(self) -> None:
         self._conn.execute("COMMIT")
@@ -154,12 +166,15 @@ def _open_postgresql(url: str) -> Database:
     except ImportError:
         raise DatabaseError("PostgreSQL needs psycopg 3: pip install 'storesense[postgres]'") from None
     shown = _redact(url)
-    try:
-        conn = psycopg.connect(url, connect_timeout=5, autocommit=True)
-    except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to PostgreSQL at {shown}: {reason}") from None
-    return Database(conn, "postgresql", shown)
+
+    def connect():
+        try:
+            return psycopg.connect(url, connect_timeout=5, autocommit=True)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseError(f"cannot connect to PostgreSQL at {shown}: {reason}") from None
+
+    return Database(connect(), "postgresql", shown, reconnect=connect)
 
 
 def _redact(url: str) -> str:

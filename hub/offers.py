@@ -41,10 +41,10 @@ class OfferEngine:
             self.rules.setdefault(rule.zone, []).append(rule)
         self.sent: deque[Offer] = deque(maxlen=1000)  # the latest offers, for inspection
         self._lock = threading.Lock()
-        # (shopper, zone) -> (enter ts, enter event id) for visits in progress
-        self._inside: dict[tuple[str, str], tuple[float, str]] = {
-            (s, z): (ts, eid) for s, z, ts, eid in store.zone_presence()
-        }
+        # shopper -> zone -> (enter ts, enter event id) for visits in progress
+        self._inside: dict[str, dict[str, tuple[float, str]]] = {}
+        for s, z, ts, eid in store.zone_presence():
+            self._inside.setdefault(s, {})[z] = (ts, eid)
 
     def attach(self) -> OfferEngine:
         """Start listening to the store."""
@@ -64,32 +64,30 @@ class OfferEngine:
         out: list[Offer] = []
         with self._lock:
             if isinstance(msg, ZoneEvent):
-                key = (msg.shopper, msg.zone)
+                visits = self._inside.setdefault(msg.shopper, {})
                 if msg.phase == "enter":
-                    self._inside[key] = (msg.ts, msg.event_id)
+                    visits[msg.zone] = (msg.ts, msg.event_id)
                     for rule in self.rules.get(msg.zone, ()):
                         if rule.trigger == "enter":
                             out += self._fire(rule, msg.shopper, msg.event_id, msg.event_id, msg.ts)
                 elif msg.phase == "dwell":
-                    visit = self._inside.get(key, (msg.ts - msg.dwell_s, msg.event_id))
-                    self._inside.setdefault(key, visit)
+                    visit = visits.setdefault(msg.zone, (msg.ts - msg.dwell_s, msg.event_id))
                     for rule in self.rules.get(msg.zone, ()):
                         if rule.trigger == "dwell" and msg.dwell_s >= rule.min_dwell_s:
                             out += self._fire(rule, msg.shopper, visit[1], msg.event_id, msg.ts)
                 else:
-                    self._inside.pop(key, None)
+                    visits.pop(msg.zone, None)
                 out += self._dwell(msg.shopper, msg.ts, msg.event_id, skip_zone=msg.zone)
             elif isinstance(msg, ShopperLocation):
                 out += self._dwell(msg.shopper, msg.ts, msg.event_id)
             elif isinstance(msg, CartEvent) and msg.phase == "end":
-                for key in [k for k in self._inside if k[0] == msg.shopper]:
-                    del self._inside[key]
+                self._inside.pop(msg.shopper, None)
         return out
 
     def _dwell(self, shopper: str, ts: float, event_id: str, skip_zone: str | None = None) -> list[Offer]:
         out: list[Offer] = []
-        for (s, zone), (entered, visit) in list(self._inside.items()):
-            if s != shopper or zone == skip_zone:
+        for zone, (entered, visit) in list(self._inside.get(shopper, {}).items()):
+            if zone == skip_zone:
                 continue
             for rule in self.rules.get(zone, ()):
                 if rule.trigger == "dwell" and ts - entered >= rule.min_dwell_s:

@@ -62,7 +62,10 @@ class HttpServer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and wait for the thread."""
+        """End the live pages' streams, stop serving and wait for the thread."""
+        ctx = getattr(getattr(self._server.config.app, "state", None), "ctx", None)
+        if ctx is not None and ctx.feed is not None:
+            ctx.feed.detach()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
@@ -131,8 +134,6 @@ class HubService:
     def stop(self) -> None:
         """Stop everything; messages that arrive meanwhile wait at the broker."""
         self._stop.set()
-        if self.ctx.feed is not None:
-            self.ctx.feed.close()
         self.http.stop()
         self.ingest.stop()
         self.offers.detach()

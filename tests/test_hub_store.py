@@ -234,3 +234,41 @@ def test_a_bad_database_url_is_a_clear_error():
         HubStore("mysql://localhost/x")
     with pytest.raises(DatabaseError, match="cannot connect to PostgreSQL at postgresql://u:\\*\\*\\*@127.0.0.1:1/x"):
         HubStore("postgresql://u:secret@127.0.0.1:1/x")
+
+
+def test_ingest_retries_a_failing_database_instead_of_acknowledging(monkeypatch):
+    """The MQTT callback does not return (so paho does not PUBACK) until the message is stored."""
+    from storesense.hub import ingest as ingest_mod
+    from storesense.hub.ingest import HubIngest
+
+    class Flaky:
+        def __init__(self):
+            self.calls = 0
+
+        def ingest(self, msg, topic):
+            self.calls += 1
+            if self.calls < 3:
+                raise OSError("disk I/O error")
+            return True
+
+    monkeypatch.setattr(ingest_mod, "RETRY_PAUSES", (0.001,))
+    flaky = Flaky()
+    hub = HubIngest("mqtt://127.0.0.1:1", "demo-shop", flaky)  # type: ignore[arg-type]
+    _, msgs = _session()
+    hub._on_message(msgs[0], "t")
+    assert flaky.calls == 3 and hub.stored == 1 and hub.store_failures == 2
+
+
+def test_postgres_store_reconnects_after_losing_its_connection(store):
+    if store.db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    import psycopg
+
+    _, msgs = _session()
+    assert store.ingest(msgs[0])
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store.db._conn.info.backend_pid,))
+    with pytest.raises(psycopg.Error):
+        store.ingest(msgs[1])  # the write in flight fails (the ingest retries it) ...
+    assert store.ingest(msgs[1])  # ... and the next attempt runs on a new connection
+    assert store.count() == 2
