@@ -65,6 +65,10 @@ def test_subset_evaluation_keeps_its_accuracy(ds, tmp_path):
     assert med["fingerprint"] < 1.3 and med["kalman"] < 1.1 and med["particle"] < 1.1
     assert p90["kalman"] < 2.2 and p90["particle"] < 2.2
     assert med["kalman"] < med["fingerprint"] and med["particle"] < med["fingerprint"]  # tracking helps
+    for m in ("kalman", "particle"):  # tracked positions stay on the floor and never step through a wall
+        est = np.array([[f.x, f.y] for f in scores[m].fixes])
+        assert setup.walkable.free_at(est).all()
+        assert setup.walkable.segments_free(est[:-1], est[1:]).all()
 
 
 def test_eval_ips_cli_writes_table_and_figures(tmp_path):
@@ -97,3 +101,9 @@ def test_full_robot_track_evaluation(ds, tmp_path):
     assert s["kalman"]["median"] < 1.05 and s["kalman"]["p90"] < 2.2
     assert s["particle"]["median"] < 1.2 and s["particle"]["p90"] < 3.1
     assert s["kalman"]["median"] < s["fingerprint"]["median"]
+    from storesense.ips.walkable import Walkable
+
+    walkable = Walkable(ds.floor_grid())
+    for m in ("kalman", "particle"):
+        est = np.array([[f.x, f.y] for f in report.scores[m].fixes])
+        assert walkable.free_at(est).all() and walkable.segments_free(est[:-1], est[1:]).all()
