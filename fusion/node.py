@@ -10,9 +10,11 @@ messages and a replay gives byte-identical outputs.
 What happens to each input:
 
 - ``person_observation``: grouped per camera frame, associated with the floor
-  tracks (:mod:`.tracker`); a confirmed track appearing in an entry zone opens
-  a session and its cart (``cart_event`` new); a session standing in an exit
-  zone is closed and gets its ``receipt``;
+  tracks (:mod:`.tracker`); a confirmed track at an entry zone opens a session
+  and its cart (``cart_event`` new) when a check-in waits for it or when it
+  walks in (a false positive standing at the door never does); a lost
+  session is re-bound to the new track that fits it; a session standing in an
+  exit zone is closed and gets its ``receipt``;
 - ``check_in``: gives the session in that entry zone its shopper's tag;
 - ``ble_sighting``: through the BLE positioner (``storesense.ips`` by default,
   when the store has three or more BLE nodes) into a fix for the tag,
@@ -27,6 +29,7 @@ What happens to each input:
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections import Counter
 from typing import Callable, Iterable, Protocol
@@ -78,6 +81,9 @@ class FusionNode:
         ble: BlePositioner | None | str = "auto",
         checkin_wait_s: float = 8.0,
         entry_margin_m: float = 0.75,
+        session_hits: int = 3,
+        walk_in_m: float = 1.5,
+        lost_close_s: float = 30.0,
     ):
         self.config = config
         self.emit = emit
@@ -93,6 +99,9 @@ class FusionNode:
         self.location_period_s = location_period_s
         self.checkin_wait_s = checkin_wait_s
         self.entry_margin_m = entry_margin_m
+        self.session_hits = session_hits
+        self.walk_in_m = walk_in_m
+        self.lost_close_s = lost_close_s
         self.reorder = ReorderBuffer(reorder_window_s)
         self.counters: Counter[str] = Counter()
         self.now = float("-inf")
@@ -100,6 +109,7 @@ class FusionNode:
         self._frame_obs: list[PersonObservation] = []
         self._pending_checkins: list[CheckIn] = []
         self._merge_checked = float("-inf")
+        self._retry: dict[str, float] = {}  # track without a session -> when it was last considered
         self._entry = config.zones_of("entry")
         self._exit = config.zones_of("exit")
 
@@ -167,18 +177,26 @@ class FusionNode:
             return
         session = self.identity.session_of(track.id)
         if session is None:
-            if track.id in self.identity.by_track:
-                return  # a track known to have no session (staff, false positive)
-            at_entry = self._near(track.first_xy, self._entry) or self._near(track.xy, self._entry)
+            known = self.identity.by_track.get(track.id)
+            if known or track.hits < self.session_hits:
+                return  # bound to a closed session, or not seen long enough yet
+            at_entry = self._near(track.xy, self._entry) or (known is None and self._near(track.first_xy, self._entry))
+            if known == "" and not at_entry and ts - self._retry.get(track.id, -1e18) < 1.0:
+                return  # a track without a session (staff, a false positive): look again once a second
+            self._retry[track.id] = ts
             # a shopper lost nearby is more likely than a newcomer, unless a check-in waits for one
             session = None if (at_entry and self._pending_checkins) else self.identity.rebind(track, ts)
             if session is not None:
                 self.counters["sessions_rebound"] += 1
             elif at_entry:
+                walked_in = math.dist(track.xy, track.first_xy) >= self.walk_in_m
+                if not (self._pending_checkins or walked_in):
+                    return  # at the door: a check-in or walking in makes a shopper (a static false positive never)
                 session = self._open(track, ts)
                 self._match_checkins(ts)
             else:
-                self.counters["tracks_without_session"] += 1
+                if known is None:
+                    self.counters["tracks_without_session"] += 1
                 self.identity.by_track[track.id] = ""
                 return
         self._zones(session, track, ts)
@@ -299,8 +317,13 @@ class FusionNode:
                 self._close(session, ts)
                 return
 
-    def _close(self, session: Session, ts: float) -> None:
+    def _close(self, session: Session, ts: float, review: str = "") -> None:
+        """Close a session: end its cart and emit the receipt (all lines to review when ``review`` says why)."""
         ledger = session.ledger
+        if review:
+            for key, change in list(ledger.changes.items()):
+                ledger.changes[key] = change.model_copy(update={"needs_review": True,
+                                                                "reason": f"{change.reason}; {review}"})
         if session.tag is None:  # a check-in still undecided between this shopper and others: decide now
             for tag, scores in list(self.identity.pending.items()):
                 if session.id in scores and self.identity.decide(tag) is session:
@@ -382,8 +405,23 @@ class FusionNode:
             self._merge_duplicates(ts)
         kept = {s.track_id for s in self.identity.sessions.values() if not s.closed and s.fixes}
         for track in self.tracker.prune(ts, kept_alive=kept):
-            if self.identity.lost(track) is not None:
-                self.counters["sessions_lost_track"] += 1
+            session = self.identity.lost(track)
+            if session is None:
+                continue
+            self.counters["sessions_lost_track"] += 1
+            if self._near(track.xy, self._exit, margin=1.5):
+                # lost on the way out, where the cameras end: the shopper left
+                self.counters["sessions_closed_at_exit_loss"] += 1
+                self._close(session, ts)
+        for session in list(self.identity.sessions.values()):
+            if not session.closed and session.lost_at is not None and ts - session.lost_at[0] > self.lost_close_s:
+                if session.ledger.changes:
+                    # nobody saw this shopper leave: close the cart, its lines go to review
+                    self.counters["sessions_closed_lost"] += 1
+                    self._close(session, ts, review=f"track lost {ts - session.lost_at[0]:.0f} s before closing")
+                else:
+                    self.counters["sessions_voided_lost"] += 1  # a session that never bought anything: drop it
+                    self._void(session, ts)
         self.decider.expire(ts)
 
     @staticmethod
@@ -392,9 +430,10 @@ class FusionNode:
         cams = sorted(cam for cam, (_, t) in track.seen_by.items() if ts - t <= 1.0)
         return tuple(cams + (["ble"] if ts - track.last_fix_ts <= 2.0 else []))
 
-    def _near(self, xy: tuple[float, float], zones) -> bool:
-        """Inside one of ``zones`` or within ``entry_margin_m`` of it (a shopper at the door's edge)."""
-        return any(distance_to_polygon(xy[0], xy[1], z.polygon) <= self.entry_margin_m for z in zones)
+    def _near(self, xy: tuple[float, float], zones, margin: float | None = None) -> bool:
+        """Inside one of ``zones`` or within ``margin`` (default ``entry_margin_m``) of it."""
+        m = self.entry_margin_m if margin is None else margin
+        return any(distance_to_polygon(xy[0], xy[1], z.polygon) <= m for z in zones)
 
     def _out(self, cls, ts: float, **fields) -> None:
         msg = self.stamper.make(cls, ts, **fields)

@@ -6,7 +6,8 @@ Inputs are batches: all floor observations of one camera frame
 (Hungarian assignment, scipy) on the Mahalanobis distance between each
 observation (with its own covariance) and each track's prediction, gated at
 the chi-square 99.9 % quantile, and never farther than a person can walk
-(``reach_m`` + ``max_speed`` × time since the track was last corrected), so a
+(``reach_m`` + 3 sigma of the observation + ``max_speed`` × time since the
+track was last corrected), so a
 coasting track's growing covariance cannot capture someone across the
 store. A camera's own track id is remembered as a
 binding to the floor track it matched; a binding lowers the cost of that pair,
@@ -132,6 +133,7 @@ class FloorTracker:
         binding_bonus: float = 8.0,
         max_speed: float = 2.5,
         reach_m: float = 1.0,
+        max_spread_m: float = 0.0,
         confirm_hits: int = 3,
         tentative_s: float = 1.0,
         max_age_s: float = 2.5,
@@ -142,6 +144,7 @@ class FloorTracker:
         self.bound_gate = bound_gate
         self.max_speed = max_speed
         self.reach_m = reach_m
+        self.max_spread_m = max_spread_m
         self.binding_bonus = binding_bonus
         self.confirm_hits = confirm_hits
         self.tentative_s = tentative_s
@@ -176,9 +179,11 @@ class FloorTracker:
             cost = np.full((len(obs), len(tracks)), _INFEASIBLE)
             for i, o in enumerate(obs):
                 bound = self.bindings.get((camera, o.track_id))
+                # how far the point may honestly be off: 3 sigma along its widest axis
+                spread = 3.0 * float(np.sqrt(max(np.linalg.eigvalsh(Rs[i])[-1], 0.0)))
                 for j, t in enumerate(tracks):
                     # no faster than a person walks since the track was last corrected
-                    reach = self.reach_m + self.max_speed * max(0.0, ts - t.ts)
+                    reach = self.reach_m + min(spread, self.max_spread_m) + self.max_speed * max(0.0, ts - t.ts)
                     tx, ty = t.filter.x[0], t.filter.x[1]
                     if (zs[i][0] - tx) ** 2 + (zs[i][1] - ty) ** 2 > reach * reach:
                         continue
