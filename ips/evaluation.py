@@ -51,6 +51,7 @@ DEFAULT_PARAMS: dict[str, float] = {
     "pf_step_std": 0.3,  # m/√s random walk of the particles
     "pf_beta": 0.5,  # likelihood tempering
     "pf_nu": 4.0,  # Student-t degrees of freedom
+    "pf_jump_sigmas": 1.0,  # the fix moves at most max_speed·dt + this many σ per update
     "map_bandwidth_m": 0.25,  # kernel bandwidth of the radio-map field
     "map_prior_weight": 0.5,  # weight (in samples) of the path-loss prior in the field
 }
@@ -120,7 +121,8 @@ class IpsSetup:
         if method == "particle":
             return ParticleTracker(self.signal_field, n_particles=int(self.params["pf_particles"]),
                                    step_std=self.params["pf_step_std"], beta=self.params["pf_beta"],
-                                   nu=self.params["pf_nu"], seed=seed)
+                                   nu=self.params["pf_nu"], jump_sigmas=self.params["pf_jump_sigmas"],
+                                   seed=seed)
         raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
 
     def locator(self, method: str, seed: int = 0) -> BleLocator:

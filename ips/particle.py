@@ -8,8 +8,11 @@ likelihood of the RSSI each node heard against the :class:`SignalField`'s
 expectation at the particle, tempered by ``beta`` (consecutive BLE samples are
 correlated, so treating them as independent would make the filter
 over-confident). Resampling is systematic when the effective sample size falls
-below half. The fix is the weighted mean (moved along the floor's walking path
-when it would jump through a wall) and the weighted covariance.
+below half. The fix is the weighted mean and the weighted covariance; the
+reported position moves from the previous one at most ``max_speed`` · dt plus
+``jump_sigmas`` standard deviations, along the floor's walking path when a
+straight move would cross a wall (a posterior that splits between two rooms
+does not make the fix teleport).
 
 A seeded generator makes runs reproducible.
 """
@@ -29,7 +32,7 @@ class ParticleTracker:
 
     def __init__(self, field: SignalField, *, n_particles: int = 1000, step_std: float = 0.5, beta: float = 0.5,
                  nu: float = 4.0, max_dt: float = 5.0, reset_after_s: float = 30.0, max_speed: float = 2.0,
-                 min_nodes: int = 2, seed: int = 0):
+                 min_nodes: int = 2, jump_sigmas: float = 1.0, seed: int = 0):
         self.field = field
         self.walkable = field.walkable
         self.n = n_particles
@@ -40,6 +43,7 @@ class ParticleTracker:
         self.reset_after_s = reset_after_s
         self.max_speed = max_speed
         self.min_nodes = min_nodes
+        self.jump_sigmas = jump_sigmas
         self.seed = seed
         self._col = {n: j for j, n in enumerate(field.nodes)}
         self.reset()
@@ -112,7 +116,7 @@ class ParticleTracker:
         if self.last_xy is None:
             xy = self.walkable.snap(mean)
         else:
-            reach = self.max_speed * dt + 3.0 * np.sqrt(np.trace(cov) / 2.0)
+            reach = self.max_speed * dt + self.jump_sigmas * np.sqrt(np.trace(cov) / 2.0)
             xy = self.walkable.walk_towards(self.last_xy, mean, reach)
         self.last_xy = xy
         self.ts = obs.ts
