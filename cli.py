@@ -613,6 +613,8 @@ def eval_ips(
         def progress(stage: str) -> None:
             status.update(f"evaluating: {stage}")
 
+        if not data.exists():
+            raise StoresenseError(f"{data}: no such file or folder")
         if data.is_dir():
             report = evaluate_kolakowski(data, out, limit=limit, cv=cv, progress=progress)
         else:

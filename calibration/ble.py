@@ -229,6 +229,8 @@ def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None,
 
     data = Path(data)
     lines: list[str] = []
+    if not data.exists():
+        raise StoresenseError(f"{data}: no such file or folder")
     if data.is_dir():
         ds = KolakowskiDataset(data)
         rmap = ds.radio_map()

@@ -135,3 +135,23 @@ def test_kolakowski_sightings_replay_through_the_broker(embedded_broker, tmp_pat
     score = score_fixes("particle", setup.locator("particle").run(got), track)
     assert score.coverage > 0.95
     assert score.summary()["median"] < 1.5
+
+
+def test_eval_ips_bad_inputs_are_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from storesense.cli import app
+    from storesense.errors import StoresenseError
+
+    cases = [
+        (["eval", "ips", str(tmp_path / "missing")], "no such file or folder"),
+        (["eval", "ips", str(tmp_path)], "not a Kolakowski BLE dataset folder"),
+    ]
+    rec = tmp_path / "rec.jsonl"
+    rec.write_text('{"topic": "x", "msg": {"type": "nonsense"}}\nnot json\n')
+    cases.append((["eval", "ips", str(rec)], "needs --truth"))
+    (tmp_path / "truth.csv").write_text("ts,tag,x,y\n1,t,0,0\n")
+    cases.append((["eval", "ips", str(rec), "--truth", str(tmp_path / "truth.csv")], "no ble_sighting messages"))
+    for args, words in cases:
+        res = CliRunner().invoke(app, args)
+        assert isinstance(res.exception, StoresenseError) and words in str(res.exception), (args, res.output)
