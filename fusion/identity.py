@@ -21,7 +21,6 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from ..cart.ledger import CartLedger
 from .tracker import FloorTrack
@@ -56,12 +55,15 @@ class Session:
 
 
 def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:
-    S = np.asarray(fix.cov, dtype=float) + np.asarray(track_cov, dtype=float)
-    d = np.array([fix.x - xy[0], fix.y - xy[1]])
-    try:
-        return float(d @ np.linalg.solve(S, d))
-    except np.linalg.LinAlgError:
+    """Squared Mahalanobis distance of a fix from a position with covariance ``track_cov``."""
+    (a1, b1), (c1, e1) = fix.cov
+    (a2, b2), (c2, e2) = track_cov
+    a, b, c, e = a1 + a2, b1 + b2, c1 + c2, e1 + e2
+    det = a * e - b * c
+    if det <= 0:
         return float("inf")
+    dx, dy = fix.x - xy[0], fix.y - xy[1]
+    return (e * dx * dx - (b + c) * dx * dy + a * dy * dy) / det
 
 
 def _d2c(fix: Fix, xy: tuple[float, float], track_cov) -> float:

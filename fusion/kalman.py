@@ -21,6 +21,7 @@ from filterpy.common import Q_discrete_white_noise
 from filterpy.kalman import KalmanFilter
 
 _H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+_I2 = np.eye(2)
 
 
 def _initial_P(pos_var: float, vel_var: float) -> np.ndarray:
@@ -46,10 +47,10 @@ class FastCV:
         A, B, D = P[:2, :2], P[:2, 2:], P[2:, 2:]
         q = self.q
         Pn = np.empty((4, 4))
-        Pn[:2, :2] = A + dt * (B + B.T) + (dt * dt) * D + np.eye(2) * (q * dt**4 / 4)
-        Pn[:2, 2:] = B + dt * D + np.eye(2) * (q * dt**3 / 2)
+        Pn[:2, :2] = A + dt * (B + B.T) + (dt * dt) * D + _I2 * (q * dt**4 / 4)
+        Pn[:2, 2:] = B + dt * D + _I2 * (q * dt**3 / 2)
         Pn[2:, :2] = Pn[:2, 2:].T
-        Pn[2:, 2:] = D + np.eye(2) * (q * dt * dt)
+        Pn[2:, 2:] = D + _I2 * (q * dt * dt)
         return x, Pn
 
     def predict(self, dt: float) -> None:

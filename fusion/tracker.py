@@ -6,8 +6,7 @@ Inputs are batches: all floor observations of one camera frame
 (Hungarian assignment, scipy) on the Mahalanobis distance between each
 observation (with its own covariance) and each track's prediction, gated at
 the chi-square 99.9 % quantile, and never farther than a person can walk
-(``reach_m`` + 3 sigma of the observation + ``max_speed`` × time since the
-track was last corrected), so a
+(``reach_m`` + ``max_speed`` × time since the track was last corrected), so a
 coasting track's growing covariance cannot capture someone across the
 store. A camera's own track id is remembered as a
 binding to the floor track it matched; a binding lowers the cost of that pair,
@@ -25,7 +24,6 @@ style); see :mod:`storesense.fusion.kalman`.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -33,11 +31,12 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..contracts import PersonObservation
-from .kalman import FastCV
+from .kalman import FastCV, FilterpyCV
 
 #: chi-square 99.9 % quantile for 2 degrees of freedom
 GATE_CHI2_2DOF = 13.82
 _INFEASIBLE = 1e9
+_I2 = np.eye(2)
 
 
 class FloorFilter(Protocol):
@@ -67,20 +66,21 @@ class FloorTrack:
     last_camera_ts: float = float("-inf")
     last_fix_ts: float = float("-inf")
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # camera -> (its track id, last ts)
-    history: deque = field(default_factory=lambda: deque(maxlen=900))  # (ts, x, y), every 0.2 s at most
+    history: list = field(default_factory=list)  # (ts, x, y), every 0.2 s at most, the last few minutes
 
     def xy_at(self, ts: float) -> tuple[float, float]:
         """Filtered position at (or nearest before) time ``ts`` from the recent history."""
         if not self.history or ts >= self.history[-1][0]:
             return self.xy
-        times = [h[0] for h in self.history]
-        i = max(0, bisect_left(times, ts) - 1)
+        i = max(0, bisect_left(self.history, ts, key=lambda h: h[0]) - 1)
         return self.history[i][1], self.history[i][2]
 
     def remember(self) -> None:
         """Append the current position to the history (called after each update; kept at 5 Hz)."""
         if not self.history or self.ts - self.history[-1][0] >= 0.2:
             self.history.append((self.ts, float(self.filter.x[0]), float(self.filter.x[1])))
+            if len(self.history) > 1200:
+                del self.history[:300]
 
     @property
     def xy(self) -> tuple[float, float]:
@@ -121,6 +121,26 @@ class FloorTrack:
         return float((e * d[0] * d[0] - (b + c) * d[0] * d[1] + a * d[1] * d[1]) / det)
 
 
+def _predict_positions(tracks: list[FloorTrack], ts: float) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted positions (m×2) and position covariances (m×2×2) of ``tracks`` at ``ts``.
+
+    Constant-velocity filters (those with a white-acceleration ``q``) are
+    predicted in one vectorised step; any other injected filter through its
+    own ``predicted(dt)``.
+    """
+    if all(isinstance(t.filter, (FastCV, FilterpyCV)) for t in tracks):
+        X = np.array([t.filter.x for t in tracks])
+        P = np.array([t.filter.P for t in tracks])
+        dt = np.maximum(0.0, ts - np.array([t.ts for t in tracks]))
+        q = np.array([t.filter.q for t in tracks])
+        A, B, D = P[:, :2, :2], P[:, :2, 2:], P[:, 2:, 2:]
+        Pp = (A + dt[:, None, None] * (B + B.transpose(0, 2, 1)) + (dt**2)[:, None, None] * D
+              + (q * dt**4 / 4)[:, None, None] * _I2)
+        return X[:, :2] + dt[:, None] * X[:, 2:], Pp
+    preds = [t.filter.predicted(max(0.0, ts - t.ts)) for t in tracks]
+    return np.array([x[:2] for x, _ in preds]), np.array([P[:2, :2] for _, P in preds])
+
+
 class FloorTracker:
     """Tracks shoppers on the floor from camera frames and position fixes."""
 
@@ -133,7 +153,6 @@ class FloorTracker:
         binding_bonus: float = 8.0,
         max_speed: float = 2.5,
         reach_m: float = 1.0,
-        max_spread_m: float = 0.0,
         confirm_hits: int = 3,
         tentative_s: float = 1.0,
         max_age_s: float = 2.5,
@@ -144,7 +163,6 @@ class FloorTracker:
         self.bound_gate = bound_gate
         self.max_speed = max_speed
         self.reach_m = reach_m
-        self.max_spread_m = max_spread_m
         self.binding_bonus = binding_bonus
         self.confirm_hits = confirm_hits
         self.tentative_s = tentative_s
@@ -176,23 +194,7 @@ class FloorTracker:
         Rs = [np.asarray(o.floor.cov, dtype=float) for o in obs]  # type: ignore[union-attr]
         pairs: list[tuple[int, FloorTrack]] = []
         if tracks:
-            cost = np.full((len(obs), len(tracks)), _INFEASIBLE)
-            for i, o in enumerate(obs):
-                bound = self.bindings.get((camera, o.track_id))
-                # how far the point may honestly be off: 3 sigma along its widest axis
-                spread = 3.0 * float(np.sqrt(max(np.linalg.eigvalsh(Rs[i])[-1], 0.0)))
-                for j, t in enumerate(tracks):
-                    # no faster than a person walks since the track was last corrected
-                    reach = self.reach_m + min(spread, self.max_spread_m) + self.max_speed * max(0.0, ts - t.ts)
-                    tx, ty = t.filter.x[0], t.filter.x[1]
-                    if (zs[i][0] - tx) ** 2 + (zs[i][1] - ty) ** 2 > reach * reach:
-                        continue
-                    d2 = t.mahalanobis2(ts, zs[i], Rs[i])
-                    if t.id == bound:
-                        if d2 <= self.bound_gate:
-                            cost[i, j] = d2
-                    elif d2 <= self.gate:
-                        cost[i, j] = d2 + self.binding_bonus
+            cost = self._costs(camera, ts, obs, np.array(zs), np.array(Rs), tracks)
             rows, cols = linear_sum_assignment(cost)
             pairs = [(i, tracks[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
         out = []
@@ -215,6 +217,30 @@ class FloorTracker:
             self._seen(track, camera, o, ts)
             out.append((o, track))
         return out
+
+    def _costs(self, camera: str, ts: float, obs: list[PersonObservation], Z: np.ndarray, R: np.ndarray,
+               tracks: list[FloorTrack]) -> np.ndarray:
+        """Assignment costs (observations × tracks): gated squared Mahalanobis distances, vectorised."""
+        px, Pp = _predict_positions(tracks, ts)  # (m, 2), (m, 2, 2)
+        S = Pp[None, :, :, :] + R[:, None, :, :]
+        d = Z[:, None, :] - px[None, :, :]
+        a, b, c, e = S[..., 0, 0], S[..., 0, 1], S[..., 1, 0], S[..., 1, 1]
+        det = a * e - b * c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d2 = (e * d[..., 0] ** 2 - (b + c) * d[..., 0] * d[..., 1] + a * d[..., 1] ** 2) / det
+        d2 = np.where(det > 0, d2, np.inf)
+        # no faster than a person walks since the track was last corrected
+        dt = np.maximum(0.0, ts - np.array([t.ts for t in tracks]))
+        reach = self.reach_m + self.max_speed * dt
+        current = np.array([t.filter.x[:2] for t in tracks])
+        far = ((Z[:, None, :] - current[None, :, :]) ** 2).sum(axis=-1) > reach[None, :] ** 2
+        ids = np.array([t.id for t in tracks])
+        bound = np.array([self.bindings.get((camera, o.track_id), "") for o in obs])
+        is_bound = bound[:, None] == ids[None, :]
+        cost = np.where(is_bound, np.where(d2 <= self.bound_gate, d2, _INFEASIBLE),
+                        np.where(d2 <= self.gate, d2 + self.binding_bonus, _INFEASIBLE))
+        cost[far] = _INFEASIBLE
+        return cost
 
     def _seen(self, track: FloorTrack, camera: str, obs: PersonObservation, ts: float) -> None:
         old = track.seen_by.get(camera)

@@ -1,0 +1,210 @@
+"""Fusion benchmark: floor-tracking throughput against norfair, and end-to-end latency.
+
+Throughput (one core, in process): the camera floor observations of a
+simulated store (``--level``, ``--seed``) are fed frame by frame to
+
+- storesense's floor tracker with its fast Kalman filter (the default),
+- the same tracker with filterpy's ``KalmanFilter`` injected (the reference),
+- norfair (the ``norfair-enough`` fork, which runs on numpy 2): the tracker a
+  user would otherwise pick for points, with a euclidean distance,
+
+timing each and scoring the median floor error of the confirmed tracks
+against the truth. The whole fusion node (tracking, identity with BLE,
+carts) is timed too.
+
+Latency (``--latency``): the scenario is replayed at recorded pace over
+ZeroMQ into a fusion node that publishes over MQTT (QoS 1, embedded broker)
+to a subscriber; for every shopper location and cart line the latency is the
+receive time minus the wall time the message's source timestamp was
+published at. p50 / p99 are reported.
+
+    pip install norfair-enough==2.4.3     # the peer, for the benchmark only
+    python bench/bench_fusion.py [--level busy] [--seed 0]
+    python bench/bench_fusion.py --latency [--seconds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+
+import numpy as np
+
+from storesense.config import example_store_path, load_store_config
+from storesense.datasets.simulator import simulate
+from storesense.fusion.kalman import FilterpyCV
+from storesense.fusion.node import FusionNode
+from storesense.fusion.tracker import FloorTracker
+
+
+def frames_of(messages):
+    """Person observations grouped per camera frame, in time order."""
+    frames, key, batch = [], None, []
+    for m in messages:
+        if m.type != "person_observation" or m.floor is None:
+            continue
+        k = (m.camera, m.frame, m.ts)
+        if k != key and batch:
+            frames.append((key, batch))
+            batch = []
+        key = k
+        batch.append(m)
+    if batch:
+        frames.append((key, batch))
+    return frames
+
+
+def floor_error(estimates, scenario):
+    """Median distance from each estimate (ts, x, y) to the nearest true shopper."""
+    errs = []
+    for ts, x, y in estimates:
+        pos = scenario.positions_at(ts)
+        if pos:
+            errs.append(min(np.hypot(x - px, y - py) for px, py in pos.values()))
+    return float(np.median(errs)) if errs else float("nan")
+
+
+def run_ours(frames, factory=None):
+    tracker = FloorTracker(filter_factory=factory) if factory else FloorTracker()
+    estimates = []
+    start = time.perf_counter()
+    for (camera, _, ts), batch in frames:
+        tracker.update_frame(camera, ts, batch)
+        tracker.prune(ts)
+        estimates.extend((ts, *t.xy) for t in tracker.tracks.values() if t.confirmed and t.ts == ts)
+    return time.perf_counter() - start, estimates
+
+
+def run_norfair(frames):
+    from norfair import Detection, Tracker
+
+    tracker = Tracker(distance_function="euclidean", distance_threshold=1.0, hit_counter_max=15,
+                      initialization_delay=2)
+    estimates = []
+    start = time.perf_counter()
+    for (_, _, ts), batch in frames:
+        dets = [Detection(points=np.array([[o.floor.x, o.floor.y]])) for o in batch]
+        for obj in tracker.update(detections=dets):
+            x, y = obj.estimate[0]
+            estimates.append((ts, float(x), float(y)))
+    return time.perf_counter() - start, estimates
+
+
+def throughput(args):
+    cfg = load_store_config(example_store_path())
+    scenario = simulate(cfg, args.level, seed=args.seed)
+    frames = frames_of(scenario.messages)
+    n_obs = sum(len(b) for _, b in frames)
+    print(f"{args.level} seed {args.seed}: {len(scenario.shoppers)} shoppers, {len(frames)} camera frames, "
+          f"{n_obs} floor observations")
+    rows = []
+    for name, fn in (("storesense FloorTracker (fast KF)", lambda: run_ours(frames)),
+                     ("storesense FloorTracker (filterpy KF)", lambda: run_ours(frames, FilterpyCV)),
+                     ("norfair-enough 2.4.3 Tracker", lambda: run_norfair(frames))):
+        try:
+            best = None
+            for _ in range(args.repeat):
+                seconds, est = fn()
+                best = seconds if best is None else min(best, seconds)
+            rows.append((name, n_obs / best, best / len(frames) * 1e6, floor_error(est, scenario)))
+        except ImportError as exc:
+            rows.append((name, float("nan"), float("nan"), float("nan")))
+            print(f"  {name}: not installed ({exc}); pip install norfair-enough==2.4.3")
+    out: list = []
+    node = FusionNode(cfg, out.append, run_id="bench")
+    start = time.perf_counter()
+    for m in scenario.messages:
+        node.handle(m)
+    node.flush()
+    node_s = time.perf_counter() - start
+    print(f"\n{'tracker':40} {'obs/s':>10} {'us/frame':>10} {'median err':>11}")
+    for name, rate, us, err in rows:
+        print(f"{name:40} {rate:10,.0f} {us:10.1f} {err:10.3f} m")
+    ours, peer = rows[0][1], rows[2][1]
+    if peer == peer:
+        print(f"\nratio storesense / norfair: {ours / peer:.2f}x observations per second")
+    print(f"whole fusion node (tracking, identity with BLE, carts): {node.counters['in.person_observation'] / node_s:,.0f} "
+          f"observations/s ({len(scenario.messages) / node_s:,.0f} messages/s incl. {node.counters['in.ble_sighting']} "
+          f"BLE sightings)")
+
+
+def latency(args):
+    from storesense.transport import EmbeddedBroker, MqttPublisher, MqttSubscriber, ZmqPublisher, ZmqSubscriber
+
+    cfg = load_store_config(example_store_path())
+    scenario = simulate(cfg, args.level, seed=args.seed)
+    t_end = scenario.start_ts + args.seconds
+    messages = [m for m in scenario.messages if m.ts <= t_end]
+    ts0 = messages[0].ts
+    received: list[tuple[str, float, float]] = []  # type, source ts, receive wall time
+    lock = threading.Lock()
+
+    def on_message(msg, topic):
+        if msg.type in ("shopper_location", "cart_event"):
+            with lock:
+                received.append((msg.type, msg.ts, time.monotonic()))
+
+    with EmbeddedBroker() as broker:
+        sub = MqttSubscriber(broker.url, store=cfg.store.id, client_id="bench-latency", on_message=on_message)
+        sub.connect()
+        pub = MqttPublisher(broker.url, store=cfg.store.id, node="fusion", kind="fusion").connect()
+        zsub = ZmqSubscriber("tcp://127.0.0.1:*", bind=True)
+        node = FusionNode(cfg, pub.publish, run_id="bench")
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                m = zsub.recv(0.05)
+                if m is not None:
+                    node.handle(m)
+                elif node.reorder:  # input paused: release what waited for the window
+                    for due in node.reorder.release_until(node.reorder.newest_ts):
+                        node._process(due)
+                    node._end_frame()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        zpub = ZmqPublisher(zsub.endpoint, store=cfg.store.id)
+        if not zpub.wait_for_subscriber(5.0):
+            sys.exit("fusion did not subscribe")
+        start = time.monotonic()
+        for m in messages:
+            due = start + (m.ts - ts0)
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            zpub.publish(m)
+        time.sleep(1.0)
+        stop.set()
+        thread.join(2.0)
+        pub.flush(5.0)
+        time.sleep(0.5)
+        pub.close()
+        sub.close()
+        zsub.close()
+        zpub.close()
+    for kind in ("shopper_location", "cart_event"):
+        lat = sorted((recv - (start + (ts - ts0))) * 1000 for k, ts, recv in received if k == kind)
+        if lat:
+            p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
+            print(f"{kind:17} n={len(lat):5d}  p50 {statistics.median(lat):7.1f} ms  p99 {p99:7.1f} ms")
+        else:
+            print(f"{kind:17} none received")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--level", default="busy")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--seconds", type=float, default=40.0)
+    args = ap.parse_args()
+    latency(args) if args.latency else throughput(args)
+
+
+if __name__ == "__main__":
+    main()
