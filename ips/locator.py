@@ -69,6 +69,11 @@ class BleLocator:
             tracker = self.trackers[tag] = self.tracker_factory(tag)
         return tracker.update(RssiObservation(batch.last_ts, rssi, tag))
 
+    def poll(self, now: float) -> list[Fix]:
+        """Close the batches whose window has passed by ``now`` (call it on a timer when running live)."""
+        due = sorted(t for t, b in self._batches.items() if now - b.first_ts > self.window_s)
+        return [f for f in (self._close(t) for t in due) if f is not None]
+
     def flush(self) -> list[Fix]:
         """Close every open batch (end of a recording)."""
         return [f for f in (self._close(t) for t in sorted(self._batches)) if f is not None]

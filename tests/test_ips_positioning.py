@@ -137,3 +137,35 @@ def test_trackers_follow_a_walk_through_the_door_and_never_cross_the_wall(walkab
     rng = np.random.default_rng(5)
     raw = np.array([[f.x, f.y] for f in (single.locate(observe(p, noise=6.0, rng=rng)) for p in truth)])
     assert np.median(err) < np.median(np.hypot(*(raw - truth).T))
+
+
+def test_locator_assembles_sightings_per_tag():
+    from storesense.contracts import BleSighting, Stamper
+    from storesense.ips.locator import BleLocator
+
+    seen = []
+
+    class Recorder:
+        name = "rec"
+
+        def update(self, obs):
+            seen.append(obs)
+            return None
+
+        def reset(self):
+            pass
+
+    loc = BleLocator(lambda tag: Recorder(), window_s=0.25, tags={"a"})
+    st = {n: Stamper(n, run_id="x") for n in ("n1", "n2")}
+    msgs = [st["n1"].make(BleSighting, 10.00, node="n1", tag="a", rssi=-60.0),
+            st["n2"].make(BleSighting, 10.05, node="n2", tag="a", rssi=-70.0),
+            st["n1"].make(BleSighting, 10.10, node="n1", tag="a", rssi=-60.0),  # heard twice in the window
+            st["n1"].make(BleSighting, 10.10, node="n1", tag="other", rssi=-50.0),  # not ours
+            st["n2"].make(BleSighting, 10.40, node="n2", tag="a", rssi=-72.0)]  # next window
+    for m in msgs:
+        loc.handle(m)
+    assert len(seen) == 1 and seen[0].ts == 10.10 and seen[0].rssi == {"n1": -60.0, "n2": -70.0}
+    loc.poll(10.5)  # still inside the second window: nothing
+    assert len(seen) == 1
+    loc.poll(10.7)
+    assert len(seen) == 2 and seen[1].rssi == {"n2": -72.0}
