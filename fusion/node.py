@@ -260,8 +260,8 @@ class FusionNode:
             swapped = self.identity.check_swap(session, self.tracker.tracks, fix.ts)
             if swapped:
                 a, b, since = swapped
-                if since <= max(a.tag_ts, b.tag_ts) + 3.0:
-                    # they have not met since checking in: the tags were mixed up at the gate, not the tracks
+                if since <= max(a.tag_ts, b.tag_ts) + 3.0 and fix.ts - min(a.tag_ts, b.tag_ts) <= 30.0:
+                    # they have not met since checking in (lately): the tags were mixed up at the gate
                     a.track_id, b.track_id = b.track_id, a.track_id
                     self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
                     tag_a, tag_b = a.tag, b.tag
@@ -367,6 +367,8 @@ class FusionNode:
 
     def _merge_duplicates(self, ts: float) -> None:
         for keep, drop in self.tracker.find_duplicates(ts):
+            if keep.id not in self.tracker.tracks or drop.id not in self.tracker.tracks:
+                continue  # one of them was already folded into a third track this round
             s_keep, s_drop = self.identity.session_of(keep.id), self.identity.session_of(drop.id)
             if s_keep is not None and s_drop is not None and (
                     (s_keep.tag and s_drop.tag) or abs(s_keep.opened_ts - s_drop.opened_ts) > 1.0):
