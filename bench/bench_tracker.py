@@ -37,7 +37,8 @@ from storesense.edge.tracker import CameraTracker
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 
 #: ByteTrack parameters found by ``python bench/tune_tracker.py --tracker bytetrack`` on the five sequences.
-BYTETRACK_TUNED: dict = {}
+BYTETRACK_TUNED = {"lost_track_buffer": 5, "track_activation_threshold": 0.9, "minimum_iou_threshold": 0.3,
+                   "high_conf_det_threshold": 0.8, "minimum_consecutive_frames": 1}
 
 
 def run_ours(tracker: CameraTracker, frames: list[Detections]) -> tuple[float, list]:

@@ -27,7 +27,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 #: Values tried per parameter of CameraTracker; the first is the start point (the best of earlier runs).
 SPACE = {
     "high_thresh": [0.9, 0.5, 0.6, 0.7, 0.8],
-    "new_track_thresh": [0.95, None, 0.6, 0.7, 0.8, 0.9],
+    "new_track_thresh": [None, 0.6, 0.7, 0.8, 0.9, 0.95],
     "match_iou": [0.15, 0.05, 0.1, 0.2, 0.3, 0.4],
     "min_hits": [1, 2, 3, 4],
     "max_age_s": [0.25, 0.1, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
@@ -39,7 +39,7 @@ SPACE = {
 
 #: The same for trackers.ByteTrackTracker (its own defaults first; ranges cover its search_space).
 BYTETRACK_SPACE = {
-    "lost_track_buffer": [30, 10, 20, 45, 60, 90],
+    "lost_track_buffer": [30, 3, 5, 10, 20, 45, 60, 90],
     "track_activation_threshold": [0.7, 0.5, 0.6, 0.8, 0.9, 0.95],
     "minimum_iou_threshold": [0.1, 0.05, 0.2, 0.3, 0.4],
     "high_conf_det_threshold": [0.6, 0.5, 0.7, 0.8, 0.9],

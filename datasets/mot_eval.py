@@ -120,7 +120,7 @@ def evaluate_sequences(
 #: CameraTracker parameters for MOTChallenge public detections (``max_age_s`` in seconds), found by
 #: ``bench/tune_tracker.py`` on the five MOT15 training sequences, the only annotated ones we have:
 #: the figures on those sequences are therefore optimistic (docs/benchmarks.md, "Camera tracker").
-PUBLIC_DETECTION_PARAMS = {"high_thresh": 0.9, "new_track_thresh": 0.95, "match_iou": 0.15, "min_hits": 1,
+PUBLIC_DETECTION_PARAMS = {"high_thresh": 0.9, "new_track_thresh": None, "match_iou": 0.15, "min_hits": 1,
                            "max_age_s": 0.25, "low_match_iou": 0.4, "lost_match_iou": None,
                            "tentative_match_iou": 0.3}
 

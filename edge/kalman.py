@@ -85,46 +85,45 @@ class _NoiseModel:
 
     Standard deviations are ``std_position * h`` for the position terms and
     ``std_velocity * h`` for the velocity terms; the aspect ratio gets small fixed values.
-    Each method returns variances for heights ``h`` (N), shaped N×4 (cx, cy, a, h).
+    Methods take heights ``h`` (N) and return variances (per coordinate cx, cy, a, h).
     """
 
     def __init__(self, std_position: float, std_velocity: float) -> None:
         p, v = std_position, std_velocity
-        self.pos_w, self.pos_c = np.array([p, p, 0, p]), np.array([0, 0, 1e-2, 0])
-        self.vel_w, self.vel_c = np.array([v, v, 0, v]), np.array([0, 0, 1e-5, 0])
+        # rows: position, velocity; shaped to broadcast against (2, N, 4)
+        self.process_w = np.array([[p, p, 0, p], [v, v, 0, v]])[:, None, :]
+        self.process_c = np.array([[0, 0, 1e-2, 0], [0, 0, 1e-5, 0]])[:, None, :]
+        self.initial_w = self.process_w * np.array([2.0, 10.0])[:, None, None]
+        self.meas_w = np.array([p, p, 0, p])
         self.meas_c = np.array([0, 0, 1e-1, 0])
 
-    @staticmethod
-    def _var(h: np.ndarray, w: np.ndarray, c: np.ndarray) -> np.ndarray:
-        std = np.abs(h)[:, None] * w + c
+    def process(self, h: np.ndarray) -> np.ndarray:
+        """Process noise variances, 2×N×4: positions then velocities."""
+        std = np.abs(h)[None, :, None] * self.process_w + self.process_c
         return std * std
 
-    def process_pos(self, h: np.ndarray) -> np.ndarray:
-        """Process noise variances of the positions."""
-        return self._var(h, self.pos_w, self.pos_c)
-
-    def process_vel(self, h: np.ndarray) -> np.ndarray:
-        """Process noise variances of the velocities."""
-        return self._var(h, self.vel_w, self.vel_c)
+    def initial(self, h: np.ndarray) -> np.ndarray:
+        """Initial state variances, 2×N×4 (twice / ten times the process standard deviations)."""
+        std = np.abs(h)[None, :, None] * self.initial_w + self.process_c
+        return std * std
 
     def measurement(self, h: np.ndarray) -> np.ndarray:
-        """Measurement noise variances."""
-        return self._var(h, self.pos_w, self.meas_c)
-
-    def initial_pos(self, h: np.ndarray) -> np.ndarray:
-        """Initial variances of the positions (twice the process standard deviation)."""
-        return self._var(h, 2 * self.pos_w, self.pos_c)
-
-    def initial_vel(self, h: np.ndarray) -> np.ndarray:
-        """Initial variances of the velocities (ten times the process standard deviation)."""
-        return self._var(h, 10 * self.vel_w, self.vel_c)
+        """Measurement noise variances, N×4."""
+        std = np.abs(h)[:, None] * self.meas_w + self.meas_c
+        return std * std
 
 
-#: One predict step on the stacked blocks [pos, vel, P_pp, P_pv, P_vv]: F x and, for each
-#: coordinate's 2×2 covariance block, F P F' (before adding the process noise).
-_PREDICT = np.array([[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 2, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 1]],
+#: Rows of ``ConstantVelocityFilter.state``, ordered so that each step touches neighbours:
+#: (position, velocity), (P_pv, P_pp) for the gain, (P_pp, P_vv) for the process noise.
+_POS, _VEL, _PPV, _PPP, _PVV = range(5)
+#: One predict step on those rows: F x and, for each coordinate's 2×2 covariance block,
+#: F P F' (before adding the process noise).
+_PREDICT = np.array([[1, 1, 0, 0, 0],     # pos + vel
+                     [0, 1, 0, 0, 0],     # vel
+                     [0, 0, 1, 0, 1],     # P_pv + P_vv
+                     [0, 0, 2, 1, 1],     # P_pp + 2 P_pv + P_vv
+                     [0, 0, 0, 0, 1]],    # P_vv
                     dtype=np.float64)
-_POS, _VEL, _PPP, _PPV, _PVV = range(5)
 
 
 class ConstantVelocityFilter:
@@ -136,7 +135,7 @@ class ConstantVelocityFilter:
     ``F = [[I, I], [0, I]]``, ``H = [I, 0]``, the 8×8 covariance stays made of four
     independent 2×2 blocks (each coordinate with its own velocity). The filter keeps just
     those blocks, so predict and update are a few element-wise operations on one 5×N×4
-    array ``state`` (position, velocity, P_pp, P_pv, P_vv); the result is the full
+    array ``state`` (position, velocity, P_pv, P_pp, P_vv); the result is the full
     Kalman filter's, exactly (:meth:`covariance` rebuilds the 8×8 matrices; the tests
     compare with filterpy).
     """
@@ -171,8 +170,7 @@ class ConstantVelocityFilter:
             return
         block = np.zeros((5, len(z), 4))
         block[_POS] = z
-        block[_PPP] = self.noise.initial_pos(z[:, 3])
-        block[_PVV] = self.noise.initial_vel(z[:, 3])
+        block[_PPP:_PVV + 1] = self.noise.initial(z[:, 3])   # P_pp, P_vv
         self.state = np.concatenate([self.state, block], axis=1)
 
     def predict(self, steps: int = 1) -> None:
@@ -181,10 +179,9 @@ class ConstantVelocityFilter:
         if n == 0:
             return
         for _ in range(max(1, int(steps))):
-            h = self.state[_POS, :, 3].copy()
+            q = self.noise.process(self.state[_POS, :, 3])
             self.state = (_PREDICT @ self.state.reshape(5, -1)).reshape(5, n, 4)
-            self.state[_PPP] += self.noise.process_pos(h)
-            self.state[_PVV] += self.noise.process_vel(h)
+            self.state[_PPP:_PVV + 1] += q
 
     def update(self, rows: np.ndarray, boxes: np.ndarray) -> None:
         """Kalman correction of the given rows with H = [I 0] and height-scaled R."""
@@ -192,10 +189,10 @@ class ConstantVelocityFilter:
             return
         b = self.state[:, rows]
         innovation = xyxy_to_xyah(boxes) - b[_POS]
-        gain = b[_PPP:_PPV + 1] / (b[_PPP] + self.noise.measurement(b[_POS, :, 3]))  # (k_pos, k_vel)
-        b[_POS:_VEL + 1] += gain * innovation
-        b[_PVV] -= gain[1] * b[_PPV]
-        b[_PPP:_PPV + 1] *= 1.0 - gain[0]
+        gain = b[_PPV:_PPP + 1] / (b[_PPP] + self.noise.measurement(b[_POS, :, 3]))   # (k_vel, k_pos)
+        b[_POS:_VEL + 1] += gain[::-1] * innovation
+        b[_PVV] -= gain[0] * b[_PPV]
+        b[_PPV:_PPP + 1] *= 1.0 - gain[1]
         self.state[:, rows] = b
 
     def boxes(self) -> np.ndarray:
@@ -224,21 +221,20 @@ class FilterpyFilter:
         from filterpy.kalman import KalmanFilter
 
         z = xyxy_to_xyah(boxes)
-        initial = np.c_[self.noise.initial_pos(z[:, 3]), self.noise.initial_vel(z[:, 3])]
-        for zi, init in zip(z, initial):
+        initial = self.noise.initial(z[:, 3])
+        for zi, p_pos, p_vel in zip(z, initial[0], initial[1]):
             kf = KalmanFilter(dim_x=_DIM_X, dim_z=_DIM_Z)
             kf.F = _F.copy()
             kf.H = _H.copy()
             kf.x = np.r_[zi, np.zeros(4)].reshape(-1, 1)
-            kf.P = np.diag(init)
+            kf.P = np.diag(np.r_[p_pos, p_vel])
             self.filters.append(kf)
 
     def predict(self, steps: int = 1) -> None:
         """``KalmanFilter.predict`` per track with Q set from its current height."""
         for _ in range(max(1, int(steps))):
             for kf in self.filters:
-                h = kf.x[3]
-                kf.predict(Q=np.diag(np.r_[self.noise.process_pos(h)[0], self.noise.process_vel(h)[0]]))
+                kf.predict(Q=np.diag(self.noise.process(kf.x[3]).reshape(-1)))
 
     def update(self, rows: np.ndarray, boxes: np.ndarray) -> None:
         """``KalmanFilter.update`` per matched track with R set from its predicted height."""

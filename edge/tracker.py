@@ -89,8 +89,9 @@ class CameraTracker:
         if len(self.filter) != 0:
             raise ValueError("filter_factory() must return an empty filter")
         # per track (columns, parallel to the filter's rows): id (-1 while tentative),
-        # matched updates in a row, frames since the last match
-        self._meta = np.zeros((3, 0), dtype=np.int64)
+        # matched updates in a row, frames since the last match, frames it may go unmatched
+        self._meta = np.zeros((4, 0), dtype=np.int64)
+        self._tentative = 0
         self._next_id = 1
         self._last_frame: int | None = None
 
@@ -111,7 +112,7 @@ class CameraTracker:
             if self._last_frame is not None:
                 steps = max(1, int(frame) - self._last_frame)
             self._last_frame = int(frame)
-        ids, hits, misses = self._meta
+        ids, hits, misses, max_misses = self._meta
         n_tracks = len(ids)
         scores = dets.scores
         is_high = scores >= self.high_thresh
@@ -124,15 +125,15 @@ class CameraTracker:
             misses += steps
             predicted = self.filter.boxes()
             confirmed = ids >= 0
-            conf_rows = np.nonzero(confirmed)[0]
+            n_confirmed = n_tracks - self._tentative
             iou_high = box_iou(predicted, dets.xyxy[high])
             # stage 1: confirmed tracks x high-confidence detections; tracks seen last time
             # first, then lost ones (DeepSORT's cascade: a lost track's guess is the weaker one)
-            recent = confirmed & seen_last_time
+            recent = confirmed & seen_last_time if self._tentative else seen_last_time
             recent_rows = np.nonzero(recent)[0]
             t1, d1 = _assign(iou_high[recent_rows] if len(recent_rows) < n_tracks else iou_high, self.match_iou)
             track_of_det[high[d1]] = recent_rows[t1]
-            if len(recent_rows) < len(conf_rows):
+            if len(recent_rows) < n_confirmed:
                 lost_rows = np.nonzero(confirmed & ~seen_last_time)[0]
                 left_high = np.nonzero(track_of_det[high] < 0)[0]
                 tl, dl = _assign(iou_high[lost_rows][:, left_high], self.lost_match_iou)
@@ -147,7 +148,7 @@ class CameraTracker:
                     t2, d2 = _assign(box_iou(predicted[rows2], dets.xyxy[low]), self.low_match_iou)
                     track_of_det[low[d2]] = rows2[t2]
             # stage 3: tentative tracks x high-confidence detections left
-            if len(conf_rows) < n_tracks:
+            if self._tentative:
                 tent_rows = np.nonzero(~confirmed)[0]
                 left_high = np.nonzero(track_of_det[high] < 0)[0]
                 t3, d3 = _assign(iou_high[tent_rows][:, left_high], self.tentative_match_iou)
@@ -159,41 +160,51 @@ class CameraTracker:
             misses[matched_rows] = 0
             hits += 1
             hits[misses > 0] = 0
-            newly = np.nonzero((ids < 0) & (hits >= self.min_hits))[0]
-            if len(newly):
-                ids[newly] = np.arange(self._next_id, self._next_id + len(newly))
-                self._next_id += len(newly)
+            if self._tentative:
+                newly = np.nonzero((ids < 0) & (hits >= self.min_hits))[0]
+                if len(newly):
+                    ids[newly] = np.arange(self._next_id, self._next_id + len(newly))
+                    max_misses[newly] = self.max_age_frames
+                    self._next_id += len(newly)
             out_ids = ids[matched_rows]
             shown = out_ids >= 0
-            result = dets[matched_dets[shown]]
-            result.track_id = out_ids[shown]
+            out_rows, out_ids = matched_dets[shown], out_ids[shown]
             # death: tentative tracks that missed, confirmed tracks lost too long
-            alive = (misses == 0) | ((ids >= 0) & (misses <= self.max_age_frames))
-            if not alive.all():
+            dead = misses > max_misses
+            if dead.any():
+                alive = ~dead
                 self.filter.keep(alive)
                 self._meta = self._meta[:, alive]
+            if self._tentative:
+                self._tentative = int(np.count_nonzero(self._meta[0] < 0))
         else:
-            result = dets[high[:0]]
+            out_rows = out_ids = high[:0]
 
         # birth: high-confidence detections left over
-        births = high[(track_of_det[high] < 0) & (scores[high] >= self.new_track_thresh)]
+        births = high[track_of_det[high] < 0]
+        if self.new_track_thresh > self.high_thresh:
+            births = births[scores[births] >= self.new_track_thresh]
         if len(births):
             b = dets.xyxy[births]
-            births = births[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]   # no track from an empty or NaN box
+            ok = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])    # no track from an empty or NaN box
+            births, b = births[ok], b[ok]
         if len(births):
-            self.filter.add(dets.xyxy[births])
+            self.filter.add(b)
             n = len(births)
-            meta = np.zeros((3, n), dtype=np.int64)
+            meta = np.zeros((4, n), dtype=np.int64)
             meta[1] = 1
             if self.min_hits <= 1:
                 meta[0] = np.arange(self._next_id, self._next_id + n)
+                meta[3] = self.max_age_frames
                 self._next_id += n
-                born = dets[births]
-                born.track_id = meta[0].copy()
-                result = _concat(result, born)
+                out_rows = np.concatenate([out_rows, births])
+                out_ids = np.concatenate([out_ids, meta[0]])
             else:
                 meta[0] = -1
+                self._tentative += n
             self._meta = np.concatenate([self._meta, meta], axis=1)
+        result = dets[out_rows]
+        result.track_id = out_ids
         return result
 
 
@@ -206,13 +217,3 @@ def _assign(iou: np.ndarray, min_iou: float) -> tuple[np.ndarray, np.ndarray]:
     ok = gated[rows, cols] > 0
     return rows[ok], cols[ok]
 
-
-def _concat(a: Detections, b: Detections) -> Detections:
-    """Rows of ``a`` then rows of ``b``."""
-    if len(a) == 0:
-        return b
-    keypoints = None
-    if a.keypoints is not None and b.keypoints is not None:
-        keypoints = np.concatenate([a.keypoints, b.keypoints])
-    return Detections(np.concatenate([a.xyxy, b.xyxy]), np.concatenate([a.scores, b.scores]), keypoints,
-                      np.concatenate([a.track_id, b.track_id]))
