@@ -57,6 +57,8 @@ def demo(
     db: Optional[Path] = typer.Option(None, help="SQLite file for the hub (default: a temporary file)."),
     record: Optional[Path] = typer.Option(None, help="Folder to record edge.jsonl and fusion.jsonl into."),
     linger: float = typer.Option(0.0, min=0.0, help="Keep the hub's live page up this many seconds after the run."),
+    level: Optional[str] = typer.Option(None, help="Use the store simulator at this level (quiet, busy, crowded) "
+                                                   "instead of the simple generator."),
 ) -> None:
     """Run a simulated store end to end and print each shopper's receipt against the truth."""
     from .demo import run_demo
@@ -72,7 +74,8 @@ def demo(
 
         result = run_demo(cfg, shoppers=shoppers, seed=seed, db_path=str(db) if db else None,
                           record_dir=str(record) if record else None, progress=progress, page_linger_s=linger,
-                          on_page=lambda url: console.print(f"live store page: {url}", highlight=False))
+                          on_page=lambda url: console.print(f"live store page: {url}", highlight=False),
+                          level=level)
     n = len(result.scenario.messages)
     console.print(f"streamed {n} edge messages over ZeroMQ; fusion published "
                   f"{sum(v for k, v in result.counters.items() if k.startswith('out.'))} messages over MQTT; "

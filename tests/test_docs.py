@@ -18,3 +18,12 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "<!-- ci:test-command -->" in readme
     assert "ci:test-command" in ci  # .ci/run executes the README's command itself
+
+
+def test_readme_topic_table_lists_every_message_topic():
+    from storesense.contracts import TOPICS
+
+    readme = (ROOT / "README.md").read_text()
+    for kind, (template, qos, retain) in TOPICS.items():
+        row = "| `" + template.replace("{", "<").replace("}", ">").replace("<source>", "<node>") + "` | " + kind
+        assert row in readme, f"README topic table lacks {kind}: {row}"
