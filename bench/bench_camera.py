@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames per round (from the start of the video)")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch intra-op threads for Ultralytics (0: what Ultralytics sets, cores - 1)")
     ap.add_argument("--input-size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
     ap.add_argument("--yolo-onnx", action="store_true", help="also run the node on YOLO11n-pose exported to ONNX")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -151,10 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     store = load_store_config(example_store_path())
     movenet = load_detector(DetectorSettings(input_size=size, threads=args.threads))
     model, folder = build_yolo(size)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    load_start = os.getloadavg()[0]
     names = {"movenet": "storesense node (MoveNet, ONNX Runtime)",
+             "movenet_int8": "storesense node (MoveNet int8, ONNX Runtime)",
              "ultralytics": "Ultralytics predict (YOLO11n-pose, torch)",
              "yolo_onnx": "storesense node (YOLO11n-pose, ONNX Runtime)"}
-    detectors = {"movenet": movenet}
+    detectors = {"movenet": movenet,
+                 "movenet_int8": load_detector(DetectorSettings(model="movenet-int8", input_size=size,
+                                                                threads=args.threads))}
     if args.yolo_onnx:
         cwd = os.getcwd()
         os.chdir(folder)  # the export lands beside the model or in the working folder: keep it in the temp one
@@ -166,10 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                 threads=args.threads))
 
     def loops() -> dict[str, object]:
-        out = {names["movenet"]: NodeLoop(store, args.video, movenet),
-               names["ultralytics"]: UltralyticsLoop(model, args.video, size)}
-        if "yolo_onnx" in detectors:
-            out[names["yolo_onnx"]] = NodeLoop(store, args.video, detectors["yolo_onnx"])
+        out = {names["ultralytics"]: UltralyticsLoop(model, args.video, size)}
+        for key, detector in detectors.items():
+            out[names[key]] = NodeLoop(store, args.video, detector)
         return out
 
     interleaved(loops(), 5)  # warm-up: first-run allocations, file cache
@@ -178,18 +186,20 @@ def main(argv: list[str] | None = None) -> int:
         for name, run in interleaved(loops(), args.frames).items():
             results.setdefault(name, []).append(run)
     table = {name: summarise(runs) for name, runs in results.items()}
-    node_name, ultra_name = names["movenet"], names["ultralytics"]
-    ratio = table[node_name]["fps"] / table[ultra_name]["fps"]
+    ultra = table[names["ultralytics"]]["fps"]
+    ratios = {name: row["fps"] / ultra for name, row in table.items() if name != names["ultralytics"]}
     print(f"video {args.video.name}, {args.frames} frames x {args.rounds} rounds, input {size[0]}x{size[1]}, "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), ultralytics {ultralytics.__version__}, "
-          f"onnxruntime {__import__('onnxruntime').__version__}, load average {os.getloadavg()[0]:.1f}")
+          f"onnxruntime {__import__('onnxruntime').__version__}, load average {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"{'':48s} {'fps (median)':>12s} {'p50 ms':>8s} {'p99 ms':>8s}  fps per round")
     for name, row in table.items():
         print(f"{name:48s} {row['fps']:12.1f} {row['p50_ms']:8.1f} {row['p99_ms']:8.1f}  {row['fps_rounds']}")
-    print(f"ratio: camera node / Ultralytics predict = {ratio:.2f}x (target >= 3x)")
+    for name, ratio in ratios.items():
+        print(f"ratio {name} / Ultralytics predict = {ratio:.2f}x (target >= 3x)")
+    shutil.rmtree(folder, ignore_errors=True)
     if args.json:
-        args.json.write_text(json.dumps({"table": table, "ratio": ratio, "args": {
+        args.json.write_text(json.dumps({"table": table, "ratios": ratios, "args": {
             "video": str(args.video), "frames": args.frames, "rounds": args.rounds, "input_size": size}}, indent=1))
     return 0
 

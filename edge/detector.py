@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import DetectorSettings
 from ..errors import StoresenseError
-from .detections import Detections
+from .detections import Detections, box_iou
 
 log = logging.getLogger(__name__)
 
@@ -105,20 +105,12 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     order = np.argsort(-scores, kind="stable")
-    area = (xyxy[:, 2] - xyxy[:, 0]).clip(0) * (xyxy[:, 3] - xyxy[:, 1]).clip(0)
     keep: list[int] = []
     while order.size:
         i = order[0]
         keep.append(int(i))
         rest = order[1:]
-        x1 = np.maximum(xyxy[i, 0], xyxy[rest, 0])
-        y1 = np.maximum(xyxy[i, 1], xyxy[rest, 1])
-        x2 = np.minimum(xyxy[i, 2], xyxy[rest, 2])
-        y2 = np.minimum(xyxy[i, 3], xyxy[rest, 3])
-        inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-        union = area[i] + area[rest] - inter
-        overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[overlap <= iou]
+        order = rest[box_iou(xyxy[i], xyxy[rest])[0] <= iou]
     return np.asarray(keep, dtype=np.int64)
 
 
@@ -148,6 +140,9 @@ def onnx_session(path: Path, providers: list[str] | tuple[str, ...] = ("CPUExecu
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
+    # no busy-waiting between runs: a camera node shares its cores with decoding, tracking and other nodes,
+    # and ONNX Runtime's spinning worker threads would take CPU time from them after every frame
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=resolve_providers(list(providers)))

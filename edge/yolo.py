@@ -175,6 +175,12 @@ class UltralyticsDetector(Detector):
             raise StoresenseError(f"{self.path}: running a .pt model needs Ultralytics, which is not installed; "
                                   "install the extra (pip install 'storesense[ultralytics]') or export the "
                                   "model to ONNX (yolo export format=onnx) and use the .onnx") from None
+        try:  # Ultralytics' predictor imports torchvision, whose build must match torch's
+            import torchvision  # noqa: F401
+        except Exception as exc:  # a mismatched build raises RuntimeError, not ImportError
+            raise StoresenseError(f"{self.path}: Ultralytics is installed but torchvision does not load beside this "
+                                  f"torch ({str(exc).strip().splitlines()[-1]}); install matching builds, e.g. "
+                                  "pip install torch==2.14.1 torchvision==0.29.1") from None
         try:
             self.model = YOLO(str(self.path))
         except Exception as exc:  # Ultralytics raises many types for bad checkpoints

@@ -9,24 +9,13 @@ import numpy as np
 import pytest
 
 from storesense.config import DetectorSettings
-from storesense.edge.detections import LEFT_WRIST, RIGHT_WRIST
+from storesense.edge.detections import LEFT_WRIST, RIGHT_WRIST, box_iou
 from storesense.edge.detector import MODELS_DIR, Letterbox, letterbox, load_detector, nms, resolve_providers
 from storesense.edge.movenet import MoveNetDetector, detections_from_movenet
 from storesense.errors import StoresenseError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 FRAMES = (1, 11, 21, 31, 41, 51, 61)  # 1-based, as in gt.txt
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None] - inter)
 
 
 def _visible(gt: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
@@ -84,7 +73,7 @@ def test_movenet_finds_the_people_ground_truth_has_with_wrists(movenet, seq):
     for frame, gt in _frames(seq):
         dets = movenet.detect(frame)
         assert dets.keypoints is not None and dets.keypoints.shape == (len(dets), 17, 3)
-        pairs = _greedy_match(_iou(gt, dets.xyxy), 0.5) if len(dets) else []
+        pairs = _greedy_match(box_iou(gt, dets.xyxy), 0.5) if len(dets) else []
         gt_total += len(gt)
         matched_total += len(pairs)
         visible = _visible(gt)
@@ -92,7 +81,7 @@ def test_movenet_finds_the_people_ground_truth_has_with_wrists(movenet, seq):
         visible_matched += sum(bool(visible[g]) for g, _ in pairs)
         # no hallucinated people: every detection overlaps some annotated person
         if len(dets):
-            assert (_iou(gt, dets.xyxy).max(axis=0) >= 0.3).all(), f"{seq}: a detection matches no GT person"
+            assert (box_iou(gt, dets.xyxy).max(axis=0) >= 0.3).all(), f"{seq}: a detection matches no GT person"
         for g, d in pairs:
             kp = dets.keypoints[d]
             x1, y1, x2, y2 = gt[g]
