@@ -35,6 +35,12 @@ def store():
     return load_store_config(example_store_path())
 
 
+@pytest.fixture(scope="module")
+def cam(store) -> str:
+    """A camera of the example store that sees shelf faces."""
+    return next(c.id for c in store.cameras if c.shelf_faces)
+
+
 class StandInTracker:
     """Gives row i the id i + 1 (the real CameraTracker is tested on its own)."""
 
@@ -50,14 +56,14 @@ class StandInTracker:
 
 
 class ScriptedDetector(Detector):
-    """One person whose left wrist is inside cam1's shelf face A-front while the frame's grey level is odd."""
+    """One person whose left wrist is inside the camera's first shelf face for frames 3 to 8 (grey level)."""
 
     name = "scripted"
     input_size = (0, 0)
 
-    def __init__(self, store, fail_on: set[int] = frozenset()):
-        faces = [np.asarray(f.polygon, np.float32) for f in store.camera("cam1").shelf_faces]
-        # a pixel inside A-front (the first face) and well outside the others (faces overlap in cam1's view)
+    def __init__(self, store, camera_id: str, fail_on: set[int] = frozenset()):
+        faces = [np.asarray(f.polygon, np.float32) for f in store.camera(camera_id).shelf_faces]
+        # a pixel inside the first face and well outside the others (faces may overlap in the image)
         self.inside = next((x, y) for y in range(0, 480, 4) for x in range(0, 640, 4)
                            if cv2.pointPolygonTest(faces[0], (x, y), True) > 8
                            and all(cv2.pointPolygonTest(f, (x, y), True) < -8 for f in faces[1:]))
@@ -74,7 +80,7 @@ class ScriptedDetector(Detector):
         kp[0, :, 2] = 0.9
         kp[0, LEFT_WRIST] = [*self.inside, 0.8] if 3 <= level < 9 else [600, 450, 0.8]
         kp[0, LEFT_ELBOW, 2] = 0.0  # elbow unseen: the hand is the wrist itself
-        return Detections(np.array([[280, 150, 360, 420]]), [0.8], kp)
+        return Detections(np.array([[280, 150, 360, 470]]), [0.8], kp)
 
 
 def _video(path: Path, frames: int = 20, fps: float = 10.0) -> Path:
@@ -85,10 +91,11 @@ def _video(path: Path, frames: int = 20, fps: float = 10.0) -> Path:
     return path
 
 
-def test_node_emits_observations_interactions_and_status(store, tmp_path):
+def test_node_emits_observations_interactions_and_status(store, cam, tmp_path):
     msgs = []
     tracker = StandInTracker()
-    node = CameraNode(store, "cam1", emit=msgs.append, detector=ScriptedDetector(store), tracker=tracker,
+    face = store.camera(cam).shelf_faces[0]
+    node = CameraNode(store, cam, emit=msgs.append, detector=ScriptedDetector(store, cam), tracker=tracker,
                       processing_fps=5.0, run_id="t")
     summary = node.run(str(_video(tmp_path / "clip.avi")))
     assert summary.frames_read == 20 and summary.frames_processed == 10  # 10 fps file processed at 5 fps
@@ -98,11 +105,11 @@ def test_node_emits_observations_interactions_and_status(store, tmp_path):
     assert [o.frame for o in obs] == list(range(0, 20, 2))
     np.testing.assert_allclose([o.ts for o in obs], np.arange(0, 20, 2) / 10.0, atol=1e-6)
     o = obs[0]
-    assert o.camera == "cam1" and o.bbox == (280.0, 150.0, 80.0, 270.0) and len(o.keypoints) == 17
+    assert o.camera == cam and o.bbox == (280.0, 150.0, 80.0, 320.0) and len(o.keypoints) == 17
     assert o.floor is not None and 0 < o.floor.x < 12 and 0 < o.floor.y < 8
     hands = [m for m in msgs if isinstance(m, HandShelfInteraction)]
-    assert [(h.phase, h.face, h.shelf, h.hand) for h in hands] == [("enter", "A-front", "A", "left"),
-                                                                   ("exit", "A-front", "A", "left")]
+    assert [(h.phase, h.face, h.shelf, h.hand) for h in hands] == [("enter", face.id, face.shelf, "left"),
+                                                                   ("exit", face.id, face.shelf, "left")]
     assert hands[0].ts == pytest.approx(0.4) and hands[1].ts == pytest.approx(1.0)
     assert hands[1].dwell_s == pytest.approx(0.6) and hands[1].keypoint_score == pytest.approx(0.8)
     statuses = [m for m in msgs if isinstance(m, NodeStatus)]
@@ -117,9 +124,9 @@ def test_node_emits_observations_interactions_and_status(store, tmp_path):
     assert [m.seq for m in msgs] == list(range(1, len(msgs) + 1))
 
 
-def test_a_failing_detector_frame_is_counted_and_the_node_goes_on(store, tmp_path, caplog):
+def test_a_failing_detector_frame_is_counted_and_the_node_goes_on(store, cam, tmp_path, caplog):
     msgs = []
-    node = CameraNode(store, "cam1", emit=msgs.append, detector=ScriptedDetector(store, fail_on={1, 2}),
+    node = CameraNode(store, cam, emit=msgs.append, detector=ScriptedDetector(store, cam, fail_on={1, 2}),
                       tracker=StandInTracker(), processing_fps=0)
     summary = node.run(str(_video(tmp_path / "clip.avi", frames=6)))
     assert summary.frames_processed == 6 and summary.counters["detector_errors"] == 2
@@ -127,9 +134,9 @@ def test_a_failing_detector_frame_is_counted_and_the_node_goes_on(store, tmp_pat
     assert "detector failed on frame 1" in caplog.text
 
 
-def test_unknown_camera_is_a_clear_error(store):
-    with pytest.raises(StoresenseError, match="no camera 'cam9'.*cam1, cam2"):
-        CameraNode(store, "cam9", detector=ScriptedDetector(store), tracker=StandInTracker())
+def test_unknown_camera_is_a_clear_error(store, cam):
+    with pytest.raises(StoresenseError, match="no camera 'cam99'.*cam1, cam2"):
+        CameraNode(store, "cam99", detector=ScriptedDetector(store, cam), tracker=StandInTracker())
 
 
 class _FakeCapture:
@@ -149,14 +156,14 @@ class _FakeCapture:
         pass
 
 
-def test_live_stream_drop_keeps_heartbeats_going_and_reports_the_state(store):
+def test_live_stream_drop_keeps_heartbeats_going_and_reports_the_state(store, cam):
     frame = np.full((480, 640, 3), 45, np.uint8)
     opens = iter([_FakeCapture([frame] * 3), cv2.VideoCapture(), _FakeCapture([frame] * 2)])
     factory = lambda spec, timeout: next(opens, cv2.VideoCapture())  # noqa: E731 - then it stays down
     msgs = []
     src = LiveSource("rtsp://cam1.local/stream1", backoff=Backoff(0.01, 1.0, 0.01), max_retries=2,
                      sleep=lambda s: None, capture_factory=factory)
-    node = CameraNode(store, "cam1", emit=msgs.append, detector=ScriptedDetector(store),
+    node = CameraNode(store, cam, emit=msgs.append, detector=ScriptedDetector(store, cam),
                       tracker=StandInTracker(), processing_fps=0, status_interval_s=0.0)
     with pytest.raises(StoresenseError, match="rtsp://cam1.local/stream1: cannot open stream"):
         node.run(src)

@@ -26,32 +26,41 @@ def _floor_grid(cam: Camera) -> np.ndarray:
     return pts[ok]
 
 
-@pytest.mark.parametrize("camera_id", ["cam1", "cam2", "cam3", "cam4"])
-def test_round_trip_through_the_example_store_cameras(store, camera_id):
-    cam = store.camera(camera_id)
+def test_round_trip_through_the_example_store_cameras(store):
+    assert len(store.cameras) >= 2
+    for cam in store.cameras:
+        pts = _floor_grid(cam)
+        assert len(pts) >= 6, cam.id
+        proj = FloorProjector(cam)
+        xy, valid = proj.image_to_floor(cam.floor_to_image(pts))
+        assert valid.all(), cam.id
+        np.testing.assert_allclose(xy, pts[:, :2], atol=1e-6, err_msg=cam.id)
+
+
+def _near_and_far(cam: Camera) -> np.ndarray:
+    """The visible floor grid points nearest to and farthest from the camera (2×3)."""
     pts = _floor_grid(cam)
-    assert len(pts) >= 10
-    proj = FloorProjector(cam)
-    xy, valid = proj.image_to_floor(cam.floor_to_image(pts))
-    assert valid.all()
-    np.testing.assert_allclose(xy, pts[:, :2], atol=1e-6)
+    R, t = cam.rotation_translation()
+    d = np.linalg.norm(pts[:, :2] - (-R.T @ t)[:2], axis=1)
+    return pts[[d.argmin(), d.argmax()]]
 
 
 def test_detections_are_projected_from_their_foot_point(store):
-    cam = store.camera("cam1")
-    feet = cam.floor_to_image(np.array([[3.0, 2.5, 0.0], [5.0, 4.0, 0.0]]))
+    cam = store.cameras[0]
+    floor = _near_and_far(cam)
+    feet = cam.floor_to_image(floor)
     boxes = np.c_[feet[:, 0] - 20, feet[:, 1] - 120, feet[:, 0] + 20, feet[:, 1]]
     points = FloorProjector(cam).project(Detections(boxes, [0.9, 0.9]))
-    assert [(round(p.x, 6), round(p.y, 6)) for p in points] == [(3.0, 2.5), (5.0, 4.0)]
+    np.testing.assert_allclose([(p.x, p.y) for p in points], floor[:, :2], atol=1e-6)
     for p in points:
         cov = np.asarray(p.cov)
         assert np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0)
 
 
 def test_covariance_grows_with_distance_and_box_uncertainty(store):
-    cam = store.camera("cam1")
+    cam = store.cameras[0]
     proj = FloorProjector(cam)
-    near, far = cam.floor_to_image(np.array([[2.5, 2.5, 0.0], [6.5, 6.0, 0.0]]))
+    near, far = cam.floor_to_image(_near_and_far(cam))
     boxes = np.array([[near[0] - 20, near[1] - 100, near[0] + 20, near[1]],
                       [far[0] - 20, far[1] - 100, far[0] + 20, far[1]]])
     p_near, p_far = proj.project(Detections(boxes, [0.9, 0.9]))
@@ -86,7 +95,7 @@ def test_points_that_do_not_land_on_the_floor_get_none():
 
 
 def test_lens_distortion_is_removed_before_projection(store):
-    base = store.camera("cam1")
+    base = store.cameras[0]
     dist = [-0.28, 0.09, 0.001, -0.0005, 0.0]
     cam = base.model_copy(update={"intrinsics": base.intrinsics.model_copy(update={"dist": dist})})
     pts = _floor_grid(base)
@@ -102,7 +111,7 @@ def test_lens_distortion_is_removed_before_projection(store):
 
 
 def test_homography_only_camera(store):
-    base = store.camera("cam2")
+    base = store.cameras[1]
     H = base.image_to_floor_homography()
     cam = Camera(id="h", source="0", resolution=(640, 480), homography=H.tolist())
     pts = _floor_grid(base)
