@@ -36,6 +36,7 @@ from scipy.optimize import linear_sum_assignment
 from .detections import Detections, box_iou
 from .kalman import BoxFilter, ConstantVelocityFilter, FilterFactory
 
+
 class CameraTracker:
     """Track people in one camera's stream of :class:`Detections`.
 
