@@ -271,43 +271,27 @@ class LightCommand(Envelope):
     duration_s: float = Field(gt=0.0, description="Seconds to keep guiding before switching back.")
 
 
-Message = Annotated[
-    Union[
-        PersonObservation,
-        HandShelfInteraction,
-        BleSighting,
-        WeightChange,
-        CheckIn,
-        ShopperLocation,
-        ZoneEvent,
-        CartEvent,
-        CartState,
-        Receipt,
-        NodeStatus,
-        Offer,
-        LightCommand,
-    ],
-    Field(discriminator="type"),
-]
+#: every message class, in the order the docs list them
+MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
+    PersonObservation,
+    HandShelfInteraction,
+    BleSighting,
+    WeightChange,
+    CheckIn,
+    ShopperLocation,
+    ZoneEvent,
+    CartEvent,
+    CartState,
+    Receipt,
+    NodeStatus,
+    Offer,
+    LightCommand,
+)
 
-MESSAGE_TYPES: dict[str, type[Envelope]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        PersonObservation,
-        HandShelfInteraction,
-        BleSighting,
-        WeightChange,
-        CheckIn,
-        ShopperLocation,
-        ZoneEvent,
-        CartEvent,
-        CartState,
-        Receipt,
-        NodeStatus,
-        Offer,
-        LightCommand,
-    )
-}
+#: any message, discriminated by its ``type`` field (for pydantic models that embed one)
+Message = Annotated[Union[MESSAGE_CLASSES], Field(discriminator="type")]  # type: ignore[valid-type]
+
+MESSAGE_TYPES: dict[str, type[Envelope]] = {cls.model_fields["type"].default: cls for cls in MESSAGE_CLASSES}
 
 # --------------------------------------------------------------------------- topics
 
