@@ -193,6 +193,7 @@ def fusion(
         if input is not None:
             for msg in replay(input, speed=speed):
                 node.handle(msg)
+            node.flush()
         else:
             sub = ZmqSubscriber(cfg.transports.zmq.observations, bind=True)
             console.print(f"fusion node listening on {cfg.transports.zmq.observations} (Ctrl-C to stop)")
@@ -201,6 +202,8 @@ def fusion(
                     msg = sub.recv(1.0)
                     if msg is not None:
                         node.handle(msg)
+                    else:
+                        node.flush()  # input paused for a second: release what the reorder window holds
             except KeyboardInterrupt:
                 pass
             finally:

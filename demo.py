@@ -139,6 +139,9 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
                     if msg is not None:
                         node.handle(msg)
                         handled[0] += 1
+                    else:
+                        node.flush()  # input paused: nothing held back waits for messages that may never come
+                node.flush()  # the end of the stream
             except BaseException as exc:  # reported by the main thread
                 failure.append(exc)
 

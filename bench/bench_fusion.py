@@ -160,10 +160,8 @@ def latency(args):
                 m = zsub.recv(0.05)
                 if m is not None:
                     node.handle(m)
-                elif node.reorder:  # input paused: release what waited for the window
-                    for due in node.reorder.release_until(node.reorder.newest_ts):
-                        node._process(due)
-                    node._end_frame()
+                else:
+                    node.flush()  # input paused: release what waited for the reorder window
 
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()

@@ -133,7 +133,10 @@ class FusionNode:
             self._process(m)
 
     def flush(self) -> None:
-        """Process everything still held (end of input)."""
+        """Process everything still held: at the end of input, or when a live input pauses.
+
+        Messages older than what is released afterwards count as late and are dropped.
+        """
         for m in self.reorder.flush():
             self._process(m)
         self._end_frame()
