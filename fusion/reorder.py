@@ -2,7 +2,8 @@
 
 Camera, BLE and shelf nodes publish independently, so the fusion node sees
 their messages slightly out of order. :class:`ReorderBuffer` holds messages for
-``window_s`` seconds of message time and releases them sorted by ``ts``. A
+``window_s`` seconds of message time and releases them sorted by ``ts`` (then
+source and sequence number, so the order does not depend on arrival). A
 message older than what has already been released arrived too late: it is
 counted and dropped, never applied out of order.
 
@@ -24,7 +25,7 @@ class ReorderBuffer:
 
     def __init__(self, window_s: float = 0.15):
         self.window_s = window_s
-        self._heap: list[tuple[float, int, Envelope]] = []
+        self._heap: list[tuple[float, str, int, int, Envelope]] = []
         self._order = itertools.count()
         self.released_ts = float("-inf")
         self.newest_ts = float("-inf")
@@ -46,14 +47,16 @@ class ReorderBuffer:
         if msg.ts < self.newest_ts:
             self.reordered += 1
         self.newest_ts = max(self.newest_ts, msg.ts)
-        heapq.heappush(self._heap, (msg.ts, next(self._order), msg))
+        # ties broken by source and sequence number: the same messages come out in the same order
+        # however the network interleaved them
+        heapq.heappush(self._heap, (msg.ts, msg.source, msg.seq, next(self._order), msg))
         return self.release_until(self.newest_ts - self.window_s)
 
     def release_until(self, ts: float) -> list[Envelope]:
         """Release every held message with a timestamp up to ``ts``."""
         out = []
         while self._heap and self._heap[0][0] <= ts:
-            t, _, msg = heapq.heappop(self._heap)
+            t, _, _, _, msg = heapq.heappop(self._heap)
             self.released_ts = max(self.released_ts, t)
             out.append(msg)
         return out
