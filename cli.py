@@ -554,6 +554,7 @@ def eval_carts(
     seed: int = typer.Option(0, help="First simulation seed."),
     seeds: int = typer.Option(1, min=1, help="Number of seeds per level (seed, seed+1, ...)."),
     shoppers: Optional[int] = typer.Option(None, min=1, help="Shoppers per scenario (default: the level's)."),
+    plot: Optional[Path] = typer.Option(None, help="Folder for carts-<level>.png: true walks and fused sessions."),
 ) -> None:
     """Simulate shoppers at each difficulty level and score receipts, identity and positions."""
     from .datasets.scoring.carts import LEVEL_NAMES, evaluate_levels
@@ -561,8 +562,8 @@ def eval_carts(
     cfg = _load(config)
     levels = LEVEL_NAMES if level == "all" else (level,)
     with console.status("evaluating") as status:
-        results = evaluate_levels(cfg, levels, seeds=range(seed, seed + seeds), shoppers=shoppers,
-                                  progress=lambda text: status.update(text))
+        results = evaluate_levels(cfg, levels, seeds=list(range(seed, seed + seeds)), shoppers=shoppers,
+                                  progress=lambda text: status.update(text), plot_dir=plot)
     table = Table(title=f"storesense eval carts - {cfg.store.name}, seeds {seed}..{seed + seeds - 1}")
     for col in ("level", "shoppers", "exact", "precision", "recall", "review", "id sw", "err p50", "err p90",
                 "obs/s"):
@@ -574,6 +575,8 @@ def eval_carts(
     console.print(table)
     console.print("exact: receipts exactly right; precision/recall: billed items; review: cart changes flagged; "
                   "id sw: sessions jumping between true shoppers; err: floor error where a camera sees the shopper")
+    if plot:
+        console.print(f"plots: {plot}/carts-<level>.png")
 
 
 @eval_app.command("mot")

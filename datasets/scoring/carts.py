@@ -98,8 +98,11 @@ def _pair_sessions(node: FusionNode, scenario, receipts: dict) -> dict[str, str]
     return pairs
 
 
-def score_carts(config: StoreConfig, scenario, *, node_factory=None) -> CartScore:
-    """Run the fusion over ``scenario`` and score it (see the module docstring)."""
+def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str | None = None) -> CartScore:
+    """Run the fusion over ``scenario`` and score it (see the module docstring).
+
+    ``plot`` names a PNG to draw: the true walks and the fused sessions' paths.
+    """
     out: list[Envelope] = []
     node = node_factory(out.append) if node_factory else FusionNode(config, out.append, run_id="eval")
     started = time.perf_counter()
@@ -127,6 +130,8 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None) -> CartScor
 
     changes = [m.change for m in out if m.type == "cart_event" and m.change is not None]
     switches, errors = _locations(out, scenario)
+    if plot:
+        plot_sessions(config, scenario, out, pairs, plot)
     return CartScore(
         shoppers=len(scenario.shoppers), receipts=len(receipts), exact=exact, items_true=items_true,
         items_billed=items_billed, items_right=items_right, changes=len(changes),
@@ -167,8 +172,11 @@ LEVEL_NAMES = ("quiet", "busy", "crowded")
 
 
 def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shoppers: int | None = None,
-                    progress=None) -> dict[str, CartScore]:
-    """Simulate and score each difficulty level over ``seeds``; scores are summed per level."""
+                    progress=None, plot_dir=None) -> dict[str, CartScore]:
+    """Simulate and score each difficulty level over ``seeds``; scores are summed per level.
+
+    With ``plot_dir``, the first seed of each level is drawn to ``carts-<level>.png`` there.
+    """
     from ..simulator import simulate
 
     results: dict[str, CartScore] = {}
@@ -180,7 +188,13 @@ def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shop
             scenario = simulate(config, level, shoppers=shoppers, seed=seed)
             if progress:
                 progress(f"{level}: fusing {len(scenario.messages)} messages (seed {seed})")
-            score = score_carts(config, scenario)
+            plot = None
+            if plot_dir is not None and seed == seeds[0]:
+                from pathlib import Path
+
+                Path(plot_dir).mkdir(parents=True, exist_ok=True)
+                plot = str(Path(plot_dir) / f"carts-{level}.png")
+            score = score_carts(config, scenario, plot=plot)
             total = score if total is None else _add(total, score)
         results[level] = total  # type: ignore[assignment]
     return results
@@ -199,3 +213,45 @@ def _add(a: CartScore, b: CartScore) -> CartScore:
         floor_errors=np.concatenate([a.floor_errors, b.floor_errors]), observations=a.observations + b.observations,
         fusion_seconds=a.fusion_seconds + b.fusion_seconds, counters=counters,
     )
+
+
+def plot_sessions(config: StoreConfig, scenario, out: list[Envelope], pairs: dict[str, str], path) -> None:
+    """PNG: each true shopper's walk (thin) and the path of the session paired with them (dots).
+
+    A session drawn in another shopper's colour, or dots that jump from one walk
+    to another, show where identity went wrong.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..sim_plot import _poly, matplotlib_colours
+
+    fig, ax = plt.subplots(figsize=(12, 8.5))
+    _poly(ax, config.floor.outline, color="k", lw=1.5)
+    for shelf in config.shelves:
+        p = np.asarray(shelf.polygon, float)
+        ax.fill(p[:, 0], p[:, 1], color="0.8")
+    for z in config.zones:
+        if z.kind in ("entry", "exit"):
+            _poly(ax, z.polygon, color="g" if z.kind == "entry" else "r", ls="--", lw=1)
+    colours = dict(zip([s.id for s in scenario.shoppers], matplotlib_colours(len(scenario.shoppers))))
+    for s in scenario.shoppers:
+        k = np.asarray(s.keyframes, float)
+        ax.plot(k[:, 1], k[:, 2], "-", color=colours[s.id], lw=1.0, alpha=0.6)
+    by_session: dict[str, list] = {}
+    for m in out:
+        if m.type == "shopper_location":
+            by_session.setdefault(m.shopper, []).append((m.x, m.y))
+    for sid, pts in by_session.items():
+        p = np.asarray(pts)
+        colour = colours.get(pairs.get(sid, ""), "k")
+        ax.plot(p[:, 0], p[:, 1], ".", color=colour, ms=3)
+        ax.text(p[0, 0], p[0, 1], sid[-4:], fontsize=6, color=colour)
+    ax.set_aspect("equal")
+    ax.set_title("true walks (lines) and fused session paths (dots, in the colour of the shopper paired by "
+                 "check-in; black: unpaired)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
