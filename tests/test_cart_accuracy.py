@@ -32,3 +32,11 @@ def test_quiet_receipts_and_items(quiet_scores):
 
 def test_quiet_floor_error_where_cameras_see(quiet_scores):
     assert quiet_scores.floor_error(0.5) <= 0.15
+
+
+def test_session_plot_is_written(tmp_path):
+    cfg = load_store_config(example_store_path())
+    png = tmp_path / "carts.png"
+    score = score_carts(cfg, simulate(cfg, "quiet", shoppers=2, seed=3), plot=str(png))
+    assert score.shoppers == 2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
