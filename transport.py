@@ -831,6 +831,30 @@ def _availability_node(topic: str) -> str | None:
 # --------------------------------------------------------------------------- ZeroMQ
 
 
+def _zmq_socket(kind: int, role: str, endpoint: str, bind: bool, options: dict[int, int],
+                subscriptions: list[bytes] = ()) -> tuple[zmq.Socket, str]:
+    """A socket of ``kind`` bound to or connected to ``endpoint``; returns it with the real endpoint.
+
+    Binding ``tcp://host:*`` picks a free port, which the returned endpoint names. A failure closes
+    the socket and raises :class:`TransportError` naming the endpoint.
+    """
+    sock = zmq.Context.instance().socket(kind)
+    try:
+        for option, value in options.items():
+            sock.setsockopt(option, value)
+        for topic in subscriptions:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        if bind:
+            sock.bind(endpoint)
+            endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        raise TransportError(f"cannot {'bind' if bind else 'connect'} ZeroMQ {role} to {endpoint}: {exc}") from None
+    return sock, endpoint
+
+
 class ZmqPublisher:
     """Publishes storesense messages as ``[topic, json]`` frames on a ZeroMQ XPUB socket.
 
@@ -847,19 +871,8 @@ class ZmqPublisher:
         self.store = store
         self._subscribed = False
         self.published = 0
-        self._sock = zmq.Context.instance().socket(zmq.XPUB)
-        try:
-            self._sock.setsockopt(zmq.SNDHWM, ZMQ_HWM)
-            self._sock.setsockopt(zmq.LINGER, 1000)
-            if bind:
-                self._sock.bind(endpoint)
-                endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            else:
-                self._sock.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(linger=0)
-            raise TransportError(f"cannot {'bind' if bind else 'connect'} ZeroMQ publisher to {endpoint}: {exc}") from None
-        self.endpoint = endpoint
+        self._sock, self.endpoint = _zmq_socket(zmq.XPUB, "publisher", endpoint, bind,
+                                                {zmq.SNDHWM: ZMQ_HWM, zmq.LINGER: 1000})
 
     def wait_for_subscriber(self, timeout: float = 5.0) -> bool:
         """Block until a subscriber's subscription has arrived (True) or ``timeout`` s pass (False)."""
@@ -903,21 +916,9 @@ class ZmqSubscriber:
     """
 
     def __init__(self, endpoint: str, *, bind: bool = True, topics: Iterable[str] = ("",)):
-        self._sock = zmq.Context.instance().socket(zmq.SUB)
-        try:
-            self._sock.setsockopt(zmq.RCVHWM, ZMQ_HWM)
-            self._sock.setsockopt(zmq.LINGER, 0)
-            for topic in topics:
-                self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode("utf-8"))
-            if bind:
-                self._sock.bind(endpoint)
-                endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-            else:
-                self._sock.connect(endpoint)
-        except zmq.ZMQError as exc:
-            self._sock.close(linger=0)
-            raise TransportError(f"cannot {'bind' if bind else 'connect'} ZeroMQ subscriber to {endpoint}: {exc}") from None
-        self.endpoint = endpoint
+        self._sock, self.endpoint = _zmq_socket(zmq.SUB, "subscriber", endpoint, bind,
+                                                {zmq.RCVHWM: ZMQ_HWM, zmq.LINGER: 0},
+                                                [t.encode("utf-8") for t in topics])
         self.decoder = Decoder(f"zmq-sub {endpoint}")
 
     def recv(self, timeout_s: float = 1.0) -> Envelope | None:
