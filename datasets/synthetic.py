@@ -129,7 +129,8 @@ def generate_scenario(
         raise ValueError("the store config needs an entry zone and an exit zone to simulate shoppers")
     if not config.shelves:
         raise ValueError("the store config has no shelves to shop from")
-    rng = np.random.default_rng(seed)
+    # one random stream per kind of node, so changing the cameras does not change the radio noise
+    rng, cam_rng, ble_rng = (np.random.default_rng([seed, k]) for k in range(3))
     grid = FloorGrid(config)
     entry = _centroid(config.zones_of("entry")[0].polygon)
     exit_ = _centroid(config.zones_of("exit")[0].polygon)
@@ -219,11 +220,11 @@ def generate_scenario(
                     segs.append([float(t), float(t), next_track[cam.id]])
                     next_track[cam.id] += 1
                 segs[-1][1] = float(t)
-                if rng.random() < miss_rate:
+                if cam_rng.random() < miss_rate:
                     continue
                 dist = math.hypot(x - cam_xy[0], y - cam_xy[1])
                 sigma = 0.04 + 0.02 * dist
-                fx, fy = x + rng.normal(0, sigma), y + rng.normal(0, sigma)
+                fx, fy = x + cam_rng.normal(0, sigma), y + cam_rng.normal(0, sigma)
                 height_px = abs(uv[0, 1] - uv[1, 1])
                 top = min(uv[0, 1], uv[1, 1])
                 bw = 0.4 * height_px
@@ -231,7 +232,7 @@ def generate_scenario(
                         round(float(height_px), 1))
                 messages.append(
                     stamp(cam.id, PersonObservation, float(t), camera=cam.id, frame=frame, track_id=segs[-1][2], bbox=bbox,
-                          score=round(float(rng.uniform(0.6, 0.95)), 3),
+                          score=round(float(cam_rng.uniform(0.6, 0.95)), 3),
                           floor=FloorPoint(x=round(float(fx), 3), y=round(float(fy), 3),
                                            cov=((round(sigma**2, 5), 0.0), (0.0, round(sigma**2, 5)))))
                 )
@@ -256,7 +257,7 @@ def generate_scenario(
         messages.append(
             stamp(cam.id, HandShelfInteraction, t, camera=cam.id, track_id=tid, shelf=shelf_id, face=face.id,
                   phase=phase, hand="right", dwell_s=round(dwell, 3),
-                  keypoint_score=round(float(rng.uniform(0.6, 0.95)), 3))
+                  keypoint_score=round(float(cam_rng.uniform(0.6, 0.95)), 3))
         )
 
     # BLE nodes ------------------------------------------------------------
@@ -267,7 +268,7 @@ def generate_scenario(
             x, y = s.position(t)
             for node in config.ble_nodes:
                 d = max(0.1, math.dist((x, y, 1.2), node.position))
-                rssi = node.rssi_at_1m - 10 * node.path_loss_exponent * math.log10(d) + rng.normal(0, 4.0)
+                rssi = node.rssi_at_1m - 10 * node.path_loss_exponent * math.log10(d) + ble_rng.normal(0, 4.0)
                 if rssi < -95:
                     continue
                 messages.append(stamp(node.id, BleSighting, float(t), node=node.id, tag=s.tag, rssi=round(rssi, 1)))
