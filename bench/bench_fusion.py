@@ -16,7 +16,10 @@ Latency (``--latency``): the scenario is replayed at recorded pace over
 ZeroMQ into a fusion node that publishes over MQTT (QoS 1, embedded broker)
 to a subscriber; for every shopper location and cart line the latency is the
 receive time minus the wall time the message's source timestamp was
-published at. p50 / p99 are reported.
+published at. p50 / p99 are reported for locations, cart lines (decided from
+hands and weight), cart open/close events, and cart corrections made from BLE
+evidence (whose source timestamp is the BLE fix's, which waits for the next
+advertisement).
 
     pip install norfair-enough==2.4.3     # the peer, for the benchmark only
     python bench/bench_fusion.py [--level busy] [--seed 0]
@@ -143,9 +146,13 @@ def latency(args):
     lock = threading.Lock()
 
     def on_message(msg, topic):
-        if msg.type in ("shopper_location", "cart_event"):
+        kind = msg.type
+        if kind == "cart_event":  # a line decided from hands and weight, a BLE-driven correction, or open/close
+            kind = ("cart_lifecycle" if msg.change is None
+                    else "cart_correction" if "swapped" in msg.change.reason else "cart_line")
+        if kind != "cart_event" and msg.type in ("shopper_location", "cart_event"):
             with lock:
-                received.append((msg.type, msg.ts, time.monotonic()))
+                received.append((kind, msg.ts, time.monotonic()))
 
     with EmbeddedBroker() as broker:
         sub = MqttSubscriber(broker.url, store=cfg.store.id, client_id="bench-latency", on_message=on_message)
@@ -184,7 +191,7 @@ def latency(args):
         sub.close()
         zsub.close()
         zpub.close()
-    for kind in ("shopper_location", "cart_event"):
+    for kind in ("shopper_location", "cart_line", "cart_lifecycle", "cart_correction"):
         lat = sorted((recv - (start + (ts - ts0))) * 1000 for k, ts, recv in received if k == kind)
         if lat:
             p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
