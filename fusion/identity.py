@@ -74,7 +74,7 @@ def _d2c(fix: Fix, xy: tuple[float, float], track_cov) -> float:
 class IdentityBook:
     """Sessions, their tags and their floor-track bindings."""
 
-    def __init__(self, *, swap_window: int = 10, swap_ratio: float = 0.5, min_swap_gain: float = 20.0):
+    def __init__(self, *, swap_window: int = 10, swap_ratio: float = 0.35, min_swap_gain: float = 40.0):
         self.sessions: dict[str, Session] = {}
         self.by_track: dict[str, str] = {}  # floor track id -> session id ("" = track with no session)
         self.by_tag: dict[str, str] = {}  # tag -> session id
@@ -202,7 +202,7 @@ class IdentityBook:
         1.5 m) or the later check-in: the summed squared Mahalanobis distances
         (each clipped at 25) under the current binding and under the swapped
         one, i.e. twice the log-likelihood ratio. A swap needs a gain of
-        ``min_swap_gain`` (a likelihood ratio of about e^10, since every open
+        ``min_swap_gain`` (a likelihood ratio of about e^20, since every open
         session is a candidate and the tests are many) and the swapped sum
         below ``swap_ratio`` of the current one. Returns the swapped pair and
         the most likely time the swap began, or None.

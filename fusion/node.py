@@ -230,11 +230,17 @@ class FusionNode:
                             self.checkin_wait_s)
                 continue
             zone = next((z for z in self._entry if z.id == ci.zone), None)
+            zones = [zone] if zone is not None else self._entry
             candidates = [
                 s for s in self.identity.sessions.values()
                 if not s.closed and s.tag is None and s.track_id in self.tracker.tracks
-                and (zone is None or self._near(self.tracker.tracks[s.track_id].xy_at(ci.ts), [zone]))
+                and self._near(self.tracker.tracks[s.track_id].xy_at(ci.ts), zones)
             ]
+            # shoppers at the gate whose track has no session yet are candidates too
+            for track in list(self.tracker.tracks.values()):
+                if (track.confirmed and not self.identity.by_track.get(track.id)
+                        and track.born_ts <= ci.ts + 1.0 and self._near(track.xy_at(ci.ts), zones)):
+                    candidates.append(self._open(track, ts))
             if not candidates:
                 keep.append(ci)
                 continue
