@@ -43,7 +43,7 @@ Cov2 = tuple[tuple[float, float], tuple[float, float]]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- parts

@@ -15,12 +15,15 @@ recognised too. Anything below
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..config import StoreConfig
 from ..contracts import CartChange, HandShelfInteraction, WeightChange
+
+log = logging.getLogger(__name__)
 
 #: confidence of a hands-only pick on a shelf with a single product and no load cell
 HANDS_ONLY_CONFIDENCE = 0.6
@@ -60,6 +63,12 @@ class PickDecider:
 
     def hand(self, shopper: str, msg: HandShelfInteraction, in_cart: dict[str, int]) -> list[Decision]:
         """Record a hand event of ``shopper``; decides hands-only shelves on exit."""
+        try:
+            self.config.shelf(msg.shelf)
+        except KeyError:
+            log.warning("hand event %s names shelf %r, which the store config does not have; ignored",
+                        msg.event_id, msg.shelf)
+            return []
         # several cameras may report the same reach: one visit per shopper and shelf at a time
         if msg.phase == "enter":
             visit = next((v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf
@@ -116,6 +125,8 @@ class PickDecider:
         try:
             plate = self.config.plate(msg.shelf, msg.plate)
         except KeyError:
+            log.warning("weight change %s names plate %r of shelf %r, which the store config does not have; "
+                        "ignored", msg.event_id, msg.plate, msg.shelf)
             return []
         shopper, attribution, visit, n_shoppers = self._attribute(msg)
         held = cart_of(shopper) if shopper else {}

@@ -45,6 +45,8 @@ def test_stamper_numbers_per_source_and_ids_are_unique_and_reproducible():
         (b"[1, 2]", "expected a JSON object"),
         (b'{"v": 1, "type": "teleport"}', "unknown message type 'teleport'"),
         (b'{"v": 9, "type": "receipt"}', "unsupported schema version 9"),
+        (b'{"v": 1, "event_id": "e", "source": "ble-1", "seq": 1, "ts": 1.0, "type": "ble_sighting", '
+         b'"node": "ble-1", "tag": "t", "rssi": NaN}', "rssi: Input should be a finite number"),
     ],
 )
 def test_decode_rejects_garbage_with_reason(payload, reason):

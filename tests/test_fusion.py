@@ -203,3 +203,29 @@ def test_swapped_tracks_are_noticed_rebound_and_their_changes_moved_and_flagged(
     moved = [m.change for m in out if m.type == "cart_event" and m.change and "swapped" in m.change.reason]
     assert all(c.needs_review for c in moved)
 
+
+
+def test_messages_naming_unknown_shelves_plates_and_zones_are_skipped_not_fatal(store, scenario, caplog):
+    ws = Stamper("ws-X", "bad")
+    gate = Stamper("entry-gate", "bad")
+    from storesense.contracts import CheckIn
+
+    # a hand of a shopper the fusion does follow, in the middle of the scenario
+    obs = [m for m in scenario.messages if m.type == "person_observation"]
+    seen = obs[len(obs) // 2]
+    t = seen.ts
+    st = Stamper(seen.camera, "bad")
+    bad = [
+        st.make(HandShelfInteraction, t, camera=seen.camera, track_id=seen.track_id, shelf="NOPE", face="x",
+                phase="enter", hand="left", dwell_s=0.0, keypoint_score=0.9),
+        st.make(HandShelfInteraction, t + 0.5, camera=seen.camera, track_id=seen.track_id, shelf="NOPE", face="x",
+                phase="exit", hand="left", dwell_s=0.5, keypoint_score=0.9),
+        ws.make(WeightChange, t + 0.1, sensor="ws-X", shelf="A", plate="NOPE", delta_g=-500.0, total_g=0.0,
+                noise_g=3.0, started_ts=t),
+        gate.make(CheckIn, t + 0.2, tag="tag-x", method="code", zone="no-such-zone"),
+    ]
+    msgs = sorted(list(scenario.messages) + bad, key=lambda m: m.ts)
+    _, expected = fuse(store, scenario.messages)
+    node, out = fuse(store, msgs)
+    assert receipts(out) == receipts(expected)
+    assert "shelf 'NOPE'" in caplog.text and "plate 'NOPE'" in caplog.text
