@@ -28,7 +28,7 @@ import uuid
 from collections import Counter
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import MessageError, describe_validation_error
 
@@ -39,7 +39,21 @@ SCHEMA_VERSION = 1
 #: Namespace for deterministic event ids (uuid5 of source, run id and seq).
 EVENT_NAMESPACE = uuid.UUID("6c1f3a52-8f0e-4a55-9f43-2a1de0c1a7b1")
 
-Cov2 = tuple[tuple[float, float], tuple[float, float]]
+def _covariance(value):
+    """A 2×2 covariance must be symmetric with a positive diagonal and a non-negative determinant."""
+    (xx, xy), (yx, yy) = value
+    scale = max(abs(xx), abs(yy), 1e-12)
+    if xx <= 0 or yy <= 0:
+        raise ValueError(f"variances must be positive, got xx={xx}, yy={yy}")
+    if abs(xy - yx) > 1e-6 * scale:
+        raise ValueError(f"must be symmetric, got xy={xy} and yx={yx}")
+    if xx * yy - xy * yx < -1e-9 * scale * scale:
+        raise ValueError("is not positive semi-definite (xy² exceeds xx·yy)")
+    return value
+
+
+#: a 2×2 covariance in m², validated (see :func:`_covariance`)
+Cov2 = Annotated[tuple[tuple[float, float], tuple[float, float]], AfterValidator(_covariance)]
 
 
 class _Model(BaseModel):

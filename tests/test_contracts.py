@@ -47,6 +47,9 @@ def test_stamper_numbers_per_source_and_ids_are_unique_and_reproducible():
         (b'{"v": 9, "type": "receipt"}', "unsupported schema version 9"),
         (b'{"v": 1, "event_id": "e", "source": "ble-1", "seq": 1, "ts": 1.0, "type": "ble_sighting", '
          b'"node": "ble-1", "tag": "t", "rssi": NaN}', "rssi: Input should be a finite number"),
+        (b'{"v": 1, "event_id": "e", "source": "cam1", "seq": 1, "ts": 1.0, "type": "person_observation", '
+         b'"camera": "cam1", "frame": 0, "track_id": 1, "bbox": [0, 0, 10, 20], "score": 0.9, '
+         b'"floor": {"x": 1, "y": 2, "cov": [[0.1, 0.5], [0.5, 0.1]]}}', "floor.cov: .*positive semi-definite"),
     ],
 )
 def test_decode_rejects_garbage_with_reason(payload, reason):
