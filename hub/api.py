@@ -35,7 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from ..config import StoreConfig
-from ..contracts import Envelope
+from ..contracts import Envelope, ReceiptLine
 from .auth import Terminal, TerminalRegistry
 from .carts import HubCart, build_cart, final_receipt, receipt_text
 from .live import LiveFeed, floor_plan, node_health
@@ -145,22 +145,12 @@ class CheckoutIn(BaseModel):
     method: str = Field(default="card", min_length=1, description="Payment method passed to the provider.")
 
 
-class ReceiptLineOut(BaseModel):
-    """One receipt line."""
-
-    sku: str = Field(description="Product SKU.")
-    name: str = Field(description="Product name.")
-    quantity: int = Field(description="Items bought.")
-    unit_price: float = Field(description="Price per item.")
-    amount: float = Field(description="quantity × unit_price.")
-
-
 class ReceiptOut(BaseModel):
     """A settled receipt."""
 
     receipt_id: str = Field(description="Receipt id.")
     shopper: str = Field(description="Pseudonymous session id.")
-    lines: list[ReceiptLineOut] = Field(description="Lines bought.")
+    lines: list[ReceiptLine] = Field(description="Lines bought (as on the wire).")
     total: float = Field(description="Amount paid.")
     currency: str = Field(description="ISO 4217 currency.")
     opened_ts: float = Field(description="When the session began.")
@@ -319,7 +309,7 @@ def create_app(ctx: HubContext) -> FastAPI:
             raise HTTPException(404, f"no settled receipt {receipt_id!r}")
         r = s.receipt
         return ReceiptOut(
-            receipt_id=r.receipt_id, shopper=r.shopper, lines=[ReceiptLineOut(**l.model_dump()) for l in r.lines],
+            receipt_id=r.receipt_id, shopper=r.shopper, lines=list(r.lines),
             total=r.total, currency=r.currency, opened_ts=r.opened_ts, closed_ts=r.closed_ts,
             settled_ts=s.settled_ts, terminal=s.terminal, payment_provider=s.provider, payment_ref=s.payment_ref,
             text_url=f"/api/receipts/{r.receipt_id}/text")
