@@ -237,8 +237,12 @@ class FloorTracker:
         ids = np.array([t.id for t in tracks])
         bound = np.array([self.bindings.get((camera, o.track_id), "") for o in obs])
         is_bound = bound[:, None] == ids[None, :]
-        cost = np.where(is_bound, np.where(d2 <= self.bound_gate, d2, _INFEASIBLE),
-                        np.where(d2 <= self.gate, d2 + self.binding_bonus, _INFEASIBLE))
+        # negative log-likelihood: an uncertain (coasting) track must not win over a sure one just
+        # because its wide covariance makes every observation look close
+        with np.errstate(divide="ignore", invalid="ignore"):
+            nll = d2 + np.log(np.where(det > 0, det, 1.0))
+        cost = np.where(is_bound, np.where(d2 <= self.bound_gate, nll, _INFEASIBLE),
+                        np.where(d2 <= self.gate, nll + self.binding_bonus, _INFEASIBLE))
         cost[far] = _INFEASIBLE
         return cost
 
