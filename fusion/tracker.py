@@ -37,6 +37,18 @@ from .kalman import FastCV, FilterpyCV
 GATE_CHI2_2DOF = 13.82
 _INFEASIBLE = 1e9
 _I2 = np.eye(2)
+#: frames with at most this many observation × track pairs are costed on plain floats, larger ones with numpy
+_SCALAR_MAX_PAIRS = 400
+
+
+def _np_pow4(values: list[float]) -> list[float]:
+    """``values ** 4`` through numpy's power (as the vectorised path computes it: bit-identical)."""
+    return (np.array(values) ** 4).tolist()
+
+
+def _np_log(values: list[float]) -> list[float]:
+    """Natural logarithms through numpy's log (bit-identical to the vectorised path)."""
+    return np.log(np.array(values)).tolist()
 
 
 class FloorFilter(Protocol):
@@ -78,24 +90,35 @@ class FloorTrack:
     def remember(self) -> None:
         """Append the current position to the history (called after each update; kept at 5 Hz)."""
         if not self.history or self.ts - self.history[-1][0] >= 0.2:
-            self.history.append((self.ts, float(self.filter.x[0]), float(self.filter.x[1])))
+            self.history.append((self.ts, *self.xy))
             if len(self.history) > 1200:
                 del self.history[:300]
 
     @property
     def xy(self) -> tuple[float, float]:
         """Current filtered position, metres."""
-        return float(self.filter.x[0]), float(self.filter.x[1])
+        f = self.filter
+        if type(f) is FastCV:
+            return f.px, f.py
+        x = f.x
+        return float(x[0]), float(x[1])
 
     @property
     def velocity(self) -> tuple[float, float]:
         """Current filtered velocity, m/s."""
-        return float(self.filter.x[2]), float(self.filter.x[3])
+        f = self.filter
+        if type(f) is FastCV:
+            return f.vx, f.vy
+        x = f.x
+        return float(x[2]), float(x[3])
 
     @property
     def cov(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """Position covariance, m²."""
-        P = self.filter.P
+        f = self.filter
+        if type(f) is FastCV:
+            return (f.a00, f.a01), (f.a01, f.a11)
+        P = f.P
         return (float(P[0, 0]), float(P[0, 1])), (float(P[1, 0]), float(P[1, 1]))
 
     @property
@@ -111,7 +134,17 @@ class FloorTrack:
 
     def mahalanobis2(self, ts: float, z: np.ndarray, R: np.ndarray) -> float:
         """Squared Mahalanobis distance of a measurement from the prediction at ``ts``."""
-        x, P = self.filter.predicted(max(0.0, ts - self.ts))
+        f = self.filter
+        if type(f) is FastCV:
+            x0, x1, p00, p01, p11 = f.predicted_position(max(0.0, ts - self.ts))
+            (r00, r01), (r10, r11) = R
+            a, b, c, e = p00 + float(r00), p01 + float(r01), p01 + float(r10), p11 + float(r11)
+            det = a * e - b * c
+            if det <= 0:
+                return float("inf")
+            d0, d1 = float(z[0]) - x0, float(z[1]) - x1
+            return (e * d0 * d0 - (b + c) * d0 * d1 + a * d1 * d1) / det
+        x, P = f.predicted(max(0.0, ts - self.ts))
         S = P[:2, :2] + R
         d = z - x[:2]
         a, b, c, e = S[0, 0], S[0, 1], S[1, 0], S[1, 1]
@@ -190,33 +223,108 @@ class FloorTracker:
         if not obs:
             return []
         tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, (0, None))[1] != ts]
-        zs = [np.array([o.floor.x, o.floor.y]) for o in obs]  # type: ignore[union-attr]
-        Rs = [np.asarray(o.floor.cov, dtype=float) for o in obs]  # type: ignore[union-attr]
+        zs = [(o.floor.x, o.floor.y) for o in obs]  # type: ignore[union-attr]
+        Rs = [o.floor.cov for o in obs]  # type: ignore[union-attr]
         pairs: list[tuple[int, FloorTrack]] = []
         if tracks:
-            cost = self._costs(camera, ts, obs, np.array(zs), np.array(Rs), tracks)
-            rows, cols = linear_sum_assignment(cost)
-            pairs = [(i, tracks[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
+            if len(obs) * len(tracks) <= _SCALAR_MAX_PAIRS and all(type(t.filter) is FastCV for t in tracks):
+                pairs = self._assign_small(camera, ts, obs, zs, Rs, tracks)
+            else:
+                cost = self._costs(camera, ts, obs, np.array(zs, dtype=float), np.array(Rs, dtype=float), tracks)
+                rows, cols = linear_sum_assignment(cost)
+                pairs = [(i, tracks[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
         out = []
         matched = set()
         for i, track in pairs:
             matched.add(i)
             track.advance(ts)
-            track.filter.update(zs[i], Rs[i])
+            f = track.filter
+            if type(f) is FastCV:
+                f.update(zs[i], Rs[i])
+            else:  # any injected filter gets arrays
+                f.update(np.array(zs[i], dtype=float), np.array(Rs[i], dtype=float))
             track.remember()
             self._seen(track, camera, obs[i], ts)
             out.append((obs[i], track))
         for i, o in enumerate(obs):
             if i in matched:
                 continue
-            track = FloorTrack(f"T{self._next}", self.filter_factory(zs[i][0], zs[i][1]), ts, ts,
-                               (float(zs[i][0]), float(zs[i][1])), hits=0)
+            x, y = float(zs[i][0]), float(zs[i][1])
+            track = FloorTrack(f"T{self._next}", self.filter_factory(x, y), ts, ts, (x, y), hits=0)
             self._next += 1
             self.tracks[track.id] = track
             track.remember()
             self._seen(track, camera, o, ts)
             out.append((o, track))
         return out
+
+    def _assign_small(self, camera: str, ts: float, obs: list[PersonObservation], zs: list, Rs: list,
+                      tracks: list[FloorTrack]) -> list[tuple[int, FloorTrack]]:
+        """:meth:`_costs` and the assignment for a small frame, on plain floats.
+
+        The same arithmetic as the vectorised path, operation for operation
+        (the two transcendental functions go through numpy, as there), so the
+        costs are bit-identical. When every observation's cheapest track is
+        unique and no two observations share it, that is the optimal
+        assignment and scipy is not called; otherwise it is.
+        """
+        m = len(tracks)
+        dts = [ts - t.ts for t in tracks]
+        dts = [dt if dt > 0.0 else 0.0 for dt in dts]
+        q4 = (_np_pow4(dts) if any(dts) else [0.0] * m)
+        pred = []
+        for t, dt, p4 in zip(tracks, dts, q4):
+            f = t.filter
+            s4 = f.q * p4 / 4
+            dd = dt * dt
+            pred.append((f.px + dt * f.vx, f.py + dt * f.vy,
+                         f.a00 + dt * (f.b00 + f.b00) + dd * f.d00 + s4,
+                         f.a01 + dt * (f.b01 + f.b10) + dd * f.d01,
+                         f.a11 + dt * (f.b11 + f.b11) + dd * f.d11 + s4,
+                         f.px, f.py, self.reach_m + self.max_speed * dt, t.id))
+        bindings = self.bindings
+        gate, bound_gate = self.gate, self.bound_gate
+        feasible = []  # (row, col, d², det, bound)
+        for i, o in enumerate(obs):
+            zx, zy = zs[i]
+            (r00, r01), (r10, r11) = Rs[i]
+            bound_id = bindings.get((camera, o.track_id), "")
+            for j, (px, py, p00, p01, p11, cx, cy, reach, tid) in enumerate(pred):
+                ex, ey = zx - cx, zy - cy
+                if ex * ex + ey * ey > reach * reach:
+                    continue  # farther than a person walks
+                a, b, c, e = p00 + r00, p01 + r01, p01 + r10, p11 + r11
+                det = a * e - b * c
+                if not det > 0:
+                    continue
+                d0, d1 = zx - px, zy - py
+                d2 = (e * (d0 * d0) - (b + c) * d0 * d1 + a * (d1 * d1)) / det
+                bound = bound_id == tid
+                if d2 <= (bound_gate if bound else gate):
+                    feasible.append((i, j, d2, det, bound))
+        if not feasible:
+            return []
+        logs = _np_log([f[3] for f in feasible])
+        cost = [[_INFEASIBLE] * m for _ in obs]
+        bonus = self.binding_bonus
+        for (i, j, d2, _, bound), lg in zip(feasible, logs):
+            cost[i][j] = d2 + lg if bound else d2 + lg + bonus
+        picks: dict[int, int] = {}
+        unique = True
+        for i, row in enumerate(cost):
+            low = min(row)
+            if low >= _INFEASIBLE:
+                continue  # nothing this observation could update
+            j = row.index(low)
+            if j in picks.values() or low in row[j + 1:]:
+                unique = False
+                break
+            picks[i] = j
+        if not unique or len(obs) > m:
+            C = np.array(cost)
+            rows, cols = linear_sum_assignment(C)
+            return [(int(i), tracks[j]) for i, j in zip(rows, cols) if C[i, j] < _INFEASIBLE]
+        return [(i, tracks[j]) for i, j in picks.items()]
 
     def _costs(self, camera: str, ts: float, obs: list[PersonObservation], Z: np.ndarray, R: np.ndarray,
                tracks: list[FloorTrack]) -> np.ndarray:

@@ -18,6 +18,8 @@ from ..config import StoreConfig, point_in_polygon
 
 Point2 = tuple[float, float]
 
+_LINSPACE: dict[int, np.ndarray] = {}  # np.linspace(0, 1, n) by n: where a segment is sampled
+
 
 class _FloorPlan:
     """The two things :class:`FloorGrid` reads from a store config, for a bare floor plan."""
@@ -60,6 +62,8 @@ class FloorGrid:
         dist = ndimage.distance_transform_edt(padded)[1:-1, 1:-1] * resolution
         self.clearance_map = dist
         self.free = walkable & (dist >= clearance)
+        self._padded: list[bool] | None = None
+        self._moves: list[tuple | None] = []
 
     @classmethod
     def from_outline(cls, outline: list[Point2], obstacles: list[list[Point2]] = (),
@@ -95,13 +99,77 @@ class FloorGrid:
         r, c = free[int(np.argmin(d))]
         return int(r), int(c)
 
+    def _search_grid(self) -> tuple[list[bool], int]:
+        """``free`` padded with a blocked border and flattened (built once), and the padded width.
+
+        Cell ``(row, col)`` is index ``(row + 1) * width + col + 1``, so index
+        order is (row, col) order and every neighbour of a grid cell is in range.
+        """
+        if self._padded is None:
+            rows, cols = self.shape
+            padded = np.zeros((rows + 2, cols + 2), dtype=bool)
+            padded[1:-1, 1:-1] = self.free
+            self._padded = padded.ravel().tolist()
+            self._moves = [None] * len(self._padded)
+        return self._padded, self.shape[1] + 2
+
+    def _moves_of(self, i: int, free: list[bool], width: int) -> tuple[tuple[int, float], ...]:
+        """The A* moves from padded cell ``i``, in the order they are tried (memoised).
+
+        8-connected; a step onto a blocked cell (or the border) or one that cuts a
+        blocked corner is no move.
+        """
+        diag = math.sqrt(2)
+        steps = ((-width, 1.0, 0, 0), (width, 1.0, 0, 0), (-1, 1.0, 0, 0), (1, 1.0, 0, 0),
+                 (-width - 1, diag, -width, -1), (-width + 1, diag, -width, 1),
+                 (width - 1, diag, width, -1), (width + 1, diag, width, 1))
+        moves = tuple((i + off, w) for off, w, ra, ca in steps
+                      if free[i + off] and (not ra or (free[i + ra] and free[i + ca])))
+        self._moves[i] = moves  # type: ignore[index]
+        return moves
+
     def line_free(self, a: Point2, b: Point2) -> bool:
         """True when the straight segment a-b stays on free cells."""
-        n = max(2, int(math.hypot(b[0] - a[0], b[1] - a[1]) / (self.resolution / 2)) + 1)
-        for t in np.linspace(0.0, 1.0, n):
-            if not self.free[self.cell((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])))]:
-                return False
-        return True
+        return bool(self._lines_free(a, [b])[0])
+
+    def _lines_free(self, a: Point2, ends: list[Point2]) -> np.ndarray:
+        """:meth:`line_free` from ``a`` to each point of ``ends``, in one vectorised pass.
+
+        Each segment is sampled exactly as a single test samples it: at
+        ``np.linspace(0, 1, n)`` with its own ``n`` (every half cell), mapped to
+        cells as :meth:`cell` maps points.
+        """
+        half = self.resolution / 2
+        ax, ay = float(a[0]), float(a[1])
+        ns, dxs, dys = [], [], []
+        for b in ends:
+            dx, dy = float(b[0]) - ax, float(b[1]) - ay
+            ns.append(max(2, int(math.hypot(dx, dy) / half) + 1))
+            dxs.append(dx)
+            dys.append(dy)
+        for n in ns:
+            if n not in _LINSPACE:
+                _LINSPACE[n] = np.linspace(0.0, 1.0, n)
+        t = np.concatenate([_LINSPACE[n] for n in ns])
+        counts = np.array(ns)
+        c = ((ax + t * np.repeat(dxs, counts) - self.origin[0]) / self.resolution).astype(np.int64)
+        r = ((ay + t * np.repeat(dys, counts) - self.origin[1]) / self.resolution).astype(np.int64)
+        ok = self.free[np.clip(r, 0, self.shape[0] - 1), np.clip(c, 0, self.shape[1] - 1)]
+        return np.logical_and.reduceat(ok, np.cumsum(counts) - counts)
+
+    def _farthest_visible(self, points: list[Point2], i: int, chunk: int = 24) -> int:
+        """The last ``j > i`` with a free straight line from ``points[i]`` (``i + 1`` when none farther is).
+
+        The smoothing step of :meth:`path`; candidates are tested farthest first, a chunk at a time.
+        """
+        hi = len(points)
+        while hi > i + 2:
+            lo = max(i + 2, hi - chunk)
+            ok = np.flatnonzero(self._lines_free(points[i], points[lo:hi]))
+            if len(ok):
+                return lo + int(ok[-1])
+            hi = lo
+        return i + 1
 
     # -- paths
 
@@ -111,40 +179,58 @@ class FloorGrid:
         Start and goal are snapped to the nearest free cell. Raises ``ValueError``
         when the goal cannot be reached from the start.
         """
+        return self._smooth(self._cell_path(start, goal))
+
+    def first_turn(self, start: Point2, goal: Point2) -> Point2 | None:
+        """``path(start, goal)[1]`` when the path turns (has more than two points), else None.
+
+        Only the first line-of-sight step of the smoothing is done, which is all
+        a step towards the goal needs. Raises ``ValueError`` like :meth:`path`.
+        """
+        points = self._cell_path(start, goal)
+        if len(points) <= 2:
+            return None
+        j = self._farthest_visible(points, 0)
+        return points[j] if j < len(points) - 1 else None
+
+    def _cell_path(self, start: Point2, goal: Point2) -> list[Point2]:
+        """A* (8-connected, no corner cutting) from ``start``'s free cell to ``goal``'s: the cell centres.
+
+        The search runs on a padded, flattened copy of the grid (a cell's index
+        is ``(row + 1) * width + col + 1``, so index order is (row, col) order
+        and the heap breaks ties as it would on cell tuples).
+        """
         s, g = self.nearest_free(start), self.nearest_free(goal)
-        rows, cols = self.shape
-        steps = [(-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0),
-                 (-1, -1, math.sqrt(2)), (-1, 1, math.sqrt(2)), (1, -1, math.sqrt(2)), (1, 1, math.sqrt(2))]
-        best = {s: 0.0}
-        came: dict[tuple[int, int], tuple[int, int]] = {}
-        heap = [(0.0, 0.0, s)]
+        free, width = self._search_grid()
+        moves, moves_of = self._moves, self._moves_of
+        si, gi = (s[0] + 1) * width + s[1] + 1, (g[0] + 1) * width + g[1] + 1
+        g0, g1 = g[0] + 1, g[1] + 1
+        inf = math.inf
+        best = [inf] * len(free)
+        best[si] = 0.0
+        came: dict[int, int] = {}
+        heap = [(0.0, 0.0, si)]
+        pop, push, hypot = heapq.heappop, heapq.heappush, math.hypot
         while heap:
-            _, cost, cur = heapq.heappop(heap)
-            if cur == g:
+            _, cost, cur = pop(heap)
+            if cur == gi:
                 break
-            if cost > best.get(cur, math.inf):
+            if cost > best[cur]:
                 continue
-            for dr, dc, w in steps:
-                nr, nc = cur[0] + dr, cur[1] + dc
-                if not (0 <= nr < rows and 0 <= nc < cols) or not self.free[nr, nc]:
-                    continue
-                if dr and dc and not (self.free[cur[0] + dr, cur[1]] and self.free[cur[0], cur[1] + dc]):
-                    continue  # no corner cutting
-                nxt = (nr, nc)
+            for nxt, w in moves[cur] or moves_of(cur, free, width):
                 new = cost + w
-                if new < best.get(nxt, math.inf):
+                if new < best[nxt]:
                     best[nxt] = new
                     came[nxt] = cur
-                    h = math.hypot(nr - g[0], nc - g[1])
-                    heapq.heappush(heap, (new + h, new, nxt))
-        if g not in best:
+                    r, c = divmod(nxt, width)
+                    push(heap, (new + hypot(r - g0, c - g1), new, nxt))
+        if best[gi] == inf:
             raise ValueError(f"no walkable path from {start} to {goal}")
-        cells = [g]
-        while cells[-1] != s:
+        cells = [gi]
+        while cells[-1] != si:
             cells.append(came[cells[-1]])
         cells.reverse()
-        points = [self.point(c) for c in cells]
-        return self._smooth(points)
+        return [self.point((i // width - 1, i % width - 1)) for i in cells]
 
     def smooth(self, points: list[Point2]) -> list[Point2]:
         """Line-of-sight smoothing of a path on free cells: drops points a straight free line can skip."""
@@ -157,9 +243,7 @@ class FloorGrid:
         out = [points[0]]
         i = 0
         while i < len(points) - 1:
-            j = len(points) - 1
-            while j > i + 1 and not self.line_free(points[i], points[j]):
-                j -= 1
+            j = self._farthest_visible(points, i)
             out.append(points[j])
             i = j
         return out

@@ -1,4 +1,4 @@
-"""A constant-velocity Kalman filter (filterpy) that fuses the fixes of several positioners.
+"""A constant-velocity Kalman filter (filterpy's equations) that fuses the fixes of several positioners.
 
 Each observation is handed to every positioner (trilateration, fingerprinting);
 each fix that comes back updates the filter with its own covariance. A fix whose
@@ -12,7 +12,6 @@ instead, no farther than ``max_speed`` allows.
 from __future__ import annotations
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 from scipy.stats import chi2
 
 from .model import Fix, Positioner, RssiObservation, regularised_cov
@@ -41,29 +40,25 @@ class KalmanFusion:
 
     def reset(self) -> None:
         """Forget the track."""
-        self.kf: KalmanFilter | None = None
+        self.kf: _KF | None = None
         self.ts: float | None = None
         self.rejected_in_row = 0
         self.rejected = 0
 
     def _start(self, fix: Fix) -> None:
-        kf = KalmanFilter(dim_x=4, dim_z=2)
+        kf = _KF()
         kf.x = np.array([fix.x, fix.y, 0.0, 0.0])
         kf.P = np.diag([fix.cov[0, 0], fix.cov[1, 1], 0.5, 0.5]) * self.fix_cov_scale
         kf.P[:2, :2] = np.asarray(fix.cov) * self.fix_cov_scale
-        kf.H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
         self.kf = kf
         self.rejected_in_row = 0
 
     def _predict(self, dt: float) -> None:
-        kf = self.kf
-        kf.F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+        F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
         q = self.accel_std ** 2
-        g = np.array([[dt ** 4 / 4, dt ** 3 / 2], [dt ** 3 / 2, dt ** 2]]) * q
-        kf.Q = np.zeros((4, 4))
-        for i in range(2):
-            kf.Q[np.ix_([i, i + 2], [i, i + 2])] = g
-        kf.predict()
+        g00, g01, g11 = dt ** 4 / 4 * q, dt ** 3 / 2 * q, dt ** 2 * q
+        Q = np.array([[g00, 0.0, g01, 0.0], [0.0, g00, 0.0, g01], [g01, 0.0, g11, 0.0], [0.0, g01, 0.0, g11]])
+        self.kf.predict(F, Q)
 
     def update(self, obs: RssiObservation) -> Fix | None:
         """Predict to ``obs.ts``, fold in every positioner's fix, return the filtered fix."""
@@ -104,7 +99,41 @@ class KalmanFusion:
     def _keep_on_floor(self, before: np.ndarray, dt: float) -> None:
         """Move the state back onto free floor, walking around walls, at most max_speed·dt + 3σ."""
         target = self.kf.x[:2]
-        if self.walkable.segments_free(before[None], target[None])[0]:
+        if self.walkable.segment_free(before, target):
             return
         reach = self.max_speed * dt + 3.0 * np.sqrt(np.trace(self.kf.P[:2, :2]) / 2.0)
         self.kf.x[:2] = self.walkable.walk_towards(before, target, reach)
+
+
+class _KF:
+    """filterpy's ``KalmanFilter`` predict and update for this model (``H`` picks the position), lean.
+
+    The same numpy calls on the same operands, in the same order, as
+    ``filterpy.kalman.KalmanFilter`` (so the same bits; ``H`` as the
+    ``[I 0]`` matrix), without its per-call bookkeeping: prior and posterior
+    copies, the measurement's deep copy, likelihood caches.
+    """
+
+    H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    HT = H.T
+    I4 = np.eye(4)
+
+    def __init__(self):
+        self.x = np.zeros(4)
+        self.P = np.eye(4)
+
+    def predict(self, F: np.ndarray, Q: np.ndarray) -> None:
+        """``x = F x``, ``P = F P Fᵀ + Q``."""
+        self.x = np.dot(F, self.x)
+        self.P = 1.0 * np.dot(np.dot(F, self.P), F.T) + Q
+
+    def update(self, z: np.ndarray, R: np.ndarray) -> None:
+        """Correct with position ``z`` of covariance ``R`` (Joseph form, as filterpy)."""
+        H = self.H
+        y = np.asarray(z, dtype=float).reshape(2) - np.dot(H, self.x)
+        PHT = np.dot(self.P, self.HT)
+        S = np.dot(H, PHT) + R
+        K = np.dot(PHT, np.linalg.inv(S))
+        self.x = self.x + np.dot(K, y)
+        I_KH = self.I4 - np.dot(K, H)
+        self.P = np.dot(np.dot(I_KH, self.P), I_KH.T) + np.dot(np.dot(K, R), K.T)

@@ -17,6 +17,8 @@ solves), about 40 times faster per fix than calling
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import chi2
 
@@ -25,6 +27,7 @@ from .pathloss import DEFAULT_TAG_HEIGHT_M, MIN_DISTANCE_M, Anchor
 from .walkable import Walkable
 
 _LN10 = np.log(10.0)
+_MIN_D2 = MIN_DISTANCE_M ** 2
 
 
 class Trilateration:
@@ -60,9 +63,31 @@ class Trilateration:
             self._chi2_cache[dof] = float(chi2.ppf(1.0 - self.reject_p, dof))
         return self._chi2_cache[dof]
 
+    def _start(self, ids: list[str], rssi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Node positions, box bounds, and the start: the RSSI-weighted centroid (strongest node pulls hardest)."""
+        axy = np.array([[self.anchors[i].x, self.anchors[i].y] for i in ids])
+        w = 10.0 ** ((rssi - rssi.max()) / 20.0)
+        x0 = (axy * w[:, None]).sum(axis=0) / w.sum()
+        lo, hi = np.array(self.bounds[0]), np.array(self.bounds[1])
+        return axy, np.clip(x0, lo, hi), np.array(self.bounds)
+
     def _solve(self, ids: list[str], rssi: np.ndarray):
+        """Fit one set of nodes: position, residuals and Jacobian there (arrays).
+
+        Fewer than 8 nodes (the usual case) are fitted by :class:`_PathLossProblem`
+        on plain floats, bit-identical to :meth:`_solve_numpy`, which fits more.
+        """
+        if len(ids) >= 8:
+            return self._solve_numpy(ids, rssi)
+        _, x0, _ = self._start(ids, rssi)
+        problem = _PathLossProblem([self.anchors[i] for i in ids], rssi.tolist(), self.tag_height, self.sigma_db)
+        x = problem.solve(float(x0[0]), float(x0[1]), self.bounds[0], self.bounds[1], self.f_scale)
+        return np.array(x), np.array(problem.residual(*x)), np.array(problem.jac(*x))
+
+    def _solve_numpy(self, ids: list[str], rssi: np.ndarray):
+        """:meth:`_solve` with numpy residuals and :func:`levenberg_marquardt`."""
         a = [self.anchors[i] for i in ids]
-        axy = np.array([[n.x, n.y] for n in a])
+        axy, x0, (lo, hi) = self._start(ids, rssi)
         dz2 = np.array([(n.z - self.tag_height) ** 2 for n in a])
         p0 = np.array([n.rssi_at_1m for n in a])
         ex = np.array([n.exponent for n in a])
@@ -77,11 +102,7 @@ class Trilateration:
             # d(rssi_model)/dp = -10 n / ln10 * diff / d²; residual = (rssi - model)/sigma
             return (10.0 * ex / _LN10)[:, None] * diff / d2[:, None] / self.sigma_db
 
-        # start at the RSSI-weighted centroid of the nodes (strongest node pulls hardest)
-        w = 10.0 ** ((rssi - rssi.max()) / 20.0)
-        x0 = (axy * w[:, None]).sum(axis=0) / w.sum()
-        lo, hi = np.array(self.bounds[0]), np.array(self.bounds[1])
-        x = levenberg_marquardt(residual, jac, np.clip(x0, lo, hi), lo, hi, f_scale=self.f_scale)
+        x = levenberg_marquardt(residual, jac, x0, lo, hi, f_scale=self.f_scale)
         return x, residual(x), jac(x)
 
     def locate(self, obs: RssiObservation) -> Fix | None:
@@ -157,3 +178,95 @@ def levenberg_marquardt(residual, jac, x0: np.ndarray, lo: np.ndarray, hi: np.nd
         if moved < tol:
             break
     return x
+
+
+
+class _PathLossProblem:
+    """The trilateration fit of one observation (fewer than 8 nodes) on plain floats.
+
+    Operation for operation what :meth:`Trilateration._solve`'s numpy residual
+    and Jacobian with :func:`levenberg_marquardt` compute, in the same order
+    (numpy sums fewer than 8 terms left to right from 0.0; its ``log10`` is
+    called on an array, once per evaluation), so the fix is bit-identical at a
+    fraction of the per-call overhead of numpy on arrays of five.
+    """
+
+    def __init__(self, anchors: list[Anchor], rssi: list[float], tag_height: float, sigma_db: float):
+        if len(anchors) >= 8:
+            raise ValueError("numpy sums 8 terms or more pairwise: use levenberg_marquardt")
+        self.nodes = [(n.x, n.y, (n.z - tag_height) ** 2, float(10.0 * n.exponent / _LN10)) for n in anchors]
+        self.model = [(z, n.rssi_at_1m, 10.0 * n.exponent) for z, n in zip(rssi, anchors)]
+        self.sigma = sigma_db
+
+    def residual(self, px: float, py: float) -> list[float]:
+        """``(rssi - model(|p - node|)) / sigma`` per node."""
+        d = []
+        for ax, ay, dz2, _ in self.nodes:
+            ex, ey = px - ax, py - ay
+            r = math.sqrt(ex * ex + ey * ey + dz2)
+            d.append(r if r >= MIN_DISTANCE_M else MIN_DISTANCE_M)
+        s = self.sigma
+        return [(z - (p0 - tn * lg)) / s for (z, p0, tn), lg in zip(self.model, np.log10(np.array(d)).tolist())]
+
+    def jac(self, px: float, py: float) -> list[tuple[float, float]]:
+        """Rows ``d residual / d (x, y)`` per node."""
+        s = self.sigma
+        out = []
+        for ax, ay, dz2, k in self.nodes:
+            ex, ey = px - ax, py - ay
+            d2 = ex * ex + ey * ey + dz2
+            if not d2 >= _MIN_D2:
+                d2 = _MIN_D2
+            out.append((k * ex / d2 / s, k * ey / d2 / s))
+        return out
+
+    def solve(self, x0: float, x1: float, lo, hi, f_scale: float, max_iter: int = 50, tol: float = 1e-3
+              ) -> tuple[float, float]:
+        """:func:`levenberg_marquardt` from ``(x0, x1)`` within the box ``lo``-``hi``."""
+        (lo0, lo1), (hi0, hi1) = lo, hi
+        nodes, s, f = self.nodes, self.sigma, f_scale
+        residual = self.residual
+
+        def cost(r):
+            c = 0.0
+            for v in r:
+                u = v / f
+                c += 2.0 * (math.sqrt(1.0 + u * u) - 1.0)
+            return c
+
+        r = residual(x0, x1)
+        c = cost(r)
+        lam = 1e-6
+        for _ in range(max_iter):
+            # reweighted normal equations: JᵀWJ = [[a, b], [b, d]], JᵀWr = (g0, g1)
+            a = b = d = g0 = g1 = 0.0
+            for (ax, ay, dz2, k), ri in zip(nodes, r):
+                ex, ey = x0 - ax, x1 - ay
+                d2 = ex * ex + ey * ey + dz2
+                if not d2 >= _MIN_D2:
+                    d2 = _MIN_D2
+                j0, j1 = k * ex / d2 / s, k * ey / d2 / s
+                u = ri / f
+                wi = 1.0 / math.sqrt(1.0 + u * u)
+                a += j0 * wi * j0
+                b += j0 * wi * j1
+                d += j1 * wi * j1
+                g0 += j0 * wi * ri
+                g1 += j1 * wi * ri
+            while True:
+                aa, dd = a * (1.0 + lam) + 1e-12, d * (1.0 + lam) + 1e-12
+                det = aa * dd - b * b
+                n0 = min(max(x0 + -(dd * g0 - b * g1) / det, lo0), hi0)
+                n1 = min(max(x1 + -(aa * g1 - b * g0) / det, lo1), hi1)
+                rn = residual(n0, n1)
+                cn = cost(rn)
+                if cn <= c or lam > 1e6:
+                    break
+                lam *= 10.0
+            moved = max(abs(n0 - x0), abs(n1 - x1))
+            if cn <= c:
+                x0, x1, r, c = n0, n1, rn, cn
+                lam = max(lam / 10.0, 1e-7)
+            if moved < tol:
+                break
+        return x0, x1

@@ -3,15 +3,21 @@
 The trackers ask these for hundreds of points per update: is a point on free
 floor, does a straight move from A to B stay on free floor (no walking through
 a shelf or a wall), and what is the nearest free point. Anything outside the
-grid counts as blocked.
+grid counts as blocked. Single-point and single-segment queries
+(:meth:`Walkable.free_at_point`, :meth:`Walkable.segment_free`) give the same
+answers on plain floats, for the once-per-fix checks of the Kalman tracker.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import ndimage
 
 from .floor import FloorGrid
+
+_LINSPACE: dict[int, list[float]] = {}  # np.linspace(0, 1, n) as floats, by n
 
 
 class Walkable:
@@ -28,6 +34,9 @@ class Walkable:
         # for every cell, the index of the nearest free cell (snap in O(1))
         _, (ri, ci) = ndimage.distance_transform_edt(~self.free, return_indices=True)
         self._nearest = (ri, ci)
+        self._free = self.free.tolist()
+        self._ox, self._oy = float(self.origin[0]), float(self.origin[1])
+        self._inv_res = 1.0 / self.resolution
         fr, fc = np.nonzero(self.free)
         self.free_centres = np.c_[self.origin[0] + (fc + 0.5) * self.resolution,
                                   self.origin[1] + (fr + 0.5) * self.resolution]
@@ -60,10 +69,28 @@ class Walkable:
         t = np.linspace(0.0, 1.0, n)[:, None, None]
         return self.free_at(a + (b - a) * t).all(axis=0)
 
+    def free_at_point(self, x: float, y: float) -> bool:
+        """:meth:`free_at` for one point given as two floats (no numpy call)."""
+        c = int((x - self._ox) * self._inv_res)
+        r = int((y - self._oy) * self._inv_res)
+        # int() truncates towards zero: points just below the origin must not land in cell 0
+        return 0 <= r < self.rows and 0 <= c < self.cols and x >= self._ox and y >= self._oy and self._free[r][c]
+
+    def segment_free(self, a, b) -> bool:
+        """:meth:`segments_free` for one segment (same samples, same answer), without numpy arrays."""
+        ax, ay = float(a[0]), float(a[1])
+        dx, dy = float(b[0]) - ax, float(b[1]) - ay
+        n = max(int(math.ceil(float(np.hypot(dx, dy)) / (0.5 * self.resolution))) + 1, 2)
+        ts = _LINSPACE.get(n)
+        if ts is None:
+            ts = _LINSPACE[n] = np.linspace(0.0, 1.0, n).tolist()
+        free = self.free_at_point
+        return all(free(ax + dx * t, ay + dy * t) for t in ts)
+
     def snap(self, point) -> np.ndarray:
         """The centre of the free cell nearest to ``point`` (the point itself when it is free)."""
         p = np.asarray(point, dtype=float)
-        if self.free_at(p[None])[0]:
+        if self.free_at_point(float(p[0]), float(p[1])):
             return p.copy()
         r, c, _ = self.cells(p)
         nr, nc = self._nearest[0][r, c], self._nearest[1][r, c]
@@ -91,13 +118,13 @@ class Walkable:
         """
         a = self.snap(a)
         b = self.snap(b)
-        if not self.segments_free(a[None], b[None])[0]:
+        if not self.segment_free(a, b):
             try:
-                path = self.grid.path(tuple(a), tuple(b))
+                turn = self.grid.first_turn(tuple(a), tuple(b))  # path(a, b)[1] when the path turns
             except ValueError:
                 return a
-            b = np.asarray(path[1], dtype=float) if len(path) > 2 else b
-            if not self.segments_free(a[None], b[None])[0]:
+            b = np.asarray(turn, dtype=float) if turn is not None else b
+            if not self.segment_free(a, b):
                 return a
         step = float(np.hypot(*(b - a)))
         if step > max_dist:

@@ -1,0 +1,84 @@
+"""FloorTracker: the plain-float association of small frames decides exactly as the vectorised one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from storesense.contracts import FloorPoint, PersonObservation, Stamper
+from storesense.fusion import tracker as tracker_mod
+from storesense.fusion.kalman import FastCV, FilterpyCV
+from storesense.fusion.tracker import FloorTracker
+
+
+def frames(seed: int, people: int = 6, steps: int = 150):
+    """Camera frames of people walking (and a few false positives), from two cameras with their own ids."""
+    rng = np.random.default_rng(seed)
+    st = Stamper("cam", "t")
+    pos = rng.uniform([0, 0], [10, 8], size=(people, 2))
+    vel = rng.normal(0, 0.8, size=(people, 2))
+    out = []
+    for k in range(steps):
+        ts = 100.0 + k * 0.1
+        pos += vel * 0.1
+        for cam in ("cam1", "cam2"):
+            obs = []
+            for p in range(people):
+                if rng.random() < 0.25:
+                    continue  # not seen by this camera this frame
+                c = float(rng.uniform(0.002, 0.05))
+                xy = pos[p] + rng.normal(0, 0.05, 2)
+                obs.append(st.make(PersonObservation, ts, camera=cam, frame=k, track_id=p + (100 if cam == "cam2" else 0),
+                                   bbox=(0, 0, 10, 10), score=0.9,
+                                   floor=FloorPoint(x=float(xy[0]), y=float(xy[1]), cov=((c, c / 4), (c / 4, c)))))
+            if rng.random() < 0.1:  # someone nobody follows
+                xy = rng.uniform([0, 0], [10, 8])
+                obs.append(st.make(PersonObservation, ts, camera=cam, frame=k, track_id=int(rng.integers(500, 600)),
+                                   bbox=(0, 0, 10, 10), score=0.5,
+                                   floor=FloorPoint(x=float(xy[0]), y=float(xy[1]), cov=((0.05, 0.0), (0.0, 0.05)))))
+            rng.shuffle(obs)
+            out.append((cam, ts, obs))
+    return out
+
+
+def run(tracker: FloorTracker, fr):
+    log = []
+    for cam, ts, obs in fr:
+        log.append([(o.event_id, t.id) for o, t in tracker.update_frame(cam, ts, obs)])
+        tracker.prune(ts)
+    return log
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scalar_association_matches_the_vectorised_one(monkeypatch, seed):
+    fr = frames(seed)
+    fast = FloorTracker()
+    fast_log = run(fast, fr)
+    monkeypatch.setattr(tracker_mod, "_SCALAR_MAX_PAIRS", -1)  # every frame through numpy and scipy
+    slow = FloorTracker()
+    slow_log = run(slow, fr)
+    assert fast_log == slow_log
+    assert fast.tracks.keys() == slow.tracks.keys() and fast.bindings == slow.bindings
+    for tid, t in fast.tracks.items():
+        assert np.array_equal(t.filter.x, slow.tracks[tid].filter.x)
+        assert np.array_equal(t.filter.P, slow.tracks[tid].filter.P)
+        assert t.history == slow.tracks[tid].history
+
+
+def test_other_filters_still_go_through_numpy():
+    fr = frames(4, steps=40)
+    ours, ref = FloorTracker(), FloorTracker(filter_factory=FilterpyCV)
+    assert [[t for _, t in f] for f in run(ours, fr)] == [[t for _, t in f] for f in run(ref, fr)]
+    for tid, t in ours.tracks.items():
+        assert np.allclose(t.filter.x, ref.tracks[tid].filter.x, atol=1e-9)
+
+
+def test_fast_filter_state_views():
+    f = FastCV(1.0, 2.0)
+    f.predict(0.3)
+    f.update((1.1, 2.05), ((0.02, 0.001), (0.001, 0.03)))
+    x, P = f.x, f.P
+    assert np.array_equal(P, P.T) and x.shape == (4,)
+    xp, Pp = f.predicted(0.2)
+    assert f.predicted_position(0.2) == (xp[0], xp[1], Pp[0, 0], Pp[0, 1], Pp[1, 1])
+    assert np.array_equal(f.x, x)  # predicted() does not move the filter

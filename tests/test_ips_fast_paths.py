@@ -1,0 +1,138 @@
+"""The plain-Python fast paths of ``ips`` give the same bits as the numpy (and filterpy) code they replace."""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+import pytest
+from filterpy.kalman import KalmanFilter
+
+from storesense.config import example_store_path, load_store_config
+from storesense.ips.floor import FloorGrid
+from storesense.ips.kalman import _KF
+from storesense.ips.pathloss import Anchor
+from storesense.ips.trilateration import Trilateration
+from storesense.ips.walkable import Walkable
+
+ANCHORS = {a.id: a for a in [
+    Anchor("n1", 0.5, 0.5, 2.5, -59, 2.2), Anchor("n2", 4.5, 5.5, 2.5, -61, 2.0), Anchor("n3", 9.7, 0.5, 2.5, -58, 2.4),
+    Anchor("n4", 9.7, 5.5, 2.5, -60, 2.1), Anchor("n5", 2.5, 3.0, 2.8, -59, 2.0), Anchor("n6", 7.7, 3.0, 2.8, -62, 2.3),
+]}
+
+
+@pytest.fixture(scope="module")
+def store_grid():
+    return FloorGrid(load_store_config(example_store_path()), 0.1, 0.2)
+
+
+def test_scalar_trilateration_fit_is_bit_identical_to_numpy():
+    rng = np.random.default_rng(0)
+    tri = Trilateration(ANCHORS)
+    ids = sorted(ANCHORS)
+    for _ in range(200):
+        p = rng.uniform([0, 0], [10, 6])
+        use = [i for i in ids if rng.random() > 0.2] or ids
+        use = use if len(use) >= 3 else ids
+        rssi = np.array([ANCHORS[i].expected_rssi(ANCHORS[i].distance(p)) + rng.normal(0, 6)
+                         + (rng.random() < 0.1) * rng.normal(0, 20) for i in use])
+        got, ref = tri._solve(use, rssi), tri._solve_numpy(use, rssi)
+        for g, r in zip(got, ref):
+            assert np.array_equal(g, r)
+
+
+def reference_path(grid: FloorGrid, start, goal):
+    """A* on the numpy grid with cell tuples, line-of-sight smoothing one segment at a time (the reference)."""
+    s, g = grid.nearest_free(start), grid.nearest_free(goal)
+    rows, cols = grid.shape
+    steps = [(-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0),
+             (-1, -1, math.sqrt(2)), (-1, 1, math.sqrt(2)), (1, -1, math.sqrt(2)), (1, 1, math.sqrt(2))]
+    best, came, heap = {s: 0.0}, {}, [(0.0, 0.0, s)]
+    while heap:
+        _, cost, cur = heapq.heappop(heap)
+        if cur == g:
+            break
+        if cost > best.get(cur, math.inf):
+            continue
+        for dr, dc, w in steps:
+            nr, nc = cur[0] + dr, cur[1] + dc
+            if not (0 <= nr < rows and 0 <= nc < cols) or not grid.free[nr, nc]:
+                continue
+            if dr and dc and not (grid.free[cur[0] + dr, cur[1]] and grid.free[cur[0], cur[1] + dc]):
+                continue
+            new = cost + w
+            if new < best.get((nr, nc), math.inf):
+                best[(nr, nc)] = new
+                came[(nr, nc)] = cur
+                heapq.heappush(heap, (new + math.hypot(nr - g[0], nc - g[1]), new, (nr, nc)))
+    if g not in best:
+        raise ValueError("no path")
+    cells = [g]
+    while cells[-1] != s:
+        cells.append(came[cells[-1]])
+    points = [grid.point(c) for c in reversed(cells)]
+
+    def line_free(a, b):
+        n = max(2, int(math.hypot(b[0] - a[0], b[1] - a[1]) / (grid.resolution / 2)) + 1)
+        return all(grid.free[grid.cell((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])))]
+                   for t in np.linspace(0.0, 1.0, n))
+
+    if len(points) <= 2:
+        return points, line_free
+    out, i = [points[0]], 0
+    while i < len(points) - 1:
+        j = len(points) - 1
+        while j > i + 1 and not line_free(points[i], points[j]):
+            j -= 1
+        out.append(points[j])
+        i = j
+    return out, line_free
+
+
+def test_paths_first_turns_and_line_tests_match_the_reference(store_grid):
+    rng = np.random.default_rng(1)
+    o, (rows, cols) = store_grid.origin, store_grid.shape
+    turns = 0
+    for _ in range(25):
+        a, b = (tuple(o + rng.uniform(0, 1, 2) * (cols * 0.1, rows * 0.1)) for _ in range(2))
+        ref, line_free = reference_path(store_grid, a, b)
+        assert store_grid.path(a, b) == ref
+        turn = store_grid.first_turn(a, b)
+        assert turn == (ref[1] if len(ref) > 2 else None)
+        turns += turn is not None
+        for _ in range(4):
+            c = (a[0] + rng.uniform(-4, 4), a[1] + rng.uniform(-4, 4))
+            assert store_grid.line_free(a, c) == line_free(a, c)
+    assert turns >= 5  # the store's shelves make most paths turn
+
+
+def test_single_segment_queries_match_the_vectorised_ones(store_grid):
+    w = Walkable(store_grid)
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        a = rng.uniform(w.origin - 1, w.origin + np.array([w.cols, w.rows]) * w.resolution + 1)
+        b = a + rng.normal(0, 2.0, 2)
+        assert w.free_at_point(*a) == w.free_at(a[None])[0]
+        assert w.segment_free(a, b) == w.segments_free(a[None], b[None])[0]
+
+
+def test_lean_kalman_is_bit_identical_to_filterpy():
+    rng = np.random.default_rng(3)
+    ref = KalmanFilter(dim_x=4, dim_z=2)
+    ref.H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    lean = _KF()
+    ref.x = lean.x = np.array([1.0, 2.0, 0.0, 0.0])
+    ref.P, lean.P = np.diag([0.5, 0.7, 0.5, 0.5]), np.diag([0.5, 0.7, 0.5, 0.5])
+    for _ in range(100):
+        dt = float(rng.uniform(0.1, 1.0))
+        F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+        Q = np.diag([dt ** 4 / 4, dt ** 4 / 4, dt ** 2, dt ** 2]) * 0.25
+        ref.predict(F=F, Q=Q)
+        lean.predict(F, Q)
+        A = rng.normal(size=(2, 2))
+        R = A @ A.T + np.eye(2) * 0.1
+        z = ref.x[:2] + rng.normal(size=2)
+        ref.update(z.copy(), R=R)
+        lean.update(z.copy(), R)
+        assert np.array_equal(ref.x, lean.x) and np.array_equal(ref.P, lean.P)
