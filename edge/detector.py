@@ -5,7 +5,8 @@ people in it as :class:`~storesense.edge.detections.Detections` in that frame's
 pixels. Back-ends live one per file:
 
 * :mod:`storesense.edge.movenet` - the shipped MoveNet MultiPose ONNX model (ONNX Runtime), float
-  (``movenet``) or int8-quantised for CPU-only nodes (``movenet-int8``, ``tools/quantize_movenet.py``);
+  (``movenet``) or 8-bit quantised (``movenet-int8``, uint8 weights, made by ``tools/quantize_movenet.py``;
+  ``models/LICENSE-movenet.md`` says why, and that on x86 CPUs without VNNI it is slower than the float one);
 * :mod:`storesense.edge.yolo` - Ultralytics YOLO detect/pose models, as an ``.onnx``
   from ``yolo export`` (ONNX Runtime, our own decoding and NMS) or a ``.pt``
   (through the optional ``ultralytics`` package).
