@@ -79,20 +79,30 @@ class FloorTrack:
     last_fix_ts: float = float("-inf")
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # camera -> (its track id, last ts)
     history: list = field(default_factory=list)  # (ts, x, y), every 0.2 s at most, the last few minutes
+    _history_ts: list = field(default_factory=list, repr=False, compare=False)  # the ts of ``history``
 
     def xy_at(self, ts: float) -> tuple[float, float]:
         """Filtered position at (or nearest before) time ``ts`` from the recent history."""
-        if not self.history or ts >= self.history[-1][0]:
+        history = self.history
+        if not history or ts >= history[-1][0]:
             return self.xy
-        i = max(0, bisect_left(self.history, ts, key=lambda h: h[0]) - 1)
-        return self.history[i][1], self.history[i][2]
+        times = self._history_ts
+        if len(times) != len(history):  # history was replaced or edited from outside
+            times[:] = [h[0] for h in history]
+        i = max(0, bisect_left(times, ts) - 1)
+        return history[i][1], history[i][2]
 
     def remember(self) -> None:
         """Append the current position to the history (called after each update; kept at 5 Hz)."""
-        if not self.history or self.ts - self.history[-1][0] >= 0.2:
-            self.history.append((self.ts, *self.xy))
-            if len(self.history) > 1200:
-                del self.history[:300]
+        history = self.history
+        if not history or self.ts - history[-1][0] >= 0.2:
+            if len(self._history_ts) != len(history):
+                self._history_ts[:] = [h[0] for h in history]
+            history.append((self.ts, *self.xy))
+            self._history_ts.append(self.ts)
+            if len(history) > 1200:
+                del history[:300]
+                del self._history_ts[:300]
 
     @property
     def xy(self) -> tuple[float, float]:
@@ -263,45 +273,55 @@ class FloorTracker:
         """:meth:`_costs` and the assignment for a small frame, on plain floats.
 
         The same arithmetic as the vectorised path, operation for operation
-        (the two transcendental functions go through numpy, as there), so the
-        costs are bit-identical. When every observation's cheapest track is
-        unique and no two observations share it, that is the optimal
-        assignment and scipy is not called; otherwise it is.
+        (numpy's power and log on arrays, as there), so the costs are
+        bit-identical; tracks out of walking reach are dropped first. When every
+        observation's cheapest track is unique and no two observations share
+        it, that is the optimal assignment and scipy is not called; otherwise it is.
         """
         m = len(tracks)
-        dts = [ts - t.ts for t in tracks]
-        dts = [dt if dt > 0.0 else 0.0 for dt in dts]
-        q4 = (_np_pow4(dts) if any(dts) else [0.0] * m)
-        pred = []
-        for t, dt, p4 in zip(tracks, dts, q4):
+        reach_m, speed = self.reach_m, self.max_speed
+        near = []  # (row, col) within walking reach
+        dts = {}  # col -> time since the track's state, for the cols in ``near``
+        for j, t in enumerate(tracks):
             f = t.filter
-            s4 = f.q * p4 / 4
+            dt = ts - t.ts
+            dt = dt if dt > 0.0 else 0.0
+            reach = reach_m + speed * dt
+            reach2, cx, cy = reach * reach, f.px, f.py  # type: ignore[attr-defined]
+            for i, (zx, zy) in enumerate(zs):
+                ex, ey = zx - cx, zy - cy
+                if not ex * ex + ey * ey > reach2:
+                    near.append((i, j))
+                    dts[j] = dt
+        if not near:
+            return []
+        moving = [j for j, dt in dts.items() if dt]
+        p4 = dict(zip(moving, _np_pow4([dts[j] for j in moving]))) if moving else {}
+        pred = {}
+        for j, dt in dts.items():
+            f = tracks[j].filter
+            s4 = f.q * p4.get(j, 0.0) / 4  # type: ignore[attr-defined]
             dd = dt * dt
-            pred.append((f.px + dt * f.vx, f.py + dt * f.vy,
-                         f.a00 + dt * (f.b00 + f.b00) + dd * f.d00 + s4,
-                         f.a01 + dt * (f.b01 + f.b10) + dd * f.d01,
-                         f.a11 + dt * (f.b11 + f.b11) + dd * f.d11 + s4,
-                         f.px, f.py, self.reach_m + self.max_speed * dt, t.id))
+            pred[j] = (f.px + dt * f.vx, f.py + dt * f.vy,  # type: ignore[attr-defined]
+                       f.a00 + dt * (f.b00 + f.b00) + dd * f.d00 + s4,  # type: ignore[attr-defined]
+                       f.a01 + dt * (f.b01 + f.b10) + dd * f.d01,  # type: ignore[attr-defined]
+                       f.a11 + dt * (f.b11 + f.b11) + dd * f.d11 + s4)  # type: ignore[attr-defined]
         bindings = self.bindings
         gate, bound_gate = self.gate, self.bound_gate
         feasible = []  # (row, col, d², det, bound)
-        for i, o in enumerate(obs):
+        for i, j in near:
             zx, zy = zs[i]
             (r00, r01), (r10, r11) = Rs[i]
-            bound_id = bindings.get((camera, o.track_id), "")
-            for j, (px, py, p00, p01, p11, cx, cy, reach, tid) in enumerate(pred):
-                ex, ey = zx - cx, zy - cy
-                if ex * ex + ey * ey > reach * reach:
-                    continue  # farther than a person walks
-                a, b, c, e = p00 + r00, p01 + r01, p01 + r10, p11 + r11
-                det = a * e - b * c
-                if not det > 0:
-                    continue
-                d0, d1 = zx - px, zy - py
-                d2 = (e * (d0 * d0) - (b + c) * d0 * d1 + a * (d1 * d1)) / det
-                bound = bound_id == tid
-                if d2 <= (bound_gate if bound else gate):
-                    feasible.append((i, j, d2, det, bound))
+            px, py, p00, p01, p11 = pred[j]
+            a, b, c, e = p00 + r00, p01 + r01, p01 + r10, p11 + r11
+            det = a * e - b * c
+            if not det > 0:
+                continue
+            d0, d1 = zx - px, zy - py
+            d2 = (e * (d0 * d0) - (b + c) * d0 * d1 + a * (d1 * d1)) / det
+            bound = bindings.get((camera, obs[i].track_id)) == tracks[j].id
+            if d2 <= (bound_gate if bound else gate):
+                feasible.append((i, j, d2, det, bound))
         if not feasible:
             return []
         logs = _np_log([f[3] for f in feasible])
@@ -310,20 +330,21 @@ class FloorTracker:
         for (i, j, d2, _, bound), lg in zip(feasible, logs):
             cost[i][j] = d2 + lg if bound else d2 + lg + bonus
         picks: dict[int, int] = {}
-        unique = True
+        unique = len(obs) <= m
         for i, row in enumerate(cost):
+            if not unique:
+                break
             low = min(row)
             if low >= _INFEASIBLE:
                 continue  # nothing this observation could update
             j = row.index(low)
             if j in picks.values() or low in row[j + 1:]:
                 unique = False
-                break
             picks[i] = j
-        if not unique or len(obs) > m:
+        if not unique:
             C = np.array(cost)
-            rows, cols = linear_sum_assignment(C)
-            return [(int(i), tracks[j]) for i, j in zip(rows, cols) if C[i, j] < _INFEASIBLE]
+            rows, cols_ = linear_sum_assignment(C)
+            return [(int(i), tracks[j]) for i, j in zip(rows, cols_) if C[i, j] < _INFEASIBLE]
         return [(i, tracks[j]) for i, j in picks.items()]
 
     def _costs(self, camera: str, ts: float, obs: list[PersonObservation], Z: np.ndarray, R: np.ndarray,

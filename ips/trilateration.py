@@ -224,18 +224,23 @@ class _PathLossProblem:
               ) -> tuple[float, float]:
         """:func:`levenberg_marquardt` from ``(x0, x1)`` within the box ``lo``-``hi``."""
         (lo0, lo1), (hi0, hi1) = lo, hi
-        nodes, s, f = self.nodes, self.sigma, f_scale
-        residual = self.residual
+        nodes, model, s, f = self.nodes, self.model, self.sigma, f_scale
+        sqrt, log10 = math.sqrt, np.log10
 
-        def cost(r):
+        def evaluate(px, py):  # residuals and their soft_l1 cost
+            d = []
+            for ax, ay, dz2, _ in nodes:
+                ex, ey = px - ax, py - ay
+                dist = sqrt(ex * ex + ey * ey + dz2)
+                d.append(dist if dist >= MIN_DISTANCE_M else MIN_DISTANCE_M)
+            r = [(z - (p0 - tn * lg)) / s for (z, p0, tn), lg in zip(model, log10(d).tolist())]
             c = 0.0
             for v in r:
                 u = v / f
-                c += 2.0 * (math.sqrt(1.0 + u * u) - 1.0)
-            return c
+                c += 2.0 * (sqrt(1.0 + u * u) - 1.0)
+            return r, c
 
-        r = residual(x0, x1)
-        c = cost(r)
+        r, c = evaluate(x0, x1)
         lam = 1e-6
         for _ in range(max_iter):
             # reweighted normal equations: JᵀWJ = [[a, b], [b, d]], JᵀWr = (g0, g1)
@@ -247,7 +252,7 @@ class _PathLossProblem:
                     d2 = _MIN_D2
                 j0, j1 = k * ex / d2 / s, k * ey / d2 / s
                 u = ri / f
-                wi = 1.0 / math.sqrt(1.0 + u * u)
+                wi = 1.0 / sqrt(1.0 + u * u)
                 a += j0 * wi * j0
                 b += j0 * wi * j1
                 d += j1 * wi * j1
@@ -256,10 +261,11 @@ class _PathLossProblem:
             while True:
                 aa, dd = a * (1.0 + lam) + 1e-12, d * (1.0 + lam) + 1e-12
                 det = aa * dd - b * b
-                n0 = min(max(x0 + -(dd * g0 - b * g1) / det, lo0), hi0)
-                n1 = min(max(x1 + -(aa * g1 - b * g0) / det, lo1), hi1)
-                rn = residual(n0, n1)
-                cn = cost(rn)
+                n0 = x0 + -(dd * g0 - b * g1) / det
+                n1 = x1 + -(aa * g1 - b * g0) / det
+                n0 = lo0 if n0 < lo0 else hi0 if n0 > hi0 else n0  # np.clip
+                n1 = lo1 if n1 < lo1 else hi1 if n1 > hi1 else n1
+                rn, cn = evaluate(n0, n1)
                 if cn <= c or lam > 1e6:
                     break
                 lam *= 10.0
