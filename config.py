@@ -124,7 +124,16 @@ class Plate(_Model):
     id: str = Field(description="Plate id, unique in the store.")
     sku: str = Field(description="Product on this plate (planogram).")
     level: int = Field(default=0, ge=0, description="Shelf level, 0 = bottom.")
+    height_m: float | None = Field(default=None, gt=0.0, le=3.0,
+                                   description="Height of the plate above the floor in metres (default: "
+                                               "0.3 + 0.45 × level, at most 1.65); tells which plate a hand "
+                                               "reached into.")
     stock: int = Field(default=20, ge=0, description="Items on the plate when the store opens.")
+
+    @property
+    def height(self) -> float:
+        """Height of the plate above the floor, metres (``height_m`` or the default for its level)."""
+        return self.height_m if self.height_m is not None else min(1.65, 0.3 + 0.45 * self.level)
 
 
 class Shelf(_Model):
@@ -139,6 +148,13 @@ class Shelf(_Model):
     @classmethod
     def _polygon(cls, v):
         return _check_polygon(v, "polygon")
+
+    def front_edge(self) -> tuple[np.ndarray, np.ndarray]:
+        """The footprint edge shoppers reach through (the one whose middle is nearest the access point)."""
+        poly = np.asarray(self.polygon, dtype=float)
+        ap = np.asarray(self.access_point, dtype=float)
+        edges = [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
+        return min(edges, key=lambda e: float(np.linalg.norm((e[0] + e[1]) / 2 - ap)))
 
 
 class Intrinsics(_Model):
@@ -194,7 +210,7 @@ class DetectorSettings(_Model):
     model: str = Field(
         default="movenet",
         description="'movenet' for the shipped MoveNet MultiPose ONNX model ('movenet-int8': its int8-quantised "
-        "variant, faster on CPUs), or a path to a YOLO detect/pose "
+        "variant: smaller, but slower than the float model on x86 CPUs without VNNI; see edge/models/LICENSE-movenet.md), or a path to a YOLO detect/pose "
         "model: an .onnx from `yolo export` (run by ONNX Runtime) or a .pt (needs the ultralytics extra). "
         "Relative paths are resolved against the config file's folder.",
     )
@@ -314,6 +330,24 @@ class Camera(_Model):
             h = np.c_[pts[:, :2], np.ones(len(pts))] @ H.T
             return h[:, :2] / h[:, 2:3]
         raise ConfigError(f"camera {self.id}: not calibrated (no intrinsics + pose, no homography)")
+
+    def pixel_ray(self, uv: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The viewing ray of pixel ``uv``: camera centre and unit direction in floor coordinates.
+
+        Lens distortion is removed first. Needs intrinsics and a pose (extrinsics or mount).
+        """
+        if self.intrinsics is None or not (self.extrinsics or self.mount):
+            raise ConfigError(f"camera {self.id}: pixel rays need intrinsics and a pose")
+        K = self.intrinsics.matrix()
+        p = np.array([[uv]], dtype=float)
+        if any(self.intrinsics.dist):
+            import cv2
+
+            p = cv2.undistortPoints(p, K, np.asarray(self.intrinsics.dist, dtype=float), P=K)
+        u, v = p.reshape(2)
+        R, t = self.rotation_translation()
+        d = R.T @ np.array([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], 1.0])
+        return -R.T @ t, d / np.linalg.norm(d)
 
     def image_to_floor_homography(self) -> np.ndarray:
         """The 3×3 homography mapping undistorted pixels to floor metres (z = 0)."""

@@ -151,6 +151,9 @@ class HandShelfInteraction(Envelope):
     hand: Literal["left", "right"] = Field(description="Which wrist.")
     dwell_s: float = Field(ge=0.0, description="Seconds inside the face (0 on enter).")
     keypoint_score: float = Field(ge=0.0, le=1.0, description="Wrist keypoint confidence.")
+    wrist: tuple[float, float] | None = Field(
+        default=None, description="Image position (px) of the wrist in the face at this event, so fusion can tell "
+                                  "which plate it reached (None: not reported).")
 
 
 class BleSighting(Envelope):

@@ -15,18 +15,29 @@ recognised too. Anything below
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ..config import StoreConfig
 from ..contracts import CartChange, HandShelfInteraction, WeightChange
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: confidence of a hands-only pick on a shelf with a single product and no load cell
 HANDS_ONLY_CONFIDENCE = 0.6
+
+#: prior of the number of items one reach takes, used to share a load change among several hands
+DEFAULT_QUANTITY_PRIOR = {0: 0.15, 1: 0.6, 2: 0.17, 3: 0.06}
+
+#: one reach settles one load change per plate: a hand already charged with a change there is unlikely
+#: to have made another
+EXPLAINED_FACTOR = 0.02
 
 
 @dataclass
@@ -39,6 +50,8 @@ class HandVisit:
     exit_ts: float | None = None
     keypoint_score: float = 1.0
     evidence: list[str] = field(default_factory=list)
+    heights: list[float] = field(default_factory=list)  # wrist heights on the shelf face, metres
+    explained: set[str] = field(default_factory=set)  # plates whose load change this visit was charged with
 
 
 @dataclass
@@ -53,9 +66,17 @@ class Decision:
 class PickDecider:
     """Turns hand visits and weight changes into cart changes."""
 
-    def __init__(self, config: StoreConfig, *, review_below: float = 0.6, memory_s: float = 30.0):
+    def __init__(self, config: StoreConfig, *, review_below: float = 0.6, memory_s: float = 30.0,
+                 quantity_prior: dict[int, float] | None = None, putback_share: float = 0.1,
+                 height_sigma_m: float = 0.15, timing_sigma_s: float = 0.3):
         self.config = config
         self.review_below = review_below
+        #: how many items one reach moves (0: a touch, or a reach to another plate of the shelf); a store
+        #: should fit this to its own reviewed transactions
+        self.quantity_prior = quantity_prior or DEFAULT_QUANTITY_PRIOR
+        self.putback_share = putback_share
+        self.height_sigma_m = height_sigma_m
+        self.timing_sigma_s = timing_sigma_s
         self.memory_s = memory_s
         self.visits: list[HandVisit] = []
         self.misplaced: dict[tuple[str, str], dict[str, int]] = {}  # (shelf, plate) -> sku -> items
@@ -69,6 +90,7 @@ class PickDecider:
             log.warning("hand event %s names shelf %r, which the store config does not have; ignored",
                         msg.event_id, msg.shelf)
             return []
+        height = self.reach_height(msg)
         # several cameras may report the same reach: one visit per shopper and shelf at a time
         if msg.phase == "enter":
             visit = next((v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf
@@ -76,8 +98,10 @@ class PickDecider:
             if visit is not None:
                 visit.exit_ts = None  # the same reach seen by another camera, or a hand back in at once
                 visit.evidence.append(msg.event_id)
+                visit.heights += [height] if height is not None else []
                 return []
-            self.visits.append(HandVisit(shopper, msg.shelf, msg.ts, None, msg.keypoint_score, [msg.event_id]))
+            self.visits.append(HandVisit(shopper, msg.shelf, msg.ts, None, msg.keypoint_score, [msg.event_id],
+                                         [height] if height is not None else []))
             return []
         visit = next(
             (v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf and v.exit_ts is None),
@@ -88,6 +112,7 @@ class PickDecider:
                            and v.exit_ts is not None and msg.ts - v.exit_ts < 1.0), None)
             if recent is not None:  # another camera already reported this hand leaving
                 recent.evidence.append(msg.event_id)
+                recent.heights += [height] if height is not None else []
                 return []
         if visit is None:  # the enter was missed: reconstruct it from the dwell time
             visit = HandVisit(shopper, msg.shelf, msg.ts - msg.dwell_s, None, msg.keypoint_score, [])
@@ -95,9 +120,46 @@ class PickDecider:
         visit.exit_ts = msg.ts
         visit.keypoint_score = min(visit.keypoint_score, msg.keypoint_score)
         visit.evidence.append(msg.event_id)
+        visit.heights += [height] if height is not None else []
         if msg.shelf in self._weighed:
             return []  # the load cell will tell
         return [self._hands_only(visit, in_cart)]
+
+    def reach_height(self, msg: HandShelfInteraction) -> float | None:
+        """Height above the floor (m) where the wrist met the shelf's front face, from its pixel.
+
+        The wrist pixel's viewing ray (the camera's calibration) is cut with the
+        vertical plane through the shelf's front edge. None when the event has
+        no wrist position, the camera is not fully calibrated, or the ray runs
+        along the face.
+        """
+        if msg.wrist is None:
+            return None
+        try:
+            camera = self.config.camera(msg.camera)
+            origin, direction = camera.pixel_ray(msg.wrist)
+            a, b = self.config.shelf(msg.shelf).front_edge()
+        except (KeyError, ConfigError):
+            return None
+        normal = np.array([b[1] - a[1], a[0] - b[0], 0.0])
+        denom = float(normal @ direction)
+        if abs(denom) < 1e-6:
+            return None
+        s = float(normal @ (np.array([a[0], a[1], 0.0]) - origin)) / denom
+        return float(origin[2] + s * direction[2]) if s > 0 else None
+
+    def _plate_match(self, visit: HandVisit, shelf: str, plate: str) -> float | None:
+        """How likely the visit's hand reached ``plate`` rather than another plate of the shelf (None: unknown).
+
+        Compares the median wrist height on the face with each plate's height
+        (normal error of ``height_sigma_m``); plates at the same height tie.
+        """
+        plates = self.config.shelf(shelf).plates
+        if not visit.heights or len(plates) < 2:
+            return None
+        h = float(np.median(visit.heights))
+        lik = {p.id: math.exp(-0.5 * ((h - p.height) / self.height_sigma_m) ** 2) + 1e-6 for p in plates}
+        return lik[plate] / sum(lik.values())
 
     def _hands_only(self, visit: HandVisit, in_cart: dict[str, int]) -> Decision:
         plates = self.config.shelf(visit.shelf).plates
@@ -128,7 +190,8 @@ class PickDecider:
             log.warning("weight change %s names plate %r of shelf %r, which the store config does not have; "
                         "ignored", msg.event_id, msg.plate, msg.shelf)
             return []
-        shopper, attribution, visit, n_shoppers = self._attribute(msg)
+        reaching = self._reaching(msg)
+        shopper = reaching[0][0] if reaching else None
         held = cart_of(shopper) if shopper else {}
         sku, qty, fit, how = self._explain(msg, plate.sku, held)
         if qty == 0:
@@ -136,14 +199,16 @@ class PickDecider:
         reason = f"{'picked' if qty > 0 else 'put back'} {abs(qty)} × {sku}: {msg.delta_g:+.0f} g on {msg.plate}"
         if how:
             reason += f" ({how})"
-        evidence = (msg.event_id, *(visit.evidence if visit else ()))
         if shopper is None:
             change = CartChange(sku=sku, quantity=qty, confidence=0.0, needs_review=True, shelf=msg.shelf,
-                                plate=msg.plate, evidence=evidence, reason=reason + "; no hand seen")
+                                plate=msg.plate, evidence=(msg.event_id,), reason=reason + "; no hand seen")
             return [Decision(None, msg.event_id, change)]
+        if len(reaching) > 1 and not how:
+            return self._split(msg, sku, qty, fit, reason, reaching, cart_of)
+        _, attribution, visit = reaching[0]
         confidence = fit * attribution
-        if n_shoppers > 1:
-            reason += f"; {n_shoppers} shoppers reaching into the shelf"
+        if len(reaching) > 1:
+            reason += f"; {len(reaching)} shoppers reaching into the shelf"
         if qty < 0 and held.get(sku, 0) < -qty:
             confidence *= 0.5
             reason += f"; the shopper held {held.get(sku, 0)} × {sku}"
@@ -154,32 +219,115 @@ class PickDecider:
             self.misplaced[key][sku] -= qty
         change = CartChange(sku=sku, quantity=qty, confidence=round(confidence, 3),
                             needs_review=confidence < self.review_below, shelf=msg.shelf, plate=msg.plate,
-                            evidence=evidence, reason=reason)
+                            evidence=(msg.event_id, *visit.evidence), reason=reason)
+        visit.explained.add(msg.plate)
         return [Decision(shopper, msg.event_id, change)]
 
-    def _attribute(self, msg: WeightChange) -> tuple[str | None, float, HandVisit | None, int]:
-        """Whose hand changed the load: (shopper, attribution confidence, visit, shoppers reaching)."""
-        sensor = self.config.sensor_for_plate(msg.shelf, msg.plate)
-        change_end = msg.ts - (sensor.settle_s if sensor else 0.5)
-        candidates = []
+    def _reaching(self, msg: WeightChange) -> list[tuple[str, float, HandVisit]]:
+        """Shoppers whose hands were in the shelf around the load change: (shopper, share, visit), likeliest first.
+
+        One visit per shopper (the one whose timing fits best). The share is how
+        well a hand alone explains the change (:meth:`_timing` × plate match),
+        normalised over the shoppers; :meth:`_split` weighs combinations.
+        """
+        best: dict[str, tuple[float, HandVisit]] = {}
         for v in self.visits:
             if v.shelf != msg.shelf:
                 continue
             end = v.exit_ts if v.exit_ts is not None else msg.ts
             if v.enter_ts <= msg.ts and end >= msg.started_ts - 1.0:
-                # the load starts changing while the hand is in, and settles after it left
-                inside = v.enter_ts - 0.2 <= msg.started_ts <= end + 0.2
-                gap = abs(end - change_end)
-                candidates.append((math.exp(-0.5 * (gap / 0.5) ** 2) * (1.0 if inside else 0.2), v))
-        if not candidates:
-            return None, 0.0, None, 0
-        per_shopper: dict[str, float] = {}
-        for score, v in candidates:
-            per_shopper[v.shopper] = per_shopper.get(v.shopper, 0.0) + score
-        _, visit = max(candidates, key=lambda c: (c[0], c[1].enter_ts))
-        total = sum(per_shopper.values())
-        attribution = per_shopper[visit.shopper] / total if total > 0 else 1.0 / len(per_shopper)
-        return visit.shopper, attribution, visit, len(per_shopper)
+                match = self._plate_match(v, msg.shelf, msg.plate)
+                score = self._timing(msg, v.enter_ts, v.exit_ts) * (1.0 if match is None else match)
+                score *= EXPLAINED_FACTOR if msg.plate in v.explained else 1.0
+                if v.shopper not in best or (score, v.enter_ts) > (best[v.shopper][0], best[v.shopper][1].enter_ts):
+                    best[v.shopper] = (score, v)
+        total = sum(score for score, _ in best.values())
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1].enter_ts, kv[0]))
+        return [(shopper, score / total if total > 0 else 1.0 / len(ranked), v) for shopper, (score, v) in ranked]
+
+    def _timing(self, msg: WeightChange, first_in: float, last_out: float | None) -> float:
+        """Likelihood that hands in the shelf from ``first_in`` to ``last_out`` made the change ``msg``.
+
+        The load starts changing shortly after the first hand goes in and
+        settles ``settle_s`` after the last hand leaves; both offsets are taken
+        as normal with ``timing_sigma_s``. A hand not seen leaving
+        (``last_out`` None) cannot have ended the change, which settled only
+        once no hand was in; a floor keeps a missed hand event from ruling a
+        shopper out altogether.
+        """
+        sensor = self.config.sensor_for_plate(msg.shelf, msg.plate)
+        change_end = msg.ts - (sensor.settle_s if sensor else 0.5)
+        s = self.timing_sigma_s
+        start = math.exp(-0.5 * ((msg.started_ts - first_in - 0.2) / s) ** 2)
+        end = 0.0 if last_out is None else math.exp(-0.5 * ((change_end - last_out - 0.1) / s) ** 2)
+        return max(start, 0.05) * max(end, 0.05)
+
+    def _split(self, msg: WeightChange, sku: str, qty: int, fit: float, reason: str,
+               reaching: list[tuple[str, float, HandVisit]], cart_of: Callable[[str], dict[str, int]]
+               ) -> list[Decision]:
+        """Share one load change among the shoppers reaching into the shelf around it.
+
+        Every split (items per shopper, summing to the change; a shopper may also
+        put back items they held) is weighed by ``quantity_prior`` per shopper,
+        by how well the hands taking part explain the change's timing (the
+        first one in starts it, the last one out ends it) and by how well their
+        wrist heights fit the plate. The most probable split wins and its
+        posterior probability is the confidence: one item each for two hands is
+        sure enough, while three items between two hands (who took two?) goes
+        to review with the alternative in its reason.
+        """
+        who = reaching[:3]
+        held = [cart_of(s).get(sku, 0) for s, _, _ in who]
+        match = [self._plate_match(v, msg.shelf, msg.plate) for _, _, v in who]
+        if qty > 0:
+            ranges = [range(-h, qty + 1) for h in held]
+        else:
+            ranges = [range(-min(h, -qty), 1) for h in held]
+        scored: list[tuple[float, tuple[int, ...]]] = []
+        for combo in itertools.product(*ranges):
+            active = [k for k, q in enumerate(combo) if q]
+            if sum(combo) != qty or not active:
+                continue
+            exits = [who[k][2].exit_ts for k in active]
+            p = self._timing(msg, min(who[k][2].enter_ts for k in active),
+                             None if None in exits else max(exits))  # type: ignore[type-var]
+            for q, m, (_, _, v) in zip(combo, match, who):
+                # a hand at another plate takes nothing from this one; at this plate it takes q by the prior
+                p *= self._reach_prior(q) if m is None else m * self._reach_prior(q) + (0.0 if q else 1.0 - m)
+                p *= EXPLAINED_FACTOR if q and msg.plate in v.explained else 1.0
+            scored.append((p, combo))
+        if not scored:  # put back more than the reaching shoppers held together: the likeliest hand did it
+            scored = [(1.0, (qty,) + (0,) * (len(who) - 1))]
+        total = sum(p for p, _ in scored)
+        scored.sort(key=lambda pc: -pc[0])
+        p_best, split = scored[0]
+        posterior = p_best / total if total > 0 else 0.0
+        confidence = fit * posterior
+        names = ", ".join(f"{s} {q:+d}" for (s, _, _), q in zip(who, split))
+        why = reason
+        if len(who) > 1:
+            why += f"; {len(reaching)} shoppers reaching into the shelf: {names} (p={posterior:.2f}"
+            if len(scored) > 1:
+                why += "; next " + ", ".join(f"{s} {q:+d}" for (s, _, _), q in zip(who, scored[1][1]))
+            why += ")"
+        out = []
+        for k, ((shopper, _, visit), q) in enumerate(zip(who, split)):
+            if q:
+                c = confidence * (0.5 if q < 0 and held[k] < -q else 1.0)
+                change = CartChange(sku=sku, quantity=q, confidence=round(c, 3), needs_review=c < self.review_below,
+                                    shelf=msg.shelf, plate=msg.plate, evidence=(msg.event_id, *visit.evidence),
+                                    reason=why)
+                key = msg.event_id if sum(1 for x in split if x) == 1 else f"{msg.event_id}:{shopper}"
+                out.append(Decision(shopper, key, change))
+                visit.explained.add(msg.plate)
+        return out
+
+    def _reach_prior(self, q: int) -> float:
+        """Prior probability that one shopper's reach moved ``q`` items (negative: put back)."""
+        if q < 0:
+            return self.putback_share * self._reach_prior(-q)
+        top = max(self.quantity_prior)
+        return self.quantity_prior.get(q, self.quantity_prior[top] * 0.5 ** (q - top))
 
     def _explain(self, msg: WeightChange, planned: str, held: dict[str, int]) -> tuple[str, int, float, str]:
         """The product and count that best explain a load change: (sku, signed qty, fit 0..1, how)."""

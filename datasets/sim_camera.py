@@ -44,6 +44,7 @@ over all frames and shoppers at once:
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ import numpy as np
 from ..config import Camera
 from ..contracts import HandShelfInteraction, PersonObservation
 from .sim_geometry import PinholeView, Prism, blocked, points_in_polygon
+from .sim_shoppers import FACE_CLEARANCE_M, REACH_DEPTH_M
 
 #: COCO keypoints in the body frame: (forward m, left m, height as a share of the person's height)
 SKELETON = np.array([
@@ -534,6 +536,14 @@ def _hand_interactions(out: CameraOutput, cam: Camera, view: PinholeView, shoppe
                 n_missed += 1
                 continue
             seen_any = False
+            # where the wrist crosses the face: on the shelf's front edge, between the face point and the target
+            crossing = fp + (np.asarray([r.target], float) - fp) * (FACE_CLEARANCE_M / (FACE_CLEARANCE_M + REACH_DEPTH_M))
+            wrist_px = view.project(crossing)[0]
+            # the wrist's pixel jitters like any keypoint: a share of the person's height in the image
+            depth = float(np.linalg.norm(fp[0] - view.centre))
+            wrist_sigma = level.keypoint_sigma_frac * view.focal * s.height_m / max(depth, 0.5)
+            # its own random stream, so the rest of the scenario does not depend on whether wrists are drawn
+            wrist_rng = np.random.default_rng([zlib.crc32(cam.id.encode()), int(r.t_in * 1000) % 2**32])
             for phase, f in (("enter", f_in), ("exit", f_out)):
                 tid = int(TID[f, j])
                 if tid < 0 or not detected[max(0, f - 2):f + 3, j].any() or cover[f, j] >= 0.6:
@@ -542,7 +552,8 @@ def _hand_interactions(out: CameraOutput, cam: Camera, view: PinholeView, shoppe
                 out.records.append((round(float(T[f]), 3), cam.id, HandShelfInteraction, dict(
                     camera=cam.id, track_id=tid, shelf=r.shelf, face=face.id, phase=phase, hand=r.hand,
                     dwell_s=0.0 if phase == "enter" else round(float(T[f_out] - T[f_in]), 3),
-                    keypoint_score=round(float(rng.uniform(0.55, 0.95) * (1 - 0.5 * cover[f, j])), 3))))
+                    keypoint_score=round(float(rng.uniform(0.55, 0.95) * (1 - 0.5 * cover[f, j])), 3),
+                    wrist=tuple(round(float(c), 1) for c in wrist_px + wrist_rng.normal(0.0, wrist_sigma, 2)))))
             n_seen += seen_any
     out.stats.update(reaches_seen=n_seen, reaches_missed=n_missed)
 

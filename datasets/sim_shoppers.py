@@ -192,11 +192,6 @@ def shelf_fronts(config: StoreConfig) -> dict[str, ShelfFront]:
     return out
 
 
-def plate_height(level: int) -> float:
-    """Height in metres of a shelf level's plate (0 = bottom)."""
-    return float(min(1.65, 0.3 + 0.45 * level))
-
-
 class PathFinder:
     """Shortest walkable paths on a :class:`FloorGrid`'s free cells, fast enough for crowds.
 
@@ -461,7 +456,7 @@ class ShopperPlanner:
                t_in: float | None = None, together_with: str | None = None) -> Reach:
         """Stand at the current spot and reach into ``plate``; records truth and advances time."""
         rng = self.rng
-        target, face, facing = self.reach_points(shelf, w.pos, plate_height(plate.level))
+        target, face, facing = self.reach_points(shelf, w.pos, plate.height)
         t_in = w.t + float(rng.uniform(0.2, 0.6)) if t_in is None else t_in
         t_out = t_in + float(rng.uniform(0.8, 1.6)) + 0.3 * max(abs(qty) - 1, 0)
         hand = "right" if rng.random() < 0.7 else "left"

@@ -147,7 +147,7 @@ def generate_scenario(
     plate_load = {
         (s.id, p.id): p.stock * config.product(p.sku).unit_weight_g for s in config.shelves for p in s.plates
     }
-    hand_events: list[tuple[float, str, str, str, float]] = []  # ts, shopper, shelf, phase, dwell
+    hand_events: list[tuple[float, str, str, str, float, float]] = []  # ts, shopper, shelf, phase, dwell, height
 
     t_enter = start_ts + 1.0
     for i in range(shoppers):
@@ -174,8 +174,8 @@ def generate_scenario(
                 t_in = walker.t
                 dwell = float(rng.uniform(1.0, 2.0))
                 t_out = t_in + dwell
-                hand_events.append((t_in, sid, shelf.id, "enter", 0.0))
-                hand_events.append((t_out, sid, shelf.id, "exit", dwell))
+                hand_events.append((t_in, sid, shelf.id, "enter", 0.0, plate.height))
+                hand_events.append((t_out, sid, shelf.id, "exit", dwell, plate.height))
                 shopper.actions.append(ShelfAction(t_out, shelf.id, plate.id, plate.sku, q))
                 sensor = config.sensor_for_plate(shelf.id, plate.id)
                 if sensor is not None:
@@ -238,7 +238,7 @@ def generate_scenario(
                 )
 
     # hand interactions: reported by the nearest camera that sees the shopper and the shelf face
-    for t, sid, shelf_id, phase, dwell in sorted(hand_events):
+    for t, sid, shelf_id, phase, dwell, height in sorted(hand_events):
         s = by_id[sid]
         x, y = s.position(t)
         best = None
@@ -254,10 +254,15 @@ def generate_scenario(
         if best is None:
             continue  # no camera sees this reach: the weight change alone must tell
         _, cam, face, tid = best
+        # the wrist where it crosses the front face, in front of the shopper at the plate's height
+        a, b = config.shelf(shelf_id).front_edge()
+        u = float(np.clip(np.dot(np.subtract((x, y), a), b - a) / np.dot(b - a, b - a), 0.05, 0.95))
+        wrist = cam.floor_to_image(np.array([[*(a + u * (b - a)), height]]))[0]
         messages.append(
             stamp(cam.id, HandShelfInteraction, t, camera=cam.id, track_id=tid, shelf=shelf_id, face=face.id,
                   phase=phase, hand="right", dwell_s=round(dwell, 3),
-                  keypoint_score=round(float(cam_rng.uniform(0.6, 0.95)), 3))
+                  keypoint_score=round(float(cam_rng.uniform(0.6, 0.95)), 3),
+                  wrist=None if np.isnan(wrist).any() else (round(float(wrist[0]), 1), round(float(wrist[1]), 1)))
         )
 
     # BLE nodes ------------------------------------------------------------

@@ -192,7 +192,8 @@ class CameraNode:
         return self.stamper.make(
             HandShelfInteraction, ev.ts, camera=self.camera.id, track_id=ev.track_id, shelf=ev.shelf,
             face=ev.face, phase=ev.phase, hand=ev.hand, dwell_s=ev.dwell_s,
-            keypoint_score=float(min(1.0, max(0.0, ev.keypoint_score))))
+            keypoint_score=float(min(1.0, max(0.0, ev.keypoint_score))),
+            wrist=None if ev.wrist is None else (round(ev.wrist[0], 1), round(ev.wrist[1], 1)))
 
     # -- status
 

@@ -42,6 +42,7 @@ class HandEvent:
     ts: float
     dwell_s: float
     keypoint_score: float
+    wrist: tuple[float, float] | None = None  # wrist pixel inside the face: first frame in / last frame in
 
 
 @dataclass
@@ -53,6 +54,8 @@ class _HandState:
     enter_ts: float = 0.0
     score_sum: float = 0.0  # wrist scores while inside, for the exit event's mean
     score_n: int = 0
+    first_point: tuple[float, float] | None = None  # wrist pixel of the first frame inside (pending enter)
+    last_point: tuple[float, float] | None = None  # wrist pixel of the last frame inside
 
     def mean_score(self) -> float:
         """Mean wrist score over the frames the hand was inside."""
@@ -106,6 +109,10 @@ class HandShelfMonitor:
                 dist = cv2.pointPolygonTest(self._contours[f], (point[0], point[1]), True)
                 now_inside = dist >= 0 if not state.inside else dist >= -self.edge_margin_px
                 score = point[2]
+                if now_inside:
+                    if not state.inside and state.streak == 0:
+                        state.first_point = (point[0], point[1])
+                    state.last_point = (point[0], point[1])
             event = self._step(state, now_inside, score, ts, key)
             if event is not None:
                 events.append(event)
@@ -134,11 +141,12 @@ class HandShelfMonitor:
         if now_inside:
             state.inside, state.enter_ts = True, state.streak_ts
             state.score_sum, state.score_n = float(sum(state.streak_scores)), len(state.streak_scores)
-            event = HandEvent(tid, face.shelf, face.id, "enter", hand, state.streak_ts, 0.0, state.mean_score())
+            event = HandEvent(tid, face.shelf, face.id, "enter", hand, state.streak_ts, 0.0, state.mean_score(),
+                              state.first_point)
         else:
             state.inside = False
             event = HandEvent(tid, face.shelf, face.id, "exit", hand, state.streak_ts,
-                              max(0.0, state.streak_ts - state.enter_ts), state.mean_score())
+                              max(0.0, state.streak_ts - state.enter_ts), state.mean_score(), state.last_point)
         state.streak, state.streak_scores = 0, []
         return event
 
@@ -153,6 +161,6 @@ class HandShelfMonitor:
             if state.inside:
                 face = self.faces[f]
                 events.append(HandEvent(tid, face.shelf, face.id, "exit", hand, ts, max(0.0, ts - state.enter_ts),
-                                        state.mean_score()))
+                                        state.mean_score(), state.last_point))
         self._states.clear()
         return events

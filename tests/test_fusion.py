@@ -117,11 +117,59 @@ def test_receipts_match_truth_for_the_simple_generator(store):
     assert all(c.matches for c in checks)
 
 
-def _visit(decider, shopper, shelf, t0, t1, st):
+def _visit(decider, shopper, shelf, t0, t1, st, camera="cam1", wrist=None):
     for phase, t in (("enter", t0), ("exit", t1)):
-        decider.hand(shopper, st.make(HandShelfInteraction, t, camera="cam1", track_id=1, shelf=shelf,
+        decider.hand(shopper, st.make(HandShelfInteraction, t, camera=camera, track_id=1, shelf=shelf,
                                       face=f"{shelf}-front", phase=phase, hand="right",
-                                      dwell_s=0.0 if phase == "enter" else t1 - t0, keypoint_score=0.9), {})
+                                      dwell_s=0.0 if phase == "enter" else t1 - t0, keypoint_score=0.9,
+                                      wrist=wrist), {})
+
+
+def _wrist_at(store, camera, shelf, height, along=0.5):
+    """The pixel where ``camera`` sees a point of ``shelf``'s front face at ``height`` metres."""
+    a, b = store.shelf(shelf).front_edge()
+    x, y = a + along * (b - a)
+    u, v = store.camera(camera).floor_to_image(np.array([[x, y, height]]))[0]
+    return float(u), float(v)
+
+
+def test_wrist_pixel_gives_the_height_the_hand_reached_on_the_shelf_face(store):
+    decider = PickDecider(store)
+    cam = Stamper("cam3", "r")
+    for plate in store.shelf("A").plates:
+        wrist = _wrist_at(store, "cam3", "A", plate.height, along=0.4)
+        msg = cam.make(HandShelfInteraction, 1.0, camera="cam3", track_id=1, shelf="A", face="A-front",
+                       phase="enter", hand="left", dwell_s=0.0, keypoint_score=0.9, wrist=wrist)
+        assert decider.reach_height(msg) == pytest.approx(plate.height, abs=0.01)
+    no_wrist = msg.model_copy(update={"wrist": None})
+    assert decider.reach_height(no_wrist) is None
+
+
+def test_two_hands_in_one_shelf_share_its_load_change_by_plate_and_timing(store):
+    cam, shelf = Stamper("cam3", "r"), Stamper("ws", "r")
+    milk, butter = (store.plate("A", p).height for p in ("A1", "A3"))
+    # both reach into the milk plate at once; the load drops by two litres: one each
+    decider = PickDecider(store)
+    _visit(decider, "s-1", "A", 10.0, 11.6, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.3))
+    _visit(decider, "s-2", "A", 10.6, 12.0, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.7))
+    d = decider.weight(shelf.make(WeightChange, 12.6, sensor="ws-A1", shelf="A", plate="A1", delta_g=-2061.0,
+                                  total_g=5000.0, noise_g=3.0, started_ts=10.2), lambda s: {})
+    assert sorted((x.shopper, x.change.quantity) for x in d) == [("s-1", 1), ("s-2", 1)]
+    assert not any(x.change.needs_review for x in d) and len({x.key for x in d}) == 2
+    # same timing, but the second hand is at the butter plate: both litres are the first shopper's
+    decider = PickDecider(store)
+    _visit(decider, "s-1", "A", 10.0, 11.6, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.3))
+    _visit(decider, "s-2", "A", 10.6, 12.0, cam, "cam3", _wrist_at(store, "cam3", "A", butter, 0.7))
+    d = decider.weight(shelf.make(WeightChange, 12.6, sensor="ws-A1", shelf="A", plate="A1", delta_g=-2061.0,
+                                  total_g=5000.0, noise_g=3.0, started_ts=10.2), lambda s: {})
+    assert [(x.shopper, x.change.quantity) for x in d] == [("s-1", 2)]
+    # three items between two hands at the same plate: who took two cannot be told, so it goes to review
+    decider = PickDecider(store)
+    _visit(decider, "s-1", "A", 10.0, 11.6, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.3))
+    _visit(decider, "s-2", "A", 10.6, 12.0, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.7))
+    d = decider.weight(shelf.make(WeightChange, 12.6, sensor="ws-A1", shelf="A", plate="A1", delta_g=-3092.0,
+                                  total_g=5000.0, noise_g=3.0, started_ts=10.2), lambda s: {})
+    assert sum(x.change.quantity for x in d) == 3 and all(x.change.needs_review for x in d)
 
 
 def test_put_back_on_the_wrong_plate_is_recognised_and_its_later_pick_too(store):
