@@ -57,8 +57,8 @@ def demo(
     db: Optional[Path] = typer.Option(None, help="SQLite file for the hub (default: a temporary file)."),
     record: Optional[Path] = typer.Option(None, help="Folder to record edge.jsonl and fusion.jsonl into."),
     linger: float = typer.Option(0.0, min=0.0, help="Keep the hub's live page up this many seconds after the run."),
-    level: Optional[str] = typer.Option(None, help="Use the store simulator at this level (quiet, busy, crowded) "
-                                                   "instead of the simple generator."),
+    level: str = typer.Option("quiet", help="Store simulator difficulty level (quiet, busy, crowded), or 'simple' "
+                                            "for the Foundation's simple generator."),
 ) -> None:
     """Run a simulated store end to end and print each shopper's receipt against the truth."""
     from .demo import run_demo

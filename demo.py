@@ -79,15 +79,15 @@ def match_receipts(shoppers: list[TruthShopper], receipts: list[Receipt]) -> lis
 
 def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: str | None = None,
              record_dir: str | None = None, progress=None, timeout_s: float = 60.0, page_port: int | None = 0,
-             on_page=None, page_linger_s: float = 0.0, level: str | None = None) -> DemoResult:
+             on_page=None, page_linger_s: float = 0.0, level: str = "quiet") -> DemoResult:
     """Run the end-to-end demo; ``progress(done, total, stage)`` reports streaming progress.
 
-    ``level`` (quiet, busy, crowded) runs the store simulator instead of the
-    simple generator. The hub's live page is served on ``page_port`` (0: a free port; None: not at all) and its URL
+    ``level`` (quiet, busy, crowded) is the store simulator's difficulty level;
+    ``"simple"`` runs the Foundation's simple generator instead. The hub's live page is served on ``page_port`` (0: a free port; None: not at all) and its URL
     handed to ``on_page(url)``; ``page_linger_s`` keeps it up that long after the run.
     """
     started = time.monotonic()
-    if level is None:  # the Foundation's simple generator
+    if level == "simple":  # the Foundation's simple generator
         scenario = generate_scenario(config, shoppers=shoppers, seed=seed)
     else:  # the store simulator at a difficulty level
         from .datasets.simulator import simulate
