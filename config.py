@@ -436,6 +436,13 @@ class WeightSensor(_Model):
         return v
 
 
+class Gate(_Model):
+    """A check-in point in an entry zone: the scanner or turnstile a shopper stands at to check in."""
+
+    id: str = Field(description="Gate id, unique in the store; check-in messages name it.")
+    position: Point2 = Field(description="Where a shopper stands to check in, floor metres.")
+
+
 class Zone(_Model):
     """A floor area that produces enter/dwell/exit events."""
 
@@ -445,11 +452,23 @@ class Zone(_Model):
     )
     polygon: list[Point2] = Field(description="Zone polygon on the floor, metres.")
     min_dwell_s: float = Field(default=1.0, ge=0.0, description="Seconds inside before a dwell event.")
+    gates: list[Gate] = Field(default_factory=list,
+                              description="Entry zones only: check-in points (scanners, turnstiles). A check-in "
+                                          "naming its gate goes to the shopper standing there.")
 
     @field_validator("polygon")
     @classmethod
     def _polygon(cls, v):
         return _check_polygon(v, "polygon")
+
+    @model_validator(mode="after")
+    def _gates(self):
+        if self.gates and self.kind != "entry":
+            raise ValueError(f"zone {self.id}: gates belong to entry zones, this one is {self.kind}")
+        for g in self.gates:
+            if distance_to_polygon(g.position[0], g.position[1], self.polygon) > 0.5:
+                raise ValueError(f"zone {self.id}: gate {g.id} at {list(g.position)} is not in the zone")
+        return self
 
 
 class MqttSettings(_Model):
@@ -569,6 +588,7 @@ class StoreConfig(_Model):
         unique(self.weight_sensors, "weight_sensors")
         unique(self.zones, "zones")
         unique([p for s in self.shelves for p in s.plates], "plates")
+        unique([g for z in self.zones for g in z.gates], "gates")
         for i, shelf in enumerate(self.shelves):
             for j, plate in enumerate(shelf.plates):
                 if plate.sku not in skus:
@@ -618,6 +638,14 @@ class StoreConfig(_Model):
             if c.id == camera_id:
                 return c
         raise KeyError(camera_id)
+
+    def gate(self, gate_id: str) -> tuple[Zone, Gate]:
+        """The entry zone and gate with id ``gate_id``; KeyError if unknown."""
+        for z in self.zones:
+            for g in z.gates:
+                if g.id == gate_id:
+                    return z, g
+        raise KeyError(gate_id)
 
     def zones_of(self, kind: str) -> list[Zone]:
         """All zones of one kind (``entry``, ``exit``, ...)."""

@@ -187,6 +187,9 @@ class CheckIn(Envelope):
     tag: str = Field(min_length=1, description="The shopper's app id / BLE tag, or the scanned code.")
     method: Literal["app", "code"] = Field(description="app: the phone app near the gate; code: a scanned code.")
     zone: str = Field(description="Entry zone id where the check-in happened.")
+    gate: str | None = Field(default=None, description="Gate (scanner) id from the store config where it "
+                                                       "happened, when the zone has gates: the tag goes to the "
+                                                       "shopper standing there.")
 
 
 class ShopperLocation(Envelope):

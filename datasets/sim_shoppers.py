@@ -103,6 +103,7 @@ class SimShopper(TruthShopper):
     phone: str = "hand"  # where the phone is carried: "hand" or "pocket"
     checkin_ts: float = 0.0
     checkin_method: str = "app"
+    checkin_gate: str | None = None  # the entry gate it happened at (stores with gates)
     headings: list[float] = field(default_factory=list)  # body heading (rad) on the interval ending at keyframe k
     reaches: list[Reach] = field(default_factory=list)
     handovers: list[Handover] = field(default_factory=list)
@@ -139,7 +140,7 @@ class SimShopper(TruthShopper):
         return {
             "id": self.id, "tag": self.tag, "height_m": round(self.height_m, 3), "phone": self.phone,
             "enter_ts": round(self.enter_ts, 3), "exit_ts": round(self.exit_ts, 3),
-            "checkin": {"ts": round(self.checkin_ts, 3), "method": self.checkin_method},
+            "checkin": {"ts": round(self.checkin_ts, 3), "method": self.checkin_method, "gate": self.checkin_gate},
             "charged": self.charged(),
             "actions": [{"ts": round(a.ts, 3), "shelf": a.shelf, "plate": a.plate, "sku": a.sku,
                          "quantity": a.quantity} for a in self.actions],
@@ -328,6 +329,7 @@ class ShopperPlanner:
         zones = np.asarray(self.entry_zone.polygon, float), np.asarray(self.exit_zone.polygon, float)
         self.browse_points = centres[~(points_in_polygon(centres, zones[0]) | points_in_polygon(centres, zones[1]))]
         self.fronts = shelf_fronts(config)
+        self._gate_free: dict[str, float] = {}  # gate id -> when the last shopper has stepped through
         self.weighed = {(w.shelf, w.plate) for w in config.weight_sensors}
         self.stock = {(s.id, p.id): p.stock for s in config.shelves for p in s.plates}
         self.finder = PathFinder(grid)
@@ -403,12 +405,22 @@ class ShopperPlanner:
         door = tuple(self.entry_points[int(rng.integers(len(self.entry_points)))])
         spot = tuple(self.entry_points[int(rng.integers(len(self.entry_points)))])
         w = _Walker(self, door, t_arrive, float(rng.uniform(0.75, 1.3)), rng, math.pi / 2)
+        gate = None
+        if self.entry_zone.gates:  # check in at the gate that frees first, queueing at the door until it does
+            gate = min(self.entry_zone.gates, key=lambda g: (self._gate_free.get(g.id, -math.inf), g.id))
+            spot = self.snap(gate.position)
+            wait = self._gate_free.get(gate.id, -math.inf) - (w.t + w.travel_time(spot))
+            if wait > 0:
+                w.wait(wait, "entry")
         w.walk_to(spot)
         method = "code" if rng.random() < lv.code_checkin_share else "app"
         stand = float(rng.uniform(2.5, 4.5) if method == "code" else rng.uniform(1.0, 2.5))
         shopper.checkin_ts = w.t + float(rng.uniform(0.3, stand - 0.3))
         shopper.checkin_method = method
         w.wait(stand, "entry")
+        if gate is not None:
+            shopper.checkin_gate = gate.id
+            self._gate_free[gate.id] = w.t + 0.8  # stepped through
 
         holding: list[tuple[str, str]] = []  # (sku, plate) carried and still charged
         visits = self._choose_visits(w.pos)

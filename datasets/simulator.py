@@ -13,7 +13,8 @@ What it simulates (details in the helper modules):
 - shoppers (:mod:`.sim_shoppers`): arrivals at ``arrival_gap_s`` on average
   with at most ``max_concurrent`` inside; a walk in through the door, a stand
   in the entry zone with a :class:`~storesense.contracts.CheckIn` from
-  ``entry-gate`` (the app's tag; method ``app`` or a scanned ``code``), A*
+  ``entry-gate`` (the app's tag; method ``app`` or a scanned ``code``; at one
+  of the zone's gates when it has any, queueing while the gate is taken), A*
   walks with varying speed, browsing detours, stands at spots along shelf
   fronts, reaches (touches, picks of 1-3 items, put-backs, put-backs of a
   carried item onto another product's plate), two shoppers reaching into one
@@ -318,6 +319,7 @@ def _shopper_from_json(d: dict) -> SimShopper:
     s = SimShopper(d["id"], d["tag"], d["enter_ts"], d["exit_ts"])
     s.height_m, s.phone = d["height_m"], d["phone"]
     s.checkin_ts, s.checkin_method = d["checkin"]["ts"], d["checkin"]["method"]
+    s.checkin_gate = d["checkin"].get("gate")
     s.actions = [ShelfAction(**a) for a in d["actions"]]
     s.reaches = [Reach(**{**r, "target": tuple(r["target"]), "face_point": tuple(r["face_point"])}) for r in d["reaches"]]
     s.keyframes = [tuple(k) for k in d["keyframes"]]
@@ -396,7 +398,7 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     entry = config.zones_of("entry")[0].id
     for s in truth:
         records.append((round(s.checkin_ts, 3), ENTRY_GATE, CheckIn,
-                        dict(tag=s.tag, method=s.checkin_method, zone=entry)))
+                        dict(tag=s.tag, method=s.checkin_method, zone=entry, gate=s.checkin_gate)))
     kinds = [(c.id, "camera") for c in config.cameras] + [(b.id, "ble") for b in config.ble_nodes]
     kinds += [(w.id, "shelf") for w in config.weight_sensors]
     for node, kind in kinds:

@@ -51,6 +51,7 @@ class Session:
     lost_at: tuple[float, float, float] | None = None  # (ts, x, y) when its track was lost
     fixes: deque = field(default_factory=lambda: deque(maxlen=200))
     tag_ts: float = 0.0  # when the tag was attached
+    tag_at_gate: bool = False  # the tag came from a check-in at a gate the shopper stood at (not a guess)
     bound_ts: float = 0.0  # when the current track binding started
 
 

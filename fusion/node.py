@@ -15,7 +15,9 @@ What happens to each input:
   walks in (a false positive standing at the door never does); a lost
   session is re-bound to the new track that fits it; a session standing in an
   exit zone is closed and gets its ``receipt``;
-- ``check_in``: gives the session in that entry zone its shopper's tag;
+- ``check_in``: gives its shopper's tag to the shopper standing at its gate
+  (stores whose entry zones have gates), otherwise to the session in that entry
+  zone (several there: BLE decides);
 - ``ble_sighting``: through the BLE positioner (``storesense.ips`` by default,
   when the store has three or more BLE nodes) into a fix for the tag,
   which keeps the session's track alive through occlusion, re-binds a lost
@@ -84,6 +86,8 @@ class FusionNode:
         session_hits: int = 3,
         walk_in_m: float = 1.5,
         lost_close_s: float = 30.0,
+        gate_radius_m: float = 0.7,
+        gate_margin_m: float = 0.3,
     ):
         self.config = config
         self.emit = emit
@@ -102,6 +106,8 @@ class FusionNode:
         self.session_hits = session_hits
         self.walk_in_m = walk_in_m
         self.lost_close_s = lost_close_s
+        self.gate_radius_m = gate_radius_m
+        self.gate_margin_m = gate_margin_m
         self.reorder = ReorderBuffer(reorder_window_s)
         self.counters: Counter[str] = Counter()
         self.now = float("-inf")
@@ -229,6 +235,12 @@ class FusionNode:
                 log.warning("check-in %s in %s matched no shopper track within %.0f s", ci.tag, ci.zone,
                             self.checkin_wait_s)
                 continue
+            if ci.gate is not None:
+                decided = self._checkin_at_gate(ci, ts)
+                if decided is not None:
+                    if not decided:
+                        keep.append(ci)  # nobody at the gate yet (the track is still tentative): look again
+                    continue
             zone = next((z for z in self._entry if z.id == ci.zone), None)
             zones = [zone] if zone is not None else self._entry
             candidates = [
@@ -252,6 +264,43 @@ class FusionNode:
                 self.identity.attach_tag(candidates[0], ci.tag, ci.ts)
         self._pending_checkins = keep
 
+    def _checkin_at_gate(self, ci: CheckIn, ts: float) -> bool | None:
+        """Give a gate's check-in to the shopper standing at that gate when it was made.
+
+        Returns True when decided (the nearest untagged shopper within
+        ``gate_radius_m``, clearly nearer than the next), False when nobody
+        stands there yet, None when the gate cannot tell (unknown gate, or two
+        shoppers equally near): the zone's candidates and BLE decide then.
+        """
+        try:
+            _, gate = self.config.gate(ci.gate)  # type: ignore[arg-type]
+        except KeyError:
+            self.counters["checkins_unknown_gate"] += 1
+            log.warning("check-in %s names gate %r, which the store config does not have", ci.event_id, ci.gate)
+            return None
+        near = []
+        for track in self.tracker.tracks.values():
+            session = self.identity.session_of(track.id)
+            if not track.confirmed or track.born_ts > ci.ts + 0.5 or (session is not None and session.tag):
+                continue
+            if self.identity.by_track.get(track.id) and session is None:
+                continue  # bound to a closed session
+            d = math.dist(track.xy_at(ci.ts), gate.position)
+            if d <= self.gate_radius_m:
+                near.append((d, track.id, track, session))
+        near.sort(key=lambda n: n[:2])
+        if not near:
+            return False
+        if len(near) > 1 and near[1][0] - near[0][0] < self.gate_margin_m:
+            self.counters["checkins_gate_ambiguous"] += 1
+            return None
+        _, _, track, session = near[0]
+        session = session or self._open(track, ts)
+        self.identity.attach_tag(session, ci.tag, ci.ts)
+        session.tag_at_gate = True
+        self.counters["checkins_at_gate"] += 1
+        return True
+
     def _fix(self, tag: str, fix: Fix) -> None:
         if tag in self.identity.pending:
             if self.identity.weigh_pending(tag, fix, self.tracker.tracks) is not None:
@@ -269,7 +318,8 @@ class FusionNode:
             swapped = self.identity.check_swap(session, self.tracker.tracks, fix.ts)
             if swapped:
                 a, b, since = swapped
-                if since <= max(a.tag_ts, b.tag_ts) + 3.0 and fix.ts - min(a.tag_ts, b.tag_ts) <= 30.0:
+                if (since <= max(a.tag_ts, b.tag_ts) + 3.0 and fix.ts - min(a.tag_ts, b.tag_ts) <= 30.0
+                        and not (a.tag_at_gate and b.tag_at_gate)):
                     # they have not met since checking in (lately): the tags were mixed up at the gate
                     a.track_id, b.track_id = b.track_id, a.track_id
                     self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id

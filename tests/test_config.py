@@ -66,6 +66,23 @@ def test_degenerate_polygon_is_rejected(example_dict):
         parse_store_config(example_dict)
 
 
+def test_gates_must_sit_in_an_entry_zone_and_be_unique(example_dict):
+    entry = next(i for i, z in enumerate(example_dict["zones"]) if z["kind"] == "entry")
+    gates = example_dict["zones"][entry]["gates"]
+    gates[0]["position"] = [6.0, 4.0]
+    with pytest.raises(ConfigError, match=rf"zones\[{entry}\]: .*gate gate-1 at \[6.0, 4.0\] is not in the zone"):
+        parse_store_config(example_dict)
+    gates[0]["position"] = [0.9, 0.7]
+    gates[1]["id"] = gates[0]["id"]
+    with pytest.raises(ConfigError, match=r"gates\[1\]: duplicate id 'gate-1'"):
+        parse_store_config(example_dict)
+    gates[1]["id"] = "gate-2"
+    exit_ = next(i for i, z in enumerate(example_dict["zones"]) if z["kind"] == "exit")
+    example_dict["zones"][exit_]["gates"] = [{"id": "out", "position": [10.0, 0.8]}]
+    with pytest.raises(ConfigError, match=r"gates belong to entry zones"):
+        parse_store_config(example_dict)
+
+
 def test_invalid_yaml_reports_line(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("store:\n  id: x\n  name: [unclosed\n")

@@ -1,5 +1,7 @@
 """Fusion: Kalman filters, ordering, identity, and cart decisions on edge cases."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -277,3 +279,26 @@ def test_messages_naming_unknown_shelves_plates_and_zones_are_skipped_not_fatal(
     node, out = fuse(store, msgs)
     assert receipts(out) == receipts(expected)
     assert "shelf 'NOPE'" in caplog.text and "plate 'NOPE'" in caplog.text
+
+
+def test_a_check_in_at_a_gate_goes_to_the_shopper_standing_there(store):
+    """Two shoppers in the entry zone, one at each gate: gate-2's check-in is the one at gate-2."""
+    from storesense.contracts import CheckIn, FloorPoint, PersonObservation
+
+    cam, gate_node = Stamper("cam1", "r"), Stamper("entry-gate", "r")
+    node = FusionNode(store, lambda m: None, run_id="t", ble=None)
+    _, g1 = store.gate("gate-1")
+    _, g2 = store.gate("gate-2")
+    for f in range(30):  # 3 s at 10 fps, both standing at their gates
+        t = 100.0 + f * 0.1
+        for tid, (x, y) in ((1, g1.position), (2, g2.position)):
+            node.handle(cam.make(PersonObservation, t, camera="cam1", frame=f, track_id=tid,
+                                 bbox=(100.0 * tid, 100.0, 40.0, 120.0), score=0.9,
+                                 floor=FloorPoint(x=x, y=y, cov=((0.01, 0.0), (0.0, 0.01)))))
+        if f == 20:
+            node.handle(gate_node.make(CheckIn, t, tag="tag-b", method="code", zone="entry", gate="gate-2"))
+    node.flush()
+    tagged = node.identity.session_of_tag("tag-b")
+    assert tagged is not None and tagged.tag_at_gate
+    assert math.dist(node.tracker.tracks[tagged.track_id].xy, g2.position) < 0.2
+    assert node.counters["checkins_at_gate"] == 1
