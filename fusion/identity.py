@@ -218,8 +218,13 @@ class IdentityBook:
             if theirs is None or len(other.fixes) < 3:
                 continue
             met = max(session.tag_ts, other.tag_ts)
+            if sum(1 for f in session.fixes if f.ts > met) < 4 or sum(1 for f in other.fixes if f.ts > met) < 4:
+                continue  # too few fixes since the check-in: fewer still since the last encounter
+            # Only the last ``swap_window`` fixes of each count, so an encounter older than the
+            # first of them selects the same fixes as none: the scan back can stop there.
+            oldest = min(f.ts for fixes in (session.fixes, other.fixes) for f in list(fixes)[-self.swap_window:])
             for t, x, y in reversed(mine.history):
-                if t <= met:
+                if t <= met or t < oldest:
                     break
                 tx, ty = theirs.xy_at(t)
                 if (x - tx) ** 2 + (y - ty) ** 2 < 1.5**2:

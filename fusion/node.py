@@ -118,6 +118,9 @@ class FusionNode:
         self._retry: dict[str, float] = {}  # track without a session -> when it was last considered
         self._entry = config.zones_of("entry")
         self._exit = config.zones_of("exit")
+        # bounding boxes of the zones: a point outside one (by more than rounding) is outside its zone
+        self._boxes = {z.id: (min(p[0] for p in z.polygon), min(p[1] for p in z.polygon),
+                              max(p[0] for p in z.polygon), max(p[1] for p in z.polygon)) for z in config.zones}
 
     @property
     def sessions(self) -> dict[str, Session]:
@@ -362,8 +365,10 @@ class FusionNode:
 
     def _zones(self, session: Session, track: FloorTrack, ts: float) -> None:
         x, y = track.xy
+        boxes = self._boxes
         for zone in self.config.zones:
-            inside = point_in_polygon(x, y, zone.polygon)
+            x0, y0, x1, y1 = boxes[zone.id]
+            inside = (x0 - 1e-6 <= x <= x1 + 1e-6 and y0 - 1e-6 <= y <= y1 + 1e-6) and point_in_polygon(x, y, zone.polygon)
             was = zone.id in session.zones
             if inside and not was:
                 session.zones[zone.id] = ts
@@ -494,7 +499,14 @@ class FusionNode:
     def _near(self, xy: tuple[float, float], zones, margin: float | None = None) -> bool:
         """Inside one of ``zones`` or within ``margin`` (default ``entry_margin_m``) of it."""
         m = self.entry_margin_m if margin is None else margin
-        return any(distance_to_polygon(xy[0], xy[1], z.polygon) <= m for z in zones)
+        x, y = xy
+        for z in zones:
+            x0, y0, x1, y1 = self._boxes[z.id]
+            if math.hypot(max(x0 - x, 0.0, x - x1), max(y0 - y, 0.0, y - y1)) > m + 1e-6:
+                continue  # farther than the margin from the zone's box, so from the zone
+            if distance_to_polygon(x, y, z.polygon) <= m:
+                return True
+        return False
 
     def _out(self, cls, ts: float, **fields) -> None:
         msg = self.stamper.make(cls, ts, **fields)
