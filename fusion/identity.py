@@ -211,6 +211,7 @@ class IdentityBook:
         mine = tracks.get(session.track_id)
         if mine is None or len(session.fixes) < 3:
             return None
+        own: dict[int, float] = {}
         for other in self.sessions.values():
             if other is session or other.closed or other.lost_at is not None:
                 continue
@@ -234,8 +235,13 @@ class IdentityBook:
             their_fixes = [f for f in other.fixes if f.ts > met][-self.swap_window:]
             if len(recent) < 4 or len(their_fixes) < 4:
                 continue
-            now = (sum(_d2c(f, mine.xy_at(f.ts), mine.cov) for f in recent) +
+            for f in recent:  # this session's fixes against its own track, the same for every other session
+                if id(f) not in own:
+                    own[id(f)] = _d2c(f, mine.xy_at(f.ts), mine.cov)
+            now = (sum(own[id(f)] for f in recent) +
                    sum(_d2c(f, theirs.xy_at(f.ts), theirs.cov) for f in their_fixes))
+            if now <= self.min_swap_gain - 1e-6:
+                continue  # the swapped sum is not negative, so the gain cannot reach min_swap_gain
             swapped = (sum(_d2c(f, theirs.xy_at(f.ts), theirs.cov) for f in recent) +
                        sum(_d2c(f, mine.xy_at(f.ts), mine.cov) for f in their_fixes))
             if swapped < self.swap_ratio * now and now - swapped > self.min_swap_gain:
