@@ -63,6 +63,7 @@ class FloorGrid:
         self.clearance_map = dist
         self.free = walkable & (dist >= clearance)
         self._padded: list[bool] | None = None
+        self._turns: dict[tuple, Point2 | None] = {}  # (start cell, goal cell) -> first_turn, bounded
         self._moves: list[tuple | None] = []
 
     @classmethod
@@ -187,11 +188,16 @@ class FloorGrid:
         Only the first line-of-sight step of the smoothing is done, which is all
         a step towards the goal needs. Raises ``ValueError`` like :meth:`path`.
         """
+        key = (self.nearest_free(start), self.nearest_free(goal))  # the answer depends on the two cells only
+        if key in self._turns:
+            return self._turns[key]
         points = self._cell_path(start, goal)
-        if len(points) <= 2:
-            return None
-        j = self._farthest_visible(points, 0)
-        return points[j] if j < len(points) - 1 else None
+        j = self._farthest_visible(points, 0) if len(points) > 2 else len(points)
+        turn = points[j] if j < len(points) - 1 else None
+        if len(self._turns) >= 4096:
+            self._turns.pop(next(iter(self._turns)))
+        self._turns[key] = turn
+        return turn
 
     def _cell_path(self, start: Point2, goal: Point2) -> list[Point2]:
         """A* (8-connected, no corner cutting) from ``start``'s free cell to ``goal``'s: the cell centres.
