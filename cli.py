@@ -6,6 +6,7 @@ line naming what is wrong and exits with status 2; no tracebacks.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -196,6 +197,11 @@ def fusion(
             node.flush()
         else:
             sub = ZmqSubscriber(cfg.transports.zmq.observations, bind=True)
+            # everything made at start-up (config, floor grids, modules) lives as long as the node:
+            # keep the garbage collector from scanning it again on every full collection, a pause that
+            # would land on whatever message is being fused at that moment
+            gc.collect()
+            gc.freeze()
             console.print(f"fusion node listening on {cfg.transports.zmq.observations} (Ctrl-C to stop)")
             try:
                 while True:
