@@ -338,15 +338,11 @@ class Camera(_Model):
         """
         if self.intrinsics is None or not (self.extrinsics or self.mount):
             raise ConfigError(f"camera {self.id}: pixel rays need intrinsics and a pose")
-        K = self.intrinsics.matrix()
-        p = np.array([[uv]], dtype=float)
-        if any(self.intrinsics.dist):
-            import cv2
+        from .calibration.lens import undistort_normalized  # imports this module: not at the top
 
-            p = cv2.undistortPoints(p, K, np.asarray(self.intrinsics.dist, dtype=float), P=K)
-        u, v = p.reshape(2)
+        x, y = undistort_normalized(np.array([uv], dtype=float), self.intrinsics.matrix(), self.intrinsics.dist)[0]
         R, t = self.rotation_translation()
-        d = R.T @ np.array([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], 1.0])
+        d = R.T @ np.array([x, y, 1.0])
         return -R.T @ t, d / np.linalg.norm(d)
 
     def image_to_floor_homography(self) -> np.ndarray:

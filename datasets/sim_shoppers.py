@@ -176,15 +176,8 @@ def shelf_fronts(config: StoreConfig) -> dict[str, ShelfFront]:
     """Each shelf's front edge (the one whose midpoint is nearest the access point)."""
     out = {}
     for s in config.shelves:
-        poly = np.asarray(s.polygon, float)
         ap = np.asarray(s.access_point, float)
-        best = None
-        for i in range(len(poly)):
-            a, b = poly[i], poly[(i + 1) % len(poly)]
-            d = np.linalg.norm((a + b) / 2 - ap)
-            if best is None or d < best[0]:
-                best = (d, a, b)
-        _, a, b = best
+        a, b = s.front_edge()
         e = (b - a) / np.linalg.norm(b - a)
         n = np.array([-e[1], e[0]])
         if np.dot(ap - (a + b) / 2, n) < 0:

@@ -166,6 +166,11 @@ class FusionNode:
         elif isinstance(msg, WeightChange):
             self._apply(self.decider.weight(msg, self._cart_of), msg.ts)
         elif isinstance(msg, CheckIn):
+            if msg.gate is not None and not any(g.id == msg.gate for z in self._entry for g in z.gates):
+                self.counters["checkins_unknown_gate"] += 1
+                log.warning("check-in %s names gate %r, which the store config does not have; matched by its zone",
+                            msg.event_id, msg.gate)
+                msg = msg.model_copy(update={"gate": None})
             self._pending_checkins.append(msg)
             self._match_checkins(msg.ts)
         elif isinstance(msg, BleSighting) and self.ble is not None:
@@ -272,15 +277,11 @@ class FusionNode:
 
         Returns True when decided (the nearest untagged shopper within
         ``gate_radius_m``, clearly nearer than the next), False when nobody
-        stands there yet, None when the gate cannot tell (unknown gate, or two
-        shoppers equally near): the zone's candidates and BLE decide then.
+        stands there yet, None when two shoppers stand equally near: the
+        zone's candidates and BLE decide then. (Check-ins naming a gate the
+        store does not have lost their gate on arrival.)
         """
-        try:
-            _, gate = self.config.gate(ci.gate)  # type: ignore[arg-type]
-        except KeyError:
-            self.counters["checkins_unknown_gate"] += 1
-            log.warning("check-in %s names gate %r, which the store config does not have", ci.event_id, ci.gate)
-            return None
+        _, gate = self.config.gate(ci.gate)  # type: ignore[arg-type]
         near = []
         for track in self.tracker.tracks.values():
             session = self.identity.session_of(track.id)

@@ -297,7 +297,13 @@ def test_a_check_in_at_a_gate_goes_to_the_shopper_standing_there(store):
                                  floor=FloorPoint(x=x, y=y, cov=((0.01, 0.0), (0.0, 0.01)))))
         if f == 20:
             node.handle(gate_node.make(CheckIn, t, tag="tag-b", method="code", zone="entry", gate="gate-2"))
+        if f == 25:  # a gate the store does not have: logged, counted, matched by its zone instead
+            node.handle(gate_node.make(CheckIn, t, tag="tag-x", method="app", zone="entry", gate="gate-9"))
     node.flush()
+    assert node.counters["checkins_unknown_gate"] == 1
+    other = node.identity.session_of_tag("tag-x")  # the only untagged shopper left in the zone
+    assert other is not None and not other.tag_at_gate
+    assert math.dist(node.tracker.tracks[other.track_id].xy, g1.position) < 0.2
     tagged = node.identity.session_of_tag("tag-b")
     assert tagged is not None and tagged.tag_at_gate
     assert math.dist(node.tracker.tracks[tagged.track_id].xy, g2.position) < 0.2

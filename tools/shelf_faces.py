@@ -16,17 +16,8 @@ from storesense.config import load_store_config
 
 
 def front_face(shelf, low=0.2, high=1.8):
-    """3-D corners (4×3) of the footprint edge closest to the access point."""
-    poly = np.asarray(shelf.polygon, dtype=float)
-    ap = np.asarray(shelf.access_point, dtype=float)
-    best = None
-    for i in range(len(poly)):
-        a, b = poly[i], poly[(i + 1) % len(poly)]
-        mid = (a + b) / 2
-        d = np.linalg.norm(mid - ap)
-        if best is None or d < best[0]:
-            best = (d, a, b)
-    _, a, b = best
+    """3-D corners (4×3) of the shelf's front edge (``Shelf.front_edge``) from ``low`` to ``high`` metres."""
+    a, b = shelf.front_edge()
     return np.array([[*a, low], [*b, low], [*b, high], [*a, high]])
 
 
