@@ -90,7 +90,6 @@ def demo(
     if record:
         console.print(f"recorded to {record}/edge.jsonl and {record}/fusion.jsonl "
                       f"(replay: storesense fusion --input {record}/edge.jsonl)")
-    raise typer.Exit(0 if result.all_match else 1)
 
 
 def _print_receipt(check, currency: str) -> None:
@@ -654,10 +653,35 @@ def eval_ips(
         console.print(f"wrote {f}")
 
 
-def main() -> None:
-    """Console-script entry point: runs the app, turning known errors into one line."""
+def _is_click_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a click usage or parameter error, whichever click raised it.
+
+    typer up to 0.2x raises click's own exceptions; later typer releases vendor
+    click (``typer._click``) and raise copies of them that are not subclasses of
+    ``click.ClickException``. Both are recognised by their class name along the
+    MRO and their ``format_message``/``exit_code`` interface.
+    """
+    return (any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+            and callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int))
+
+
+def usage_error_line(exc: BaseException) -> str:
+    """One line for a command-line mistake: the command, what is wrong, and where help is."""
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", "") or "storesense"
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    return f"{command}: {message} (see '{command} --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the app, turning known errors into one line.
+
+    A bad input (config, recording, URL) and a command-line mistake (unknown
+    command or option, missing or ill-typed value) each print one line on
+    stderr and exit with status 2.
+    """
     try:
-        app(standalone_mode=False)
+        rc = app(args=argv, prog_name="storesense", standalone_mode=False)
     except StoresenseError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
@@ -666,12 +690,16 @@ def main() -> None:
     except typer.Abort:
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        if not _is_click_error(exc):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called bare: its help is the answer
+            if str(exc.format_message()).strip():  # type: ignore[attr-defined]
+                exc.show()  # type: ignore[attr-defined]  (click 8.2 prints the help here; typer 0.29 already did)
+        else:
+            err_console.print(f"[red]error:[/] {usage_error_line(exc)}", highlight=False)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 :func:`open_source` picks the right one for a spec string and returns a
 :class:`FrameSource`, an iterable of :class:`Frame` (index, timestamp, BGR image):
 
-* a video file - timestamps are the recording's own (``CAP_PROP_POS_MSEC``, or
-  frame index / fps when the container has none); corrupt or truncated frames
-  are skipped and counted (one warning at the end), and the file ends cleanly;
+* a video file - frame indices and timestamps are the recording's own (the
+  container's presentation time, ``CAP_PROP_POS_MSEC``; frame index / fps when
+  the container has none), so a frame the reader drops does not shift the ones
+  after it; corrupt or truncated frames are skipped and counted (one warning
+  at the end), and the file ends cleanly;
 * an RTSP / HTTP(S) / RTMP / UDP URL or a USB camera (``"0"``, ``/dev/video0``) -
   live, wall-clock timestamps; a stream that cannot be opened or drops is
   reopened with exponential backoff, the source reporting its state through an
@@ -146,7 +148,7 @@ class VideoFileSource(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         self.stats.state = "streaming"
-        index, last_ts, failures = 0, -math.inf, 0
+        last_index, last_ts, failures = -1, -math.inf, 0
         pending: tuple[np.ndarray, float] | None = (self._first, self._first_ms)
         reached_end = False
         try:
@@ -158,19 +160,17 @@ class VideoFileSource(FrameSource):
                     ok, image = self._cap.read()
                     pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
                     if not ok or image is None:
-                        if self._past_end(index, failures):
+                        if self._past_end(last_index + 1 + failures, failures):
                             reached_end = True
                             break
                         failures += 1
-                        self.stats.corrupt += 1
-                        index += 1
                         continue
+                index, ts = self._position(pos_ms, last_index, last_ts, failures)
+                self.stats.corrupt += index - last_index - 1  # frames the reader failed on or dropped silently
                 failures = 0
-                ts = self._timestamp(index, pos_ms, last_ts)
-                last_ts = ts
+                last_index, last_ts = index, ts
                 self.stats.frames += 1
                 yield Frame(index, ts, image)
-                index += 1
         finally:
             self.stats.state = "ended"
             self._report(reached_end)
@@ -183,13 +183,23 @@ class VideoFileSource(FrameSource):
             return True
         return failures >= MAX_CONSECUTIVE_FILE_FAILURES
 
-    def _timestamp(self, index: int, pos_ms: float, last_ts: float) -> float:
-        by_index = index / self.fps
-        ts = pos_ms / 1000.0 if pos_ms and pos_ms > 0 else by_index
-        # containers without timing report 0 or jump backwards: fall back to index / fps
-        if ts <= last_ts or abs(ts - by_index) > 60.0:
-            ts = max(by_index, last_ts + 1e-6)
-        return ts
+    def _position(self, pos_ms: float, last_index: int, last_ts: float, failures: int) -> tuple[int, float]:
+        """The frame's index and timestamp from the container's own clock, not from a count of reads.
+
+        A reader that drops a damaged frame, with or without reporting a failed
+        read, still stamps the next frame with its presentation time; the index is
+        that time x fps. Containers without timing (position 0 or going
+        backwards) fall back to the previous index + 1 + the failed reads since.
+        """
+        counted = last_index + 1 + failures
+        if math.isfinite(pos_ms) and (pos_ms > 0 or last_index < 0):
+            first_ms = self._first_ms if math.isfinite(self._first_ms) and self._first_ms > 0 else 0.0
+            index = round((pos_ms - first_ms) / 1000.0 * self.fps)
+            ts = pos_ms / 1000.0
+            if index > last_index and ts > last_ts and abs(ts - counted / self.fps) <= 60.0:
+                return index, ts
+        ts = max(counted / self.fps, last_ts + 1e-6)
+        return counted, ts
 
     def _report(self, reached_end: bool) -> None:
         if reached_end:  # frames the container announces but that never came (a truncated file) count too
