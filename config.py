@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError, describe_validation_error
+from .geometry import camera as camera_model
+from .geometry.polygons import Point2, Point3, distance_to_polygon, point_in_polygon, polygon_area
 
-Point2 = tuple[float, float]
-Point3 = tuple[float, float, float]
 
 
 class _Model(BaseModel):
@@ -35,42 +35,6 @@ def _check_polygon(points: list[Point2], what: str) -> list[Point2]:
     if abs(polygon_area(points)) < 1e-9:
         raise ValueError(f"{what} has zero area (points are collinear or repeated)")
     return points
-
-
-def polygon_area(points: list[Point2]) -> float:
-    """Signed area of a polygon (shoelace formula); positive when counter-clockwise."""
-    pts = np.asarray(points, dtype=float)
-    x, y = pts[:, 0], pts[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
-def point_in_polygon(x: float, y: float, polygon: list[Point2]) -> bool:
-    """Even-odd rule point-in-polygon test (points on an edge may go either way)."""
-    inside = False
-    n = len(polygon)
-    for i in range(n):
-        x1, y1 = polygon[i]
-        x2, y2 = polygon[(i + 1) % n]
-        if (y1 > y) != (y2 > y):
-            xi = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-            if x < xi:
-                inside = not inside
-    return inside
-
-
-def distance_to_polygon(x: float, y: float, polygon: list[Point2]) -> float:
-    """Distance in metres from (x, y) to a polygon; 0 inside it."""
-    if point_in_polygon(x, y, polygon):
-        return 0.0
-    best = math.inf
-    n = len(polygon)
-    for i in range(n):
-        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
-        dx, dy = x2 - x1, y2 - y1
-        length2 = dx * dx + dy * dy
-        t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / length2))
-        best = min(best, math.hypot(x - (x1 + t * dx), y - (y1 + t * dy)))
-    return best
 
 
 # --------------------------------------------------------------------------- store parts
@@ -210,7 +174,7 @@ class DetectorSettings(_Model):
     model: str = Field(
         default="movenet",
         description="'movenet' for the shipped MoveNet MultiPose ONNX model ('movenet-int8': its int8-quantised "
-        "variant: smaller, but slower than the float model on x86 CPUs without VNNI; see edge/models/LICENSE-movenet.md), or a path to a YOLO detect/pose "
+        "variant: smaller, but slower than the float model on x86 CPUs without VNNI; see edge/camera/models/LICENSE-movenet.md), or a path to a YOLO detect/pose "
         "model: an .onnx from `yolo export` (run by ONNX Runtime) or a .pt (needs the ultralytics extra). "
         "Relative paths are resolved against the config file's folder.",
     )
@@ -293,20 +257,9 @@ class Camera(_Model):
     def rotation_translation(self) -> tuple[np.ndarray, np.ndarray]:
         """R (3×3) and t (3,) with X_cam = R X_floor + t; raises if no pose is set."""
         if self.extrinsics is not None:
-            import cv2
-
-            R, _ = cv2.Rodrigues(np.asarray(self.extrinsics.rvec, dtype=float))
-            return R, np.asarray(self.extrinsics.tvec, dtype=float)
+            return camera_model.pose_from_rvec_tvec(self.extrinsics.rvec, self.extrinsics.tvec)
         if self.mount is not None:
-            c = np.asarray(self.mount.position, dtype=float)
-            z = np.asarray(self.mount.look_at, dtype=float) - c
-            z /= np.linalg.norm(z)
-            up = np.array([0.0, 0.0, 1.0])
-            x = np.cross(z, up) if abs(z @ up) < 0.999 else np.array([1.0, 0.0, 0.0]) - z[0] * z  # keep x ⟂ z
-            x /= np.linalg.norm(x)
-            y = np.cross(z, x)
-            R = np.stack([x, y, z])  # rows: camera axes in floor coordinates
-            return R, -R @ c
+            return camera_model.pose_from_mount(self.mount.position, self.mount.look_at)
         raise ConfigError(f"camera {self.id}: no extrinsics or mount configured")
 
     def floor_to_image(self, points: np.ndarray) -> np.ndarray:
@@ -317,18 +270,11 @@ class Camera(_Model):
         pts = np.atleast_2d(np.asarray(points, dtype=float))
         if self.intrinsics is not None and (self.extrinsics or self.mount):
             R, t = self.rotation_translation()
-            cam = pts @ R.T + t
-            out = np.full((len(pts), 2), np.nan)
-            ok = cam[:, 2] > 1e-6
-            uv = cam[ok] @ self.intrinsics.matrix().T
-            out[ok] = uv[:, :2] / uv[:, 2:3]
-            return out
+            return camera_model.project_floor_points(pts, self.intrinsics.matrix(), R, t)
         if self.homography is not None:
             if np.any(np.abs(pts[:, 2]) > 1e-9):
                 raise ConfigError(f"camera {self.id}: a homography only maps floor points (z = 0)")
-            H = np.linalg.inv(np.asarray(self.homography, dtype=float))
-            h = np.c_[pts[:, :2], np.ones(len(pts))] @ H.T
-            return h[:, :2] / h[:, 2:3]
+            return camera_model.floor_to_image_by_homography(pts, np.asarray(self.homography, dtype=float))
         raise ConfigError(f"camera {self.id}: not calibrated (no intrinsics + pose, no homography)")
 
     def pixel_ray(self, uv: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -338,22 +284,15 @@ class Camera(_Model):
         """
         if self.intrinsics is None or not (self.extrinsics or self.mount):
             raise ConfigError(f"camera {self.id}: pixel rays need intrinsics and a pose")
-        from .calibration.lens import undistort_normalized  # imports this module: not at the top
-
-        x, y = undistort_normalized(np.array([uv], dtype=float), self.intrinsics.matrix(), self.intrinsics.dist)[0]
         R, t = self.rotation_translation()
-        d = R.T @ np.array([x, y, 1.0])
-        return -R.T @ t, d / np.linalg.norm(d)
+        return camera_model.pixel_ray(uv, self.intrinsics.matrix(), self.intrinsics.dist, R, t)
 
     def image_to_floor_homography(self) -> np.ndarray:
         """The 3×3 homography mapping undistorted pixels to floor metres (z = 0)."""
         if self.homography is not None:
             return np.asarray(self.homography, dtype=float)
         R, t = self.rotation_translation()
-        K = self.intrinsics.matrix()  # type: ignore[union-attr]
-        floor_to_image = K @ np.c_[R[:, 0], R[:, 1], t]
-        H = np.linalg.inv(floor_to_image)
-        return H / H[2, 2]
+        return camera_model.image_to_floor_homography(self.intrinsics.matrix(), R, t)  # type: ignore[union-attr]
 
 
 class BleNode(_Model):
@@ -698,8 +637,3 @@ def parse_store_config(data: dict, origin: str = "<config>") -> StoreConfig:
 def example_store_path() -> Path:
     """Path of the example store shipped with the package (used by the demo)."""
     return Path(__file__).resolve().parent / "datasets" / "stores" / "demo_shop.yaml"
-
-
-def distance(a: Point2, b: Point2) -> float:
-    """Euclidean distance between two floor points, metres."""
-    return math.hypot(a[0] - b[0], a[1] - b[1])

@@ -21,8 +21,8 @@ from scipy.optimize import linear_sum_assignment
 
 from .config import StoreConfig
 from .contracts import Receipt
-from .datasets.recording import Recorder
-from .datasets.synthetic import Scenario, TruthShopper, generate_scenario
+from .transport.recording import Recorder
+from .datasets.sim.synthetic import Scenario, TruthShopper, generate_scenario
 from .errors import StoresenseError
 from .fusion.node import FusionNode
 from .hub.ingest import HubIngest
@@ -90,7 +90,7 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
     if level == "simple":  # the Foundation's simple generator
         scenario = generate_scenario(config, shoppers=shoppers, seed=seed)
     else:  # the store simulator at a difficulty level
-        from .datasets.simulator import simulate
+        from .datasets.sim.simulator import simulate
 
         scenario = simulate(config, level, shoppers=shoppers, seed=seed)
     store_id = config.store.id

@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 from storesense.config import example_store_path, load_store_config
-from storesense.datasets.simulator import simulate
+from storesense.datasets.sim.simulator import simulate
 from storesense.fusion.kalman import FilterpyCV
 from storesense.fusion.node import FusionNode
 from storesense.fusion.tracker import FloorTracker

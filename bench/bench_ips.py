@@ -29,8 +29,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
-from storesense.datasets.kolakowski import KolakowskiDataset, Track  # noqa: E402
-from storesense.ips.evaluation import IpsSetup, setup_from_dataset  # noqa: E402
+from storesense.datasets.loaders.kolakowski import KolakowskiDataset, Track  # noqa: E402
+from storesense.datasets.scoring.ips import IpsSetup, setup_from_dataset  # noqa: E402
 from storesense.ips.model import RssiObservation  # noqa: E402
 from storesense.ips.pathloss import MIN_DISTANCE_M  # noqa: E402
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from storesense.datasets.mot import detections_per_frame, read_sequence, tracks_to_rows
-from storesense.datasets.mot_eval import tracker_for
+from storesense.datasets.loaders.mot import detections_per_frame, read_sequence, tracks_to_rows
+from storesense.datasets.scoring.mot_eval import tracker_for
 from storesense.datasets.scoring import combine, score_sequence
-from storesense.edge.detections import Detections
-from storesense.edge.tracker import CameraTracker
+from storesense.edge.camera.detections import Detections
+from storesense.edge.camera.tracker import CameraTracker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 

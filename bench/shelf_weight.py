@@ -28,8 +28,8 @@ import time
 import numpy as np
 
 from storesense.config import load_store_config, example_store_path, parse_store_config
-from storesense.edge.loadcells.simulated import LoadStep, PlateSimulation, simulate_plate
-from storesense.edge.shelf import ShelfNode, run_replay
+from storesense.edge.shelf.loadcells.simulated import LoadStep, PlateSimulation, simulate_plate
+from storesense.edge.shelf.node import ShelfNode, run_replay
 
 SENSOR = "ws-B2"  # plate B2 holds TEA-20 in the example store
 

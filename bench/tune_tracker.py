@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from storesense.datasets.mot import detections_per_frame, read_sequence, tracks_to_rows
-from storesense.datasets.mot_eval import run_tracker
+from storesense.datasets.loaders.mot import detections_per_frame, read_sequence, tracks_to_rows
+from storesense.datasets.scoring.mot_eval import run_tracker
 from storesense.datasets.scoring import combine, prepare_sequence, score_data
-from storesense.edge.tracker import CameraTracker
+from storesense.edge.camera.tracker import CameraTracker
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 

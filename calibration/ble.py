@@ -224,7 +224,7 @@ def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None,
     Returns the fits and lines to print (files written). Raises StoresenseError on bad input.
     """
     from ..config import example_store_path, load_store_config
-    from ..datasets.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
+    from ..datasets.loaders.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
     from ..ips.pathloss import anchors_from_config
 
     data = Path(data)
@@ -240,7 +240,7 @@ def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None,
                    for j, n in enumerate(rmap.nodes)}
         lines.append(f"fitted from {len(rmap)} calibration samples of {data} (tag at {TAG_HEIGHT_M} m)")
     else:
-        from ..datasets.recording import replay
+        from ..transport.recording import replay
 
         if references is None:
             raise StoresenseError(f"{data}: a recording needs --references (the reference tags' positions)")

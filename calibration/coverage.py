@@ -19,7 +19,7 @@ from matplotlib.path import Path as PolygonPath
 
 from ..config import Camera, StoreConfig
 from ..errors import StoresenseError
-from .lens import undistort_normalized
+from ..geometry.lens import undistort_normalized
 
 
 @dataclass

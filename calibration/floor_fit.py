@@ -20,7 +20,7 @@ from ..config import Extrinsics, Intrinsics
 from ..errors import StoresenseError
 from .correspondences import Correspondences, check_correspondences
 from .homography import fit_homography, homography_residuals
-from .lens import undistort_pixels
+from ..geometry.lens import undistort_pixels
 from .pnp import fit_pnp, pnp_residuals
 from .resultfile import load_result, save_result
 

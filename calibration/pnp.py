@@ -16,7 +16,7 @@ import numpy as np
 from ..config import Intrinsics
 from ..errors import StoresenseError
 from .correspondences import Correspondences
-from .lens import undistort_normalized
+from ..geometry.lens import undistort_normalized
 
 
 def pnp_residuals(corr: Correspondences, K: np.ndarray, dist: np.ndarray, rvec: np.ndarray,

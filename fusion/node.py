@@ -38,7 +38,8 @@ from typing import Callable, Iterable, Protocol
 
 from ..cart.decisions import Decision, PickDecider
 from ..cart.ledger import CartLedger
-from ..config import StoreConfig, distance_to_polygon, point_in_polygon
+from ..config import StoreConfig
+from ..geometry.polygons import distance_to_polygon, point_in_polygon
 from ..contracts import (
     BleSighting,
     CartEvent,

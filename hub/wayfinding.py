@@ -3,7 +3,7 @@
 Products are found on the shelves of the planogram (by SKU, by name, or by a
 part of a name that fits exactly one product). Each shelf with listed items is
 one stop, at the shelf's access point. Distances between the start and every
-stop are walking distances on the store's :class:`~storesense.ips.floor.FloorGrid`
+stop are walking distances on the store's :class:`~storesense.geometry.floor.FloorGrid`
 (free floor with a clearance margin, 8-connected, no corner cutting), all
 computed by one multi-source Dijkstra over the grid graph. The visiting order
 is exact (Held-Karp dynamic programming) for up to :attr:`Wayfinder.exact_up_to`
@@ -31,10 +31,11 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from ..config import StoreConfig, distance
+from ..config import StoreConfig
+from ..geometry.polygons import distance
 from ..contracts import LightCommand, Stamper
 from ..errors import StoresenseError
-from ..ips.floor import FloorGrid, path_length
+from ..geometry.floor import FloorGrid, path_length
 
 Point2 = tuple[float, float]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .model import Fix, RssiObservation, regularised_cov
 from .radiomap import RadioMap
-from .walkable import Walkable
+from ..geometry.walkable import Walkable
 
 
 class KnnFingerprint:

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from .model import Fix, Positioner, RssiObservation, regularised_cov
-from .walkable import Walkable
+from ..geometry.walkable import Walkable
 
 
 class KalmanFusion:

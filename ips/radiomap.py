@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import StoresenseError
 from .pathloss import DEFAULT_TAG_HEIGHT_M, Anchor, expected_rssi_matrix
-from .walkable import Walkable
+from ..geometry.walkable import Walkable
 
 
 @dataclass

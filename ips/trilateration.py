@@ -24,7 +24,7 @@ from scipy.stats import chi2
 
 from .model import Fix, RssiObservation, regularised_cov
 from .pathloss import DEFAULT_TAG_HEIGHT_M, MIN_DISTANCE_M, Anchor
-from .walkable import Walkable
+from ..geometry.walkable import Walkable
 
 _LN10 = np.log(10.0)
 _MIN_D2 = MIN_DISTANCE_M ** 2

@@ -16,7 +16,7 @@ from storesense.calibration.ble import (
     recalibrate_from_references,
 )
 from storesense.contracts import BleSighting, Stamper
-from storesense.datasets.recording import record
+from storesense.transport.recording import record
 from storesense.errors import StoresenseError
 from storesense.ips.pathloss import Anchor
 
@@ -112,7 +112,7 @@ def test_calibrate_ble_cli_on_a_recording(tmp_path):
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"Kolakowski BLE dataset not found at {DATA}")
 def test_fit_on_the_kolakowski_anchors():
-    from storesense.datasets.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
+    from storesense.datasets.loaders.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
 
     ds = KolakowskiDataset(DATA)
     rm = ds.radio_map()

@@ -12,8 +12,8 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakDBusError, BleakError
 
 from storesense.contracts import BleSighting, NodeStatus, decode, encode
-from storesense.edge.ble import BleAdapterError, BleReceiver, RssiSmoother, scan
-from storesense.edge.ble_adv import TagFilter, advertisement_from_bytes
+from storesense.edge.ble.node import BleAdapterError, BleReceiver, RssiSmoother, scan
+from storesense.edge.ble.adverts import TagFilter, advertisement_from_bytes
 from storesense.errors import StoresenseError
 
 IBEACON = "0201061AFF4C000215B5B182C7EAB14988AA99B5C1517008D90001E6F0C5"

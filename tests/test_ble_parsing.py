@@ -6,7 +6,7 @@ import pytest
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from storesense.edge.ble_adv import (
+from storesense.edge.ble.adverts import (
     APPLE_COMPANY_ID,
     EDDYSTONE_UUID,
     TagFilter,

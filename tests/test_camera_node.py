@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 from storesense.cli import app, main
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import HandShelfInteraction, NodeStatus, PersonObservation, decode, encode
-from storesense.edge.camera_node import SOURCE_STATES, CameraNode
-from storesense.edge.detections import LEFT_ELBOW, LEFT_WRIST, Detections
-from storesense.edge.detector import Detector
-from storesense.edge.privacy import VideoRecorder, blur_heads, head_boxes
-from storesense.edge.sources import Backoff, LiveSource
+from storesense.edge.camera.node import SOURCE_STATES, CameraNode
+from storesense.edge.camera.detections import LEFT_ELBOW, LEFT_WRIST, Detections
+from storesense.edge.camera.detector import Detector
+from storesense.edge.camera.privacy import VideoRecorder, blur_heads, head_boxes
+from storesense.edge.camera.sources import Backoff, LiveSource
 from storesense.errors import StoresenseError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
@@ -262,7 +262,7 @@ def test_real_video_through_the_node_and_zeromq(store):
     assert {m.event_id for m in received} == {m.event_id for m in sent}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("storesense.edge.tracker") is None,
+@pytest.mark.skipif(importlib.util.find_spec("storesense.edge.camera.tracker") is None,
                     reason="the per-camera tracker (edge/tracker.py) has not landed yet")
 def test_cli_replays_a_video_and_writes_debug_video_and_recording(tmp_path):
     video = _tud_video()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from storesense.config import Camera, example_store_path, load_store_config
-from storesense.edge.detections import Detections
-from storesense.edge.projection import FloorProjector
+from storesense.edge.camera.detections import Detections
+from storesense.edge.camera.projection import FloorProjector
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from storesense.config import example_store_path, load_store_config
 from storesense.datasets.scoring.carts import _add, score_carts
-from storesense.datasets.simulator import simulate
+from storesense.datasets.sim.simulator import simulate
 
 
 @pytest.fixture(scope="module")

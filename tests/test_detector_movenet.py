@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from storesense.config import DetectorSettings
-from storesense.edge.detections import LEFT_WRIST, RIGHT_WRIST, box_iou
-from storesense.edge.detector import MODELS_DIR, Letterbox, letterbox, load_detector, nms, resolve_providers
-from storesense.edge.movenet import MoveNetDetector, detections_from_movenet
+from storesense.edge.camera.detections import LEFT_WRIST, RIGHT_WRIST, box_iou
+from storesense.edge.camera.detector import MODELS_DIR, Letterbox, letterbox, load_detector, nms, resolve_providers
+from storesense.edge.camera.movenet import MoveNetDetector, detections_from_movenet
 from storesense.errors import StoresenseError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from storesense.config import DetectorSettings
-from storesense.edge.detector import load_detector
-from storesense.edge.yolo import UltralyticsDetector, YoloOnnxDetector, layout_from_metadata
+from storesense.edge.camera.detector import load_detector
+from storesense.edge.camera.yolo import UltralyticsDetector, YoloOnnxDetector, layout_from_metadata
 from storesense.errors import StoresenseError
 
 onnx = pytest.importorskip("onnx", reason="onnx (test extra) builds the tiny YOLO graphs")

@@ -8,7 +8,7 @@ import pytest
 from storesense.cart.decisions import PickDecider
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import HandShelfInteraction, Stamper, WeightChange
-from storesense.datasets.synthetic import generate_scenario
+from storesense.datasets.sim.synthetic import generate_scenario
 from storesense.demo import match_receipts
 from storesense.fusion.identity import Fix
 from storesense.fusion.kalman import FastCV, FilterpyCV

@@ -20,7 +20,7 @@ from storesense.hub.wayfinding import (
     route_cost,
     two_opt,
 )
-from storesense.ips.floor import path_length
+from storesense.geometry.floor import path_length
 
 CFG = load_store_config(example_store_path())
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from storesense.config import HandSettings, ShelfFace
-from storesense.edge.detections import LEFT_ELBOW, LEFT_WRIST, RIGHT_WRIST, Detections
-from storesense.edge.interactions import HandShelfMonitor
+from storesense.edge.camera.detections import LEFT_ELBOW, LEFT_WRIST, RIGHT_WRIST, Detections
+from storesense.edge.camera.interactions import HandShelfMonitor
 
 FACE = ShelfFace(id="A-front", shelf="A", polygon=[(100, 100), (200, 100), (200, 200), (100, 200)])
 OTHER = ShelfFace(id="B-front", shelf="B", polygon=[(300, 100), (400, 100), (400, 200), (300, 200)])

@@ -10,11 +10,11 @@ import pytest
 from filterpy.kalman import KalmanFilter
 
 from storesense.config import example_store_path, load_store_config
-from storesense.ips.floor import FloorGrid
+from storesense.geometry.floor import FloorGrid
 from storesense.ips.kalman import _KF
 from storesense.ips.pathloss import Anchor
 from storesense.ips.trilateration import Trilateration
-from storesense.ips.walkable import Walkable
+from storesense.geometry.walkable import Walkable
 
 ANCHORS = {a.id: a for a in [
     Anchor("n1", 0.5, 0.5, 2.5, -59, 2.2), Anchor("n2", 4.5, 5.5, 2.5, -61, 2.0), Anchor("n3", 9.7, 0.5, 2.5, -58, 2.4),

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"Kolakowski BLE datas
 
 @pytest.fixture(scope="module")
 def ds():
-    from storesense.datasets.kolakowski import KolakowskiDataset
+    from storesense.datasets.loaders.kolakowski import KolakowskiDataset
 
     return KolakowskiDataset(DATA)
 
@@ -31,7 +31,7 @@ def test_loader_reads_every_part(ds):
     assert len(ds.walk_track()) == 876 and ds.walk_track().truth is None
     assert len(ds.walk_reference()) == 9
     grid = ds.floor_grid()
-    from storesense.ips.walkable import Walkable
+    from storesense.geometry.walkable import Walkable
 
     w = Walkable(grid)
     assert w.free_at(cal.truth).mean() > 0.99  # the robot's positions are on the floor plan
@@ -39,7 +39,7 @@ def test_loader_reads_every_part(ds):
 
 
 def test_bad_dataset_folder_is_one_clear_error(tmp_path):
-    from storesense.datasets.kolakowski import KolakowskiDataset
+    from storesense.datasets.loaders.kolakowski import KolakowskiDataset
     from storesense.errors import StoresenseError
 
     with pytest.raises(StoresenseError, match="not a Kolakowski BLE dataset folder"):
@@ -54,7 +54,7 @@ def test_bad_dataset_folder_is_one_clear_error(tmp_path):
 
 def test_subset_evaluation_keeps_its_accuracy(ds, tmp_path):
     """A regression guard on 240 samples of the hall and living-room part of the robot track."""
-    from storesense.ips.evaluation import evaluate_track, setup_from_dataset
+    from storesense.datasets.scoring.ips import evaluate_track, setup_from_dataset
 
     setup = setup_from_dataset(ds)
     track = ds.robot_track().subset(slice(280, 520))
@@ -91,7 +91,7 @@ def test_eval_ips_cli_writes_table_and_figures(tmp_path):
 @pytest.mark.slow
 def test_full_robot_track_evaluation(ds, tmp_path):
     """The whole robot track with every method (about a minute). Figures are in docs/ips.md."""
-    from storesense.ips.report import evaluate_kolakowski
+    from storesense.datasets.scoring.ips_report import evaluate_kolakowski
 
     report = evaluate_kolakowski(DATA, tmp_path, walk=False)
     s = {r["method"]: r for r in report.rows()}
@@ -101,7 +101,7 @@ def test_full_robot_track_evaluation(ds, tmp_path):
     assert s["kalman"]["median"] < 1.05 and s["kalman"]["p90"] < 2.2
     assert s["particle"]["median"] < 1.2 and s["particle"]["p90"] < 3.1
     assert s["kalman"]["median"] < s["fingerprint"]["median"]
-    from storesense.ips.walkable import Walkable
+    from storesense.geometry.walkable import Walkable
 
     walkable = Walkable(ds.floor_grid())
     for m in ("kalman", "particle"):

@@ -11,8 +11,8 @@ import pytest
 
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import BleSighting
-from storesense.datasets.recording import record, replay
-from storesense.ips.evaluation import load_truth_csv, score_against_truth, setup_from_config
+from storesense.transport.recording import record, replay
+from storesense.datasets.scoring.ips import load_truth_csv, score_against_truth, setup_from_config
 from storesense.ips.geofence import Geofence, is_in_store_event
 from storesense.ips.locator import floor_point
 from storesense.transport import MqttPublisher, MqttSubscriber
@@ -23,7 +23,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ble" / 
 @pytest.fixture(scope="module")
 def store_recording(tmp_path_factory):
     """A simulated shop: BLE sightings of two shoppers' phones recorded as JSONL, truth as CSV."""
-    from storesense.datasets.synthetic import generate_scenario
+    from storesense.datasets.sim.synthetic import generate_scenario
 
     cfg = load_store_config(example_store_path())
     sc = generate_scenario(cfg, shoppers=2, seed=3)
@@ -107,8 +107,8 @@ def test_eval_ips_on_the_projects_own_recording(store_recording, tmp_path):
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"Kolakowski BLE dataset not found at {DATA}")
 def test_kolakowski_sightings_replay_through_the_broker(embedded_broker, tmp_path):
     """Real RSSI recorded as the project's sightings, through MQTT, into the particle filter."""
-    from storesense.datasets.kolakowski import KolakowskiDataset, track_sightings
-    from storesense.ips.evaluation import score_fixes, setup_from_dataset
+    from storesense.datasets.loaders.kolakowski import KolakowskiDataset, track_sightings
+    from storesense.datasets.scoring.ips import score_fixes, setup_from_dataset
 
     ds = KolakowskiDataset(DATA)
     track = ds.robot_track().subset(slice(300, 420))  # hall and living room

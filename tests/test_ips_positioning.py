@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from storesense.ips.fingerprint import KnnFingerprint
-from storesense.ips.floor import FloorGrid
+from storesense.geometry.floor import FloorGrid
 from storesense.ips.kalman import KalmanFusion
 from storesense.ips.model import Positioner, RssiObservation, Tracker
 from storesense.ips.particle import ParticleTracker
 from storesense.ips.pathloss import Anchor, expected_rssi_matrix
 from storesense.ips.radiomap import RadioMap, SignalField
 from storesense.ips.trilateration import Trilateration
-from storesense.ips.walkable import Walkable
+from storesense.geometry.walkable import Walkable
 
 # Two rooms 5 m x 6 m side by side, a 0.2 m wall at x = 5..5.2 with a door at y = 0.5..1.5.
 OUTLINE = [(0, 0), (5, 0), (5, 0.5), (5.2, 0.5), (5.2, 0), (10.2, 0), (10.2, 6), (5.2, 6), (5.2, 1.5), (5, 1.5),

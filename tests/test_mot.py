@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storesense.datasets.mot import (MotFormatError, detections_per_frame, load_mot_rows, read_sequence,
+from storesense.datasets.loaders.mot import (MotFormatError, detections_per_frame, load_mot_rows, read_sequence,
                                      rows_per_frame, tracks_to_rows, write_results)
-from storesense.edge.detections import Detections
+from storesense.edge.camera.detections import Detections
 from storesense.errors import StoresenseError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
@@ -133,9 +133,9 @@ def test_eval_mot_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_model_detector_missing_is_a_clear_error(tmp_path, monkeypatch):
-    from storesense.datasets.mot_eval import evaluate_sequences
+    from storesense.datasets.scoring.mot_eval import evaluate_sequences
 
-    monkeypatch.setitem(sys.modules, "storesense.edge.detector", None)   # as if the module were absent
+    monkeypatch.setitem(sys.modules, "storesense.edge.camera.detector", None)   # as if the module were absent
     folder = make_sequence(tmp_path / "tiny", gt="1,1,1,2,3,4,1,-1,-1,-1\n", det="")
     with pytest.raises(StoresenseError, match="model detector is not available"):
         evaluate_sequences([folder], detector="model")
@@ -145,7 +145,7 @@ def test_model_detector_runs_on_the_frames(tmp_path, monkeypatch):
     """--detector model feeds every frame (here from img1/) through detector.detect."""
     import cv2
 
-    from storesense.datasets import mot_eval
+    from storesense.datasets.scoring import mot_eval
 
     folder = make_sequence(tmp_path / "tiny", gt="1,1,10,10,10,20,1,-1,-1,-1\n2,1,12,10,10,20,1,-1,-1,-1\n"
                                                "3,1,14,10,10,20,1,-1,-1,-1\n")
@@ -162,6 +162,6 @@ def test_model_detector_runs_on_the_frames(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mot_eval, "load_model_detector", lambda model: FakeDetector())
     runs, combined = mot_eval.evaluate_sequences([folder], detector="model", make_tracker=lambda s: __import__(
-        "storesense.edge.tracker", fromlist=["CameraTracker"]).CameraTracker(min_hits=1))
+        "storesense.edge.camera.tracker", fromlist=["CameraTracker"]).CameraTracker(min_hits=1))
     assert runs[0].frames == 3 and len(runs[0].rows) == 3
     assert combined.MOTA == pytest.approx(1.0) and combined.IDF1 == pytest.approx(1.0)

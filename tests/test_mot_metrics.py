@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storesense.datasets.mot import load_mot_rows, read_sequence, write_results
+from storesense.datasets.loaders.mot import load_mot_rows, read_sequence, write_results
 from storesense.datasets.scoring import combine, guess_benchmark, score_sequence
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"

@@ -4,8 +4,8 @@ import pytest
 
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import encode
-from storesense.datasets.recording import Recorder, record, replay
-from storesense.datasets.synthetic import generate_scenario
+from storesense.transport.recording import Recorder, record, replay
+from storesense.datasets.sim.synthetic import generate_scenario
 from storesense.demo import match_receipts
 from storesense.fusion.node import FusionNode, run
 

@@ -9,10 +9,10 @@ from collections import deque
 
 import pytest
 
-from storesense.edge.loadcells import gpio as gpio_mod
-from storesense.edge.loadcells.base import LoadCellError, SensorReadError, SensorTimeout
-from storesense.edge.loadcells.hx711 import GAIN_PULSES, HX711, twos_complement_24
-from storesense.edge.loadcells.serial_scale import SerialScale, parse_scale_line
+from storesense.edge.shelf.loadcells import gpio as gpio_mod
+from storesense.edge.shelf.loadcells.base import LoadCellError, SensorReadError, SensorTimeout
+from storesense.edge.shelf.loadcells.hx711 import GAIN_PULSES, HX711, twos_complement_24
+from storesense.edge.shelf.loadcells.serial_scale import SerialScale, parse_scale_line
 
 DOUT, SCK = 5, 6
 
@@ -264,7 +264,7 @@ def test_serial_scale_that_disappears_times_out_and_is_reopened(monkeypatch):
         scale.read(0.05)
     with pytest.raises(SensorTimeout, match="port not available"):
         scale.read(0.05)
-    monkeypatch.setattr("storesense.edge.loadcells.serial_scale.time.monotonic", lambda: 1e12)
+    monkeypatch.setattr("storesense.edge.shelf.loadcells.serial_scale.time.monotonic", lambda: 1e12)
     assert scale.ready() is False  # reopened (loop://), nothing waiting yet
     assert scale._port is not None
     scale._port.write(b"1.0\n")

@@ -13,10 +13,10 @@ import yaml
 
 from storesense.config import example_store_path, parse_store_config
 from storesense.contracts import NodeStatus, WeightChange
-from storesense.edge.loadcells.hx711 import HX711_MAX
-from storesense.edge.loadcells.recorded import RawReading, read_recording, write_recording
-from storesense.edge.loadcells.simulated import LoadStep, PlateSimulation, merge_streams, simulate_plate
-from storesense.edge.shelf import ShelfNode, run_replay, select_sensors, serve
+from storesense.edge.shelf.loadcells.hx711 import HX711_MAX
+from storesense.edge.shelf.loadcells.recorded import RawReading, read_recording, write_recording
+from storesense.edge.shelf.loadcells.simulated import LoadStep, PlateSimulation, merge_streams, simulate_plate
+from storesense.edge.shelf.node import ShelfNode, run_replay, select_sensors, serve
 from storesense.errors import StoresenseError
 from storesense.transport import ZmqSubscriber
 
@@ -278,7 +278,7 @@ def test_bad_recording_lines_are_skipped_and_counted(tmp_path, caplog):
     good = {"ts": T0, "sensor": "ws-B2", "raw": 1}
     path.write_text("\n".join([json.dumps(good), "{not json", json.dumps({"ts": "soon", "sensor": "x", "raw": 1}),
                                json.dumps({"sensor": "ws-B2", "raw": 2}), "[1, 2]", json.dumps(good), ""]))
-    from storesense.edge.loadcells.recorded import RecordingReader
+    from storesense.edge.shelf.loadcells.recorded import RecordingReader
 
     reader = RecordingReader(path)
     assert len(list(reader)) == 2 and reader.skipped == 4
@@ -430,9 +430,9 @@ class ScriptedCell:
 
 
 def test_live_loop_reads_every_cell_from_one_thread_and_records_what_it_read(tmp_path):
-    from storesense.edge.loadcells.base import LoadCellError, SensorReadError
-    from storesense.edge.loadcells.recorded import RecordingWriter
-    from storesense.edge.shelf import run_live
+    from storesense.edge.shelf.loadcells.base import LoadCellError, SensorReadError
+    from storesense.edge.shelf.loadcells.recorded import RecordingWriter
+    from storesense.edge.shelf.node import run_live
 
     cfg = store()
     stop = threading.Event()

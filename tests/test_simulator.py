@@ -8,12 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from storesense.config import example_store_path, load_store_config, parse_store_config, point_in_polygon
+from storesense.config import example_store_path, load_store_config, parse_store_config
+from storesense.geometry.polygons import point_in_polygon
 from storesense.contracts import decode, encode
-from storesense.datasets.sim_camera import render_camera
-from storesense.datasets.sim_geometry import PinholeView, store_prisms
-from storesense.datasets.sim_shoppers import SimShopper
-from storesense.datasets.simulator import ENTRY_GATE, LEVELS, get_level, read_truth, simulate
+from storesense.datasets.sim.camera import render_camera
+from storesense.datasets.sim.geometry import PinholeView, store_prisms
+from storesense.datasets.sim.shoppers import SimShopper
+from storesense.datasets.sim.simulator import ENTRY_GATE, LEVELS, get_level, read_truth, simulate
 from storesense.errors import StoresenseError
 
 
@@ -283,7 +284,7 @@ def test_bad_input_is_a_clear_error(store, tmp_path):
 
 
 def test_scenario_picture(tmp_path, store, quiet):
-    from storesense.datasets.sim_plot import plot_scenario
+    from storesense.datasets.sim.plot import plot_scenario
 
     path = plot_scenario(store, quiet, tmp_path / "scenario.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000

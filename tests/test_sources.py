@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from storesense.edge.sources import Backoff, ImageFolderSource, LiveSource, VideoFileSource, open_source
+from storesense.edge.camera.sources import Backoff, ImageFolderSource, LiveSource, VideoFileSource, open_source
 from storesense.errors import StoresenseError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
@@ -52,7 +52,7 @@ def test_truncated_video_skips_the_missing_frames_with_a_counted_warning(tmp_pat
     data = _write_video(tmp_path / "full.avi", "MJPG", frames=40)
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: int(len(data) * 0.6)])  # cut in the middle of a frame, index lost
-    with caplog.at_level(logging.WARNING, logger="storesense.edge.sources"):
+    with caplog.at_level(logging.WARNING, logger="storesense.edge.camera.sources"):
         src = open_source(str(cut))
         frames = list(src)  # ends cleanly, no exception
     assert 10 < len(frames) < 40
@@ -132,7 +132,7 @@ class _DroppingCapture:
 def test_a_frame_the_reader_drops_silently_does_not_shift_the_frames_after_it(tmp_path, monkeypatch):
     path = tmp_path / "clip.avi"
     _write_video(path, "MJPG", frames=40)
-    monkeypatch.setattr("storesense.edge.sources.cv2.VideoCapture",
+    monkeypatch.setattr("storesense.edge.camera.sources.cv2.VideoCapture",
                         lambda *a: _DroppingCapture(path, drop=20))
     src = VideoFileSource(path)
     frames = list(src)

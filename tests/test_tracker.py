@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storesense.edge.detections import Detections, box_iou
-from storesense.edge.kalman import BoxFilter, ConstantVelocityFilter, FilterpyFilter
-from storesense.edge.tracker import CameraTracker
+from storesense.edge.camera.detections import Detections, box_iou
+from storesense.edge.camera.kalman import BoxFilter, ConstantVelocityFilter, FilterpyFilter
+from storesense.edge.camera.tracker import CameraTracker
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
 
@@ -257,7 +257,7 @@ def test_tracker_gives_the_same_tracks_with_either_filter():
     seq = DATA / "TUD-Campus"
     if not seq.is_dir():
         pytest.skip(f"MOT15 data not found at {seq}")
-    from storesense.datasets.mot import detections_per_frame, read_sequence
+    from storesense.datasets.loaders.mot import detections_per_frame, read_sequence
 
     s = read_sequence(seq)
     frames = detections_per_frame(s.public_detections(), s.length)

@@ -1,4 +1,4 @@
-"""Convert MoveNet MultiPose (TF.js graph model) to the ONNX file shipped in ``edge/models/``.
+"""Convert MoveNet MultiPose (TF.js graph model) to the ONNX file shipped in ``edge/camera/models/``.
 
 This runs once, by hand, in a throwaway virtualenv; nothing in storesense needs
 TensorFlow at run time. Reproduce the shipped model with::
@@ -10,7 +10,7 @@ TensorFlow at run time. Reproduce the shipped model with::
     python3.11 -m venv /tmp/convenv
     /tmp/convenv/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0 onnxruntime opencv-python-headless
     /tmp/convenv/bin/python tools/convert_movenet.py /tmp/movenet/package/models/movenet-multipose.json \\
-        --out edge/models/movenet-multipose.onnx \\
+        --out edge/camera/models/movenet-multipose.onnx \\
         --check-video ../shared/data/mot15/TUD-Campus/TUD-Campus.mp4
 
 The TF.js graph is read without the ``tensorflowjs`` package: its topology is a

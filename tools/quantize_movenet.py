@@ -23,7 +23,7 @@ have saturation issues") or ``reduce_range`` (7-bit weights) as the fixes. On
 such a CPU the former U8S8 file lost nearly every person; 7-bit weights cannot
 overflow but cost this small model clearly more accuracy than U8U8 does.
 U8U8 does not saturate on any CPU; the price is speed on x86, where ONNX
-Runtime has no VNNI kernel for it. ``edge/models/LICENSE-movenet.md`` has
+Runtime has no VNNI kernel for it. ``edge/camera/models/LICENSE-movenet.md`` has
 the measurements.
 
 After writing the model, the script compares it with the float model on every
@@ -46,12 +46,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mot15"
-MODELS = ROOT / "edge" / "models"
+MODELS = ROOT / "edge" / "camera" / "models"
 
 
 def sequence_frames(data: Path, name: str, every: int):
     """Every ``every``-th BGR frame of the MOT sequence ``data/name`` (its image folder, else its video)."""
-    from storesense.datasets.mot import read_sequence
+    from storesense.datasets.loaders.mot import read_sequence
     from storesense.errors import StoresenseError
 
     try:
@@ -76,7 +76,7 @@ def _session(path: Path, optimised: bool):
 def compare(reference, candidate, frames: list[np.ndarray]) -> tuple[int, int, int, np.ndarray]:
     """People of ``reference`` on ``frames``, people of ``candidate``, how many of the former the latter
     finds (box IoU >= 0.5), and per matched person the median shift of keypoints both are sure of (frame px)."""
-    from storesense.edge.detections import box_iou
+    from storesense.edge.camera.detections import box_iou
 
     found = [0, 0]
     matched = 0
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from storesense.config import DetectorSettings
-    from storesense.edge.movenet import MoveNetDetector
+    from storesense.edge.camera.movenet import MoveNetDetector
 
     settings = DetectorSettings(input_size=tuple(args.size))
     float_model = MoveNetDetector(args.src, settings, session=_session(args.src, True))

@@ -23,7 +23,7 @@ def front_face(shelf, low=0.2, high=1.8):
 
 def _hidden_share(cam, face, shelves, own, height=1.8, n=5):
     """Share of sample points on the face whose line of sight crosses another shelf."""
-    from storesense.config import point_in_polygon
+    from storesense.geometry.polygons import point_in_polygon
 
     c = np.asarray(cam.mount.position if cam.mount else (0, 0, 0), dtype=float)
     hidden = total = 0

@@ -177,7 +177,7 @@ def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shop
 
     With ``plot_dir``, the first seed of each level is drawn to ``carts-<level>.png`` there.
     """
-    from ..simulator import simulate
+    from ..sim.simulator import simulate
 
     results: dict[str, CartScore] = {}
     for level in levels:
@@ -226,7 +226,7 @@ def plot_sessions(config: StoreConfig, scenario, out: list[Envelope], pairs: dic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..sim_plot import _poly, matplotlib_colours
+    from ..sim.plot import _poly, matplotlib_colours
 
     fig, ax = plt.subplots(figsize=(12, 8.5))
     _poly(ax, config.floor.outline, color="k", lw=1.5)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ...edge.detections import box_iou
-from ..mot import rows_per_frame
+from ...edge.camera.detections import box_iou
+from ..loaders.mot import rows_per_frame
 
 EPS = np.finfo("float").eps
 PEDESTRIAN = 1

@@ -1,0 +1,5 @@
+"""``python -m storesense.cli``: the same as the ``storesense`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,284 @@
+"""Accuracy evaluation of BLE positioning on recorded sightings with known truth.
+
+The evaluation replays sightings (``BleSighting`` messages, the project's own
+recording format) through :class:`~storesense.ips.locator.BleLocator` with each
+method, exactly as a live system would, and compares each fix with the true
+position at its time:
+
+``trilateration``  single-shot weighted least squares on the fitted path-loss models
+``fingerprint``    single-shot weighted kNN on the radio map
+``kalman``         constant-velocity Kalman filter fusing both single-shot fixes
+``particle``       particle filter on the walkable floor, radio-map likelihood (the fused tracker)
+
+:func:`cross_validate` scores parameters without the test track: leave one
+calibration run out, build the radio map and path-loss models from the other
+runs, track the held-out run, and score only where the other runs cover the
+floor (within ``covered_m`` of a fingerprint), as the test track is covered.
+That is how :data:`DEFAULT_PARAMS` were chosen (docs/ips.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ...calibration.ble import PathLossFit, apply_fits, fit_nodes
+from ...contracts import Envelope
+from ..loaders.kolakowski import KolakowskiDataset, Track, track_sightings
+from ...ips.fingerprint import KnnFingerprint
+from ...ips.kalman import KalmanFusion
+from ...ips.locator import BleLocator
+from ...ips.model import Fix, Tracker
+from ...ips.particle import ParticleTracker
+from ...ips.pathloss import Anchor
+from ...ips.radiomap import RadioMap, SignalField
+from ...ips.trilateration import Trilateration
+from ...geometry.walkable import Walkable
+
+METHODS = ("trilateration", "fingerprint", "kalman", "particle")
+
+#: Parameters chosen by leave-one-run-out cross-validation on the calibration runs (never on a test track).
+DEFAULT_PARAMS: dict[str, float] = {
+    "tri_sigma_db": 6.0,  # nominal RSSI spread for trilateration's covariance
+    "knn_k": 10,  # neighbours for fingerprinting
+    "kalman_accel_std": 0.5,  # m/s² process noise of the Kalman fusion
+    "kalman_fix_cov_scale": 2.0,  # inflation of single-shot fix covariances
+    "pf_particles": 1000,
+    "pf_step_std": 0.3,  # m/√s random walk of the particles
+    "pf_beta": 0.5,  # likelihood tempering
+    "pf_nu": 4.0,  # Student-t degrees of freedom
+    "pf_jump_sigmas": 1.0,  # the fix moves at most max_speed·dt + this many σ per update
+    "map_bandwidth_m": 0.25,  # kernel bandwidth of the radio-map field
+    "map_prior_weight": 0.5,  # weight (in samples) of the path-loss prior in the field
+}
+
+
+class _SingleShot:
+    """A positioner used as a tracker (no memory): for the single-shot rows of the table."""
+
+    def __init__(self, positioner):
+        self.p = positioner
+        self.name = positioner.name
+
+    def update(self, obs):
+        return self.p.locate(obs)
+
+    def reset(self):
+        pass
+
+
+@dataclass
+class IpsSetup:
+    """Everything the methods need for one site: calibrated anchors, floor, radio map and parameters."""
+
+    anchors: dict[str, Anchor]
+    walkable: Walkable
+    radio_map: RadioMap | None
+    tag_height: float
+    params: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    fits: dict[str, PathLossFit] = field(default_factory=dict)
+    _field: SignalField | None = None
+
+    @property
+    def signal_field(self) -> SignalField:
+        """Radio-map field when there is a map, else the path-loss field (built once)."""
+        if self._field is None:
+            if self.radio_map is not None:
+                self._field = SignalField.from_radio_map(
+                    self.walkable, self.radio_map, self.anchors, bandwidth_m=self.params["map_bandwidth_m"],
+                    prior_weight=self.params["map_prior_weight"], tag_height=self.tag_height)
+            else:
+                self._field = SignalField.from_path_loss(self.walkable, self.anchors,
+                                                         sigma_db=self.params["tri_sigma_db"],
+                                                         tag_height=self.tag_height)
+        return self._field
+
+    def trilateration(self) -> Trilateration:
+        """The trilateration positioner."""
+        return Trilateration(self.anchors, sigma_db=self.params["tri_sigma_db"], tag_height=self.tag_height,
+                             walkable=self.walkable)
+
+    def fingerprint(self) -> KnnFingerprint:
+        """The kNN positioner (needs a radio map)."""
+        if self.radio_map is None:
+            raise ValueError("fingerprinting needs a radio map")
+        return KnnFingerprint(self.radio_map, k=int(self.params["knn_k"]), walkable=self.walkable)
+
+    def tracker(self, method: str, seed: int = 0) -> Tracker:
+        """A fresh tracker for ``method`` (one of :data:`METHODS`)."""
+        if method == "trilateration":
+            return _SingleShot(self.trilateration())
+        if method == "fingerprint":
+            return _SingleShot(self.fingerprint())
+        if method == "kalman":
+            pos = [self.trilateration()] + ([self.fingerprint()] if self.radio_map is not None else [])
+            return KalmanFusion(pos, accel_std=self.params["kalman_accel_std"],
+                                fix_cov_scale=self.params["kalman_fix_cov_scale"], walkable=self.walkable)
+        if method == "particle":
+            return ParticleTracker(self.signal_field, n_particles=int(self.params["pf_particles"]),
+                                   step_std=self.params["pf_step_std"], beta=self.params["pf_beta"],
+                                   nu=self.params["pf_nu"], jump_sigmas=self.params["pf_jump_sigmas"],
+                                   seed=seed)
+        raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
+
+    def locator(self, method: str, seed: int = 0) -> BleLocator:
+        """A locator that makes a ``method`` tracker for every tag."""
+        return BleLocator(lambda tag: self.tracker(method, seed))
+
+
+def setup_from_dataset(ds: KolakowskiDataset, *, index=None, params: dict | None = None,
+                       resolution: float = 0.1) -> IpsSetup:
+    """Fit the anchors' path loss and build the radio map from the calibration samples (``index`` of them)."""
+    from ..loaders.kolakowski import TAG_HEIGHT_M
+
+    rmap = ds.radio_map()
+    if index is not None:
+        rmap = rmap.subset(index)
+    fits = fit_nodes(ds.anchors, rmap.positions, rmap.rssi, rmap.nodes, tag_height=TAG_HEIGHT_M)
+    return IpsSetup(apply_fits(ds.anchors, fits), Walkable(ds.floor_grid(resolution)), rmap, TAG_HEIGHT_M,
+                    {**DEFAULT_PARAMS, **(params or {})}, fits)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class Score:
+    """Errors of one method on one track."""
+
+    method: str
+    errors: np.ndarray
+    fixes: list[Fix]
+    truth: np.ndarray
+    expected: int
+
+    @property
+    def coverage(self) -> float:
+        """Share of samples that got a fix."""
+        return len(self.errors) / self.expected if self.expected else 0.0
+
+    def summary(self) -> dict[str, float]:
+        """median, p90, mean error (m), count and coverage."""
+        e = self.errors
+        if len(e) == 0:
+            return {"median": float("nan"), "p90": float("nan"), "mean": float("nan"), "n": 0, "coverage": 0.0}
+        return {"median": float(np.median(e)), "p90": float(np.percentile(e, 90)), "mean": float(e.mean()),
+                "n": int(len(e)), "coverage": self.coverage}
+
+
+def score_fixes(method: str, fixes: list[Fix], track: Track, mask: np.ndarray | None = None) -> Score:
+    """Match fixes to the track's samples by timestamp and measure the error (m)."""
+    if track.truth is None:
+        raise ValueError(f"track {track.name} has no true positions")
+    index = {round(float(t), 6): i for i, t in enumerate(track.ts)}
+    err, est, truth = [], [], []
+    for f in fixes:
+        i = index.get(round(float(f.ts), 6))
+        if i is None or (mask is not None and not mask[i]):
+            continue
+        err.append(float(np.hypot(f.x - track.truth[i, 0], f.y - track.truth[i, 1])))
+        est.append(f)
+        truth.append(track.truth[i])
+    expected = int(mask.sum()) if mask is not None else len(track)
+    return Score(method, np.array(err), est, np.array(truth).reshape(-1, 2), expected)
+
+
+def run_method(setup: IpsSetup, method: str, sightings: list[Envelope], seed: int = 0) -> list[Fix]:
+    """Replay sightings through a locator with ``method`` trackers."""
+    return setup.locator(method, seed).run(sightings)
+
+
+def evaluate_track(setup: IpsSetup, track: Track, methods=METHODS, seed: int = 0,
+                   progress: Callable[[str], None] | None = None) -> dict[str, Score]:
+    """Score every method on a track (converted to sightings and replayed)."""
+    sightings = track_sightings(track)
+    out = {}
+    for m in methods:
+        if progress:
+            progress(m)
+        out[m] = score_fixes(m, run_method(setup, m, sightings, seed), track)
+    return out
+
+
+def cross_validate(ds: KolakowskiDataset, params: dict | None = None, methods=("particle",), *,
+                   covered_m: float = 0.3, seed: int = 0) -> dict[str, Score]:
+    """Leave-one-calibration-run-out scores, counted where the other runs cover the floor."""
+    runs = ds.calibration_runs()
+    cal = ds.calibration
+    pooled: dict[str, list[Score]] = {m: [] for m in methods}
+    for k, held in enumerate(runs):
+        train = np.concatenate([r for j, r in enumerate(runs) if j != k])
+        setup = setup_from_dataset(ds, index=train, params=params)
+        track = cal.subset(held)
+        track.name = f"calibration run {k + 1}"
+        d, _ = cKDTree(cal.truth[train]).query(track.truth)
+        mask = d <= covered_m
+        sightings = track_sightings(track)
+        for m in methods:
+            pooled[m].append(score_fixes(m, run_method(setup, m, sightings, seed), track, mask))
+    return {m: Score(m, np.concatenate([s.errors for s in ss]), [f for s in ss for f in s.fixes],
+                     np.concatenate([s.truth for s in ss]), sum(s.expected for s in ss))
+            for m, ss in pooled.items()}
+
+
+# --------------------------------------------------------------------------- the project's own recordings
+
+
+def load_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
+    """True positions per tag from CSV ``ts,tag,x,y``: tag -> array (n, 3) of ts, x, y sorted by time."""
+    import csv
+
+    from ...errors import StoresenseError
+
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise StoresenseError(f"{path}: cannot read truth: {exc.strerror}") from None
+    if not rows or [h.strip() for h in rows[0]] != ["ts", "tag", "x", "y"]:
+        raise StoresenseError(f"{path}:1: expected the header 'ts,tag,x,y'")
+    out: dict[str, list[tuple[float, float, float]]] = {}
+    for n, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        try:
+            ts, tag, x, y = float(row[0]), row[1].strip(), float(row[2]), float(row[3])
+        except (ValueError, IndexError):
+            raise StoresenseError(f"{path}:{n}: expected 'ts,tag,x,y', got {','.join(row)!r}") from None
+        out.setdefault(tag, []).append((ts, x, y))
+    if not out:
+        raise StoresenseError(f"{path}: no truth rows")
+    return {k: np.array(sorted(v)) for k, v in out.items()}
+
+
+def score_against_truth(method: str, fixes: list[Fix], truth: dict[str, np.ndarray]) -> Score:
+    """Error of each fix against its tag's true position, interpolated at the fix's time."""
+    err, used, pts = [], [], []
+    for f in fixes:
+        t = truth.get(f.tag)
+        if t is None or not (t[0, 0] <= f.ts <= t[-1, 0]):
+            continue
+        x, y = np.interp(f.ts, t[:, 0], t[:, 1]), np.interp(f.ts, t[:, 0], t[:, 2])
+        err.append(float(np.hypot(f.x - x, f.y - y)))
+        used.append(f)
+        pts.append((x, y))
+    return Score(method, np.array(err), used, np.array(pts).reshape(-1, 2), len(used))
+
+
+def setup_from_config(config, *, radio_map: RadioMap | None = None, params: dict | None = None,
+                      resolution: float = 0.1, clearance: float = 0.2, tag_height: float | None = None) -> IpsSetup:
+    """An :class:`IpsSetup` for a store config (its BLE nodes, its floor) and an optional radio map."""
+    from ...errors import StoresenseError
+    from ...geometry.floor import FloorGrid
+    from ...ips.pathloss import DEFAULT_TAG_HEIGHT_M, anchors_from_config
+
+    anchors = anchors_from_config(config)
+    if len(anchors) < 3:
+        raise StoresenseError(f"the store config has {len(anchors)} BLE nodes; positioning needs at least 3")
+    return IpsSetup(anchors, Walkable(FloorGrid(config, resolution, clearance)), radio_map,
+                    tag_height if tag_height is not None else DEFAULT_TAG_HEIGHT_M, {**DEFAULT_PARAMS, **(params or {})})

@@ -1,0 +1,233 @@
+"""The ``storesense eval ips`` report: comparison table and figures (PNG, matplotlib Agg).
+
+:func:`evaluate_kolakowski` runs every method on the robot test track of the
+Kolakowski dataset (optionally only its first ``limit`` samples), scores the
+walking test against its reference path (distance to the path: it has no
+timed truth), and writes:
+
+``ips_error_cdf.png``   the error CDF of every method on the robot track
+``ips_tracks.png``      estimated vs true track over the flat's walls, one panel per method
+``ips_walk.png``        the fused tracker on the walking test over its reference path
+``ips_results.json``    the figures of the table
+
+:func:`evaluate_recording` does the same for the project's own recording
+format: a JSONL recording of ``ble_sighting`` messages, a truth CSV and a store
+config (and optionally a radio map CSV).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..loaders.kolakowski import KolakowskiDataset, track_sightings
+from .ips import (METHODS, IpsSetup, Score, cross_validate, evaluate_track, load_truth_csv, run_method,
+                         score_against_truth, setup_from_config, setup_from_dataset)
+from ...ips.model import Fix
+
+LABELS = {
+    "trilateration": "trilateration (single shot)",
+    "fingerprint": "fingerprinting kNN (single shot)",
+    "kalman": "Kalman fusion of both",
+    "particle": "particle filter (fused tracker)",
+}
+
+
+@dataclass
+class IpsReport:
+    """What an evaluation produced: scores per method, extra rows, and the files written."""
+
+    title: str
+    scores: dict[str, Score]
+    files: list[Path] = field(default_factory=list)
+    walk: dict[str, dict[str, float]] = field(default_factory=dict)
+    cv: dict[str, dict[str, float]] = field(default_factory=dict)
+    fits: list[dict] = field(default_factory=list)
+
+    def rows(self) -> list[dict]:
+        """One row per method: median, p90, mean error (m), fixes and coverage."""
+        return [{"method": m, **s.summary()} for m, s in self.scores.items()]
+
+    def to_json(self) -> dict:
+        """Everything in the table, as plain data."""
+        return {"title": self.title, "rows": self.rows(), "walk": self.walk, "cv": self.cv, "fits": self.fits}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_error_cdf(scores: dict[str, Score], path: Path, title: str) -> Path:
+    """Empirical CDF of the position error per method."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m, s in scores.items():
+        e = np.sort(s.errors)
+        if len(e):
+            ax.plot(e, np.arange(1, len(e) + 1) / len(e),
+                    label=f"{LABELS.get(m, m)}: median {np.median(e):.2f} m, p90 {np.percentile(e, 90):.2f} m")
+    ax.axvline(0.9, color="grey", ls=":", lw=1)
+    ax.axvline(1.8, color="grey", ls="--", lw=1)
+    ax.set_xlim(0, 5)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("position error (m)")
+    ax.set_ylabel("share of fixes")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw_floor(ax, outline, anchors) -> None:
+    poly = np.asarray(list(outline) + [outline[0]])
+    ax.plot(poly[:, 0], poly[:, 1], color="black", lw=1.5)
+    for a in anchors.values():
+        ax.plot(a.x, a.y, marker="^", color="tab:blue", ms=8)
+        ax.annotate(a.id.replace("anchor-", "A"), (a.x, a.y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.2)
+
+
+def plot_tracks(scores: dict[str, Score], outline, anchors, path: Path, title: str) -> Path:
+    """Estimated vs true track over the floor, one panel per method."""
+    plt = _plt()
+    n = len(scores)
+    cols = 2 if n > 1 else 1
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 5.2 * rows), squeeze=False)
+    for ax, (m, s) in zip(axes.ravel(), scores.items()):
+        _draw_floor(ax, outline, anchors)
+        if len(s.truth):
+            ax.plot(s.truth[:, 0], s.truth[:, 1], color="tab:green", lw=2, label="true")
+            est = np.array([[f.x, f.y] for f in s.fixes])
+            ax.plot(est[:, 0], est[:, 1], color="tab:red", lw=0.8, alpha=0.8, marker=".", ms=2, label="estimated")
+            ax.set_title(f"{LABELS.get(m, m)}\nmedian {np.median(s.errors):.2f} m, p90 {np.percentile(s.errors, 90):.2f} m",
+                         fontsize=9)
+        ax.legend(loc="lower right", fontsize=7)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def distance_to_path(points: np.ndarray, segments) -> np.ndarray:
+    """Distance (m) from each point to the nearest segment of a polyline path."""
+    p = np.asarray(points, dtype=float).reshape(-1, 2)
+    best = np.full(len(p), np.inf)
+    for (x0, y0), (x1, y1) in segments:
+        a, b = np.array([x0, y0]), np.array([x1, y1])
+        ab = b - a
+        t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+        best = np.minimum(best, np.hypot(*(a + t[:, None] * ab - p).T))
+    return best
+
+
+def plot_walk(fixes: list[Fix], segments, outline, anchors, path: Path, title: str) -> Path:
+    """The walking test: estimated track over the reference path."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    _draw_floor(ax, outline, anchors)
+    for i, ((x0, y0), (x1, y1)) in enumerate(segments):
+        ax.plot([x0, x1], [y0, y1], color="tab:green", lw=2.5, label="reference path" if i == 0 else None)
+    est = np.array([[f.x, f.y] for f in fixes]).reshape(-1, 2)
+    ax.plot(est[:, 0], est[:, 1], color="tab:red", lw=0.8, marker=".", ms=2, alpha=0.8, label="estimated")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHODS, limit: int | None = None,
+                        cv: bool = False, walk: bool = True, plots: bool = True,
+                        progress: Callable[[str], None] | None = None) -> IpsReport:
+    """Score the methods on the robot test track, the walk test, and optionally cross-validation."""
+    ds = KolakowskiDataset(root)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    setup = setup_from_dataset(ds)
+    track = ds.robot_track()
+    if limit is not None:
+        track = track.subset(slice(0, int(limit)))
+    scores = evaluate_track(setup, track, methods, progress=progress)
+    report = IpsReport(f"Kolakowski 2021, robot test track ({len(track)} samples)", scores,
+                       fits=[f.as_row() for f in setup.fits.values()])
+    if walk:
+        wt = ds.walk_track()
+        if limit is not None:
+            wt = wt.subset(slice(0, int(limit)))
+        segs = ds.walk_reference()
+        walk_fixes = {}
+        for m in methods:
+            if progress:
+                progress(f"walk: {m}")
+            walk_fixes[m] = run_method(setup, m, track_sightings(wt))
+            d = distance_to_path(np.array([[f.x, f.y] for f in walk_fixes[m]]), segs)
+            report.walk[m] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "n": int(len(d))}
+        if plots:
+            best = "particle" if "particle" in walk_fixes else methods[-1]
+            report.files.append(plot_walk(walk_fixes[best], segs, ds.layout, setup.anchors, out / "ips_walk.png",
+                                          f"walking test, {LABELS.get(best, best)}: distance to the reference path "
+                                          f"median {report.walk[best]['median']:.2f} m"))
+    if cv:
+        if progress:
+            progress("cross-validation")
+        for m, s in cross_validate(ds, methods=tuple(methods)).items():
+            report.cv[m] = s.summary()
+    if plots:
+        report.files.append(plot_error_cdf(scores, out / "ips_error_cdf.png", report.title))
+        report.files.append(plot_tracks(scores, ds.layout, setup.anchors, out / "ips_tracks.png", report.title))
+    (out / "ips_results.json").write_text(json.dumps(report.to_json(), indent=1))
+    report.files.append(out / "ips_results.json")
+    return report
+
+
+def evaluate_recording(config, recording: str | Path, truth: str | Path, out_dir: str | Path, *,
+                       radio_map_path: str | Path | None = None, methods=None, plots: bool = True,
+                       progress: Callable[[str], None] | None = None) -> IpsReport:
+    """Score the methods on a recording of ``ble_sighting`` messages against a truth CSV."""
+    from ...contracts import BleSighting
+    from ...transport.recording import replay
+    from ...ips.radiomap import RadioMap
+
+    rmap = RadioMap.load_csv(radio_map_path) if radio_map_path else None
+    setup: IpsSetup = setup_from_config(config, radio_map=rmap)
+    if methods is None:
+        methods = METHODS if rmap is not None else ("trilateration", "kalman", "particle")
+    sightings = [m for m in replay(recording) if isinstance(m, BleSighting)]
+    if not sightings:
+        from ...errors import StoresenseError
+
+        raise StoresenseError(f"{recording}: no ble_sighting messages in the recording")
+    true = load_truth_csv(truth)
+    scores = {}
+    for m in methods:
+        if progress:
+            progress(m)
+        scores[m] = score_against_truth(m, run_method(setup, m, sightings), true)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = IpsReport(f"{Path(recording).name}: {len(sightings)} sightings, {len(true)} tags", scores)
+    if plots:
+        report.files.append(plot_error_cdf(scores, out / "ips_error_cdf.png", report.title))
+        report.files.append(plot_tracks(scores, config.floor.outline, setup.anchors, out / "ips_tracks.png",
+                                        report.title))
+    (out / "ips_results.json").write_text(json.dumps(report.to_json(), indent=1))
+    report.files.append(out / "ips_results.json")
+    return report

@@ -1,0 +1,55 @@
+"""Plane geometry on the floor plan: polygons and distances, in metres.
+
+Pure functions on plain points and lists of points, used by the store config's
+validation, the fusion node's zones, the simulators and the wayfinding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Point2 = tuple[float, float]
+Point3 = tuple[float, float, float]
+
+
+def polygon_area(points: list[Point2]) -> float:
+    """Signed area of a polygon (shoelace formula); positive when counter-clockwise."""
+    pts = np.asarray(points, dtype=float)
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def point_in_polygon(x: float, y: float, polygon: list[Point2]) -> bool:
+    """Even-odd rule point-in-polygon test (points on an edge may go either way)."""
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        x1, y1 = polygon[i]
+        x2, y2 = polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y):
+            xi = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < xi:
+                inside = not inside
+    return inside
+
+
+def distance_to_polygon(x: float, y: float, polygon: list[Point2]) -> float:
+    """Distance in metres from (x, y) to a polygon; 0 inside it."""
+    if point_in_polygon(x, y, polygon):
+        return 0.0
+    best = math.inf
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        dx, dy = x2 - x1, y2 - y1
+        length2 = dx * dx + dy * dy
+        t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / length2))
+        best = min(best, math.hypot(x - (x1 + t * dx), y - (y1 + t * dy)))
+    return best
+
+
+def distance(a: Point2, b: Point2) -> float:
+    """Euclidean distance between two floor points, metres."""
+    return math.hypot(a[0] - b[0], a[1] - b[1])
