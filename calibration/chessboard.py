@@ -5,7 +5,7 @@ The detection follows OpenCV's calibration sample (samples/cpp/calibration.cpp):
 fast check, then ``cornerSubPix`` with an 11×11 half-window and the sample's
 termination criteria (30 iterations or a step below 0.1 px). With the same
 flags this reproduces OpenCV's published ``left_intrinsics.yml`` for its
-``left*.jpg`` images (see tests/test_calibration_intrinsics.py).
+``left*.jpg`` images (see tests/calibration/test_intrinsics.py).
 """
 
 from __future__ import annotations

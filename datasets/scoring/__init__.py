@@ -3,7 +3,7 @@
 :func:`score_sequence` scores one sequence's tracker rows against its ground truth;
 :func:`combine` pools several sequences the way TrackEval's ``COMBINED_SEQ`` does
 (counts summed, HOTA's association terms weighted by true positives).
-The numbers match TrackEval's ``MotChallenge2DBox`` (tests/test_mot_metrics.py checks them).
+The numbers match TrackEval's ``MotChallenge2DBox`` (tests/datasets/scoring/test_mot_metrics.py checks them).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 from storesense.edge.camera.sources import Backoff, ImageFolderSource, LiveSource, VideoFileSource, open_source
 from storesense.errors import StoresenseError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mot15"
 
 
 def _write_video(path: Path, fourcc: str, frames: int = 40, fps: float = 10.0) -> bytes:

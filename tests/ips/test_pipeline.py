@@ -17,7 +17,7 @@ from storesense.ips.geofence import Geofence, is_in_store_event
 from storesense.ips.locator import floor_point
 from storesense.transport import MqttPublisher, MqttSubscriber
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ble" / "kolakowski2021"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ble" / "kolakowski2021"
 
 
 @pytest.fixture(scope="module")

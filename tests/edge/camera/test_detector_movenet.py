@@ -15,7 +15,7 @@ from storesense.edge.camera.detector import MODELS_DIR, Letterbox, letterbox, lo
 from storesense.edge.camera.movenet import MoveNetDetector, detections_from_movenet
 from storesense.errors import StoresenseError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mot15"
 FRAMES = (1, 11, 21, 31, 41, 51, 61)  # 1-based, as in gt.txt
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ble" / "kolakowski2021"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ble" / "kolakowski2021"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"Kolakowski BLE dataset not found at {DATA}")
 
 

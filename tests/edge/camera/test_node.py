@@ -27,7 +27,7 @@ from storesense.edge.camera.privacy import VideoRecorder, blur_heads, head_boxes
 from storesense.edge.camera.sources import Backoff, LiveSource
 from storesense.errors import StoresenseError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mot15"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from storesense.datasets.loaders.mot import load_mot_rows, read_sequence, write_results
 from storesense.datasets.scoring import combine, guess_benchmark, score_sequence
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mot15"
 
 
 def rows(*items):

@@ -14,7 +14,7 @@ from storesense.calibration.chessboard import Chessboard
 from storesense.calibration.intrinsics import CalibrationFlags, IntrinsicsResult, calibrate_intrinsics
 from storesense.errors import StoresenseError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LEFT = DATA / "calib" / "opencv-left"
 
 # OpenCV's samples/data/left_intrinsics.yml (flags: 2 = CALIB_FIX_ASPECT_RATIO), from its calibration sample.

@@ -12,7 +12,7 @@ from storesense.datasets.loaders.mot import (MotFormatError, detections_per_fram
 from storesense.edge.camera.detections import Detections
 from storesense.errors import StoresenseError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mot15"
 SEQINFO = "[Sequence]\nname=tiny\nimDir=img1\nframeRate=10\nseqLength=3\nimWidth=64\nimHeight=48\nimExt=.jpg\n"
 
 

@@ -10,7 +10,7 @@ from storesense.edge.camera.detections import Detections, box_iou
 from storesense.edge.camera.kalman import BoxFilter, ConstantVelocityFilter, FilterpyFilter
 from storesense.edge.camera.tracker import CameraTracker
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mot15"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mot15"
 
 
 def box(cx, cy, w=40.0, h=100.0):

@@ -12,7 +12,7 @@ import typer
 
 from storesense.cli import app, main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

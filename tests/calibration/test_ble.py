@@ -20,7 +20,7 @@ from storesense.transport.recording import record
 from storesense.errors import StoresenseError
 from storesense.ips.pathloss import Anchor
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ble" / "kolakowski2021"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ble" / "kolakowski2021"
 
 
 def test_robust_fit_recovers_the_model_despite_reflections():
