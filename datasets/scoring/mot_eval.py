@@ -10,7 +10,6 @@ or the MOTChallenge server can score them as well.
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -68,7 +67,7 @@ def public_frames(seq: MotSequence) -> Iterable[tuple[int, Detections]]:
 def load_model_detector(model: str):
     """The camera node's detector (``storesense.edge.camera.detector.load_detector``), imported lazily."""
     try:
-        detector_module = importlib.import_module(".edge.detector", __package__.rpartition(".")[0])
+        from ...edge.camera import detector as detector_module
     except ImportError as exc:
         raise StoresenseError(
             f"--detector model: the model detector is not available in this build ({exc}); "
