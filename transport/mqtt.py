@@ -1,0 +1,429 @@
+"""MQTT clients (fusion -> hub, node availability), on paho-mqtt 2.x.
+
+:class:`MqttPublisher` and :class:`MqttSubscriber` speak MQTT 3.1.1 with
+persistent sessions. The publisher announces the node's availability
+(``online``/``offline``, retained; ``offline`` is also its last will) and lets
+paho queue QoS 1 messages while the broker is unreachable; :meth:`MqttPublisher.flush`
+waits for their PUBACKs. The subscriber decodes with a
+:class:`~storesense.contracts.Decoder` (malformed payloads are counted and logged
+with their topic, duplicates dropped) and runs the user's callback *before* paho
+acknowledges the message, so a message the callback has stored is never lost.
+
+:func:`parse_mqtt_url` reads the broker URLs they take. No call here waits
+forever: every wait takes a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from ..contracts import Decoder, Envelope, availability_topic, encode, qos_for, retained, topic_for
+from ..errors import TransportError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MQTT_PORT = 1883
+#: paho's reconnect back-off after a lost connection: from 0.2 s doubling up to 5 s.
+RECONNECT_MIN_S = 0.2
+RECONNECT_MAX_S = 5.0
+
+# --------------------------------------------------------------------------- URLs
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
+    """Split ``mqtt://[user:pass@]host[:port]`` (or ``tcp://...``) into host, port, user, password.
+
+    The port defaults to 1883. Raises :class:`TransportError` naming the URL when it
+    is not of that form.
+    """
+
+    def bad(why: str) -> TransportError:
+        return TransportError(f"invalid MQTT URL {_redact(url)!r}: {why} (expected mqtt://[user:pass@]host[:port])")
+
+    if not isinstance(url, str) or not url.strip():
+        raise TransportError(f"invalid MQTT URL {url!r}: expected mqtt://[user:pass@]host[:port]")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise bad(f"unsupported scheme {parts.scheme or '(none)'!r}")
+    if not parts.hostname:
+        raise bad("no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise bad("unexpected path or query")
+    if port == 0:
+        raise bad("port 0")
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port or DEFAULT_MQTT_PORT, user or None, password
+
+
+def _redact(url: object) -> str:
+    """The URL with any password replaced by ``***`` (for messages and logs)."""
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+        if parts.password is not None:
+            return text.replace(f":{parts.password}@", ":***@", 1)
+    except ValueError:
+        pass
+    return text
+
+
+# --------------------------------------------------------------------------- MQTT clients
+
+
+class _PahoNoiseFilter(logging.Filter):
+    """Drop paho 2.2's spurious ERROR "Client is not connected" logged by a normal disconnect."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+_paho_log = logging.getLogger(f"{__name__}.paho")
+_paho_log.addFilter(_PahoNoiseFilter())
+
+
+class _MqttClient:
+    """Shared connect/close logic of the paho clients."""
+
+    def __init__(self, url: str, client_id: str, clean_session: bool, keepalive: int):
+        self.url = url
+        self.host, self.port, user, password = parse_mqtt_url(url)
+        self.client_id = client_id
+        self.keepalive = keepalive
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=paho.MQTTv311,
+        )
+        if user is not None:
+            client.username_pw_set(user, password)
+        client.max_queued_messages_set(0)  # unlimited: nothing is refused while the broker is away
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)  # type: ignore[arg-type]
+        client.suppress_exceptions = True  # a failing callback must not kill the network thread
+        client.enable_logger(_paho_log)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self._client = client
+        self._connack = threading.Event()
+        self._refused: str | None = None
+        self._started = False
+        self._closed = False
+        self.connected = False
+        self.connects = 0
+
+    def connect(self, timeout: float = 10.0):
+        """Connect, start the network thread and wait for the broker's CONNACK.
+
+        Keeps trying until ``timeout`` (the broker may still be starting); raises
+        :class:`TransportError` naming the URL if it cannot connect. After this,
+        a lost connection is re-established automatically.
+        """
+        if self._closed:
+            raise TransportError(f"MQTT client {self.client_id} is closed")
+        if self._started:
+            return self
+        deadline = time.monotonic() + timeout
+        self._client.connect_timeout = max(0.5, min(timeout, 5.0))
+        while True:
+            try:
+                self._client.connect(self.host, self.port, keepalive=self.keepalive)
+                break
+            except (OSError, ValueError) as exc:
+                if time.monotonic() + 0.2 >= deadline:
+                    raise TransportError(f"cannot reach MQTT broker at {_redact(self.url)}: {exc}") from None
+                time.sleep(0.2)
+        self._client.loop_start()
+        self._started = True
+        if not self._connack.wait(max(0.0, deadline - time.monotonic())) or self._refused:
+            reason = f"refused: {self._refused}" if self._refused else f"no CONNACK within {timeout:g} s"
+            self._stop()
+            raise TransportError(f"cannot reach MQTT broker at {_redact(self.url)}: {reason}")
+        self._after_connect(deadline)
+        return self
+
+    def _after_connect(self, deadline: float) -> None:
+        """Hook for subclasses: more waiting once CONNACK arrived."""
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            log.warning("%s: MQTT broker %s refused the connection: %s", self.client_id, _redact(self.url), reason_code)
+        else:
+            self._refused = None
+            self.connected = True
+            self.connects += 1
+            log.debug("%s: connected to %s (session present: %s)", self.client_id, _redact(self.url),
+                      flags.session_present)
+            try:
+                self._connected()
+            except Exception:  # noqa: BLE001 - never break the network thread
+                log.exception("%s: error after (re)connect", self.client_id)
+        self._connack.set()
+
+    def _connected(self) -> None:
+        """Hook for subclasses: run on the network thread after every successful (re)connect."""
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        if was and not self._closed:
+            log.info("%s: lost connection to %s (%s); reconnecting", self.client_id, _redact(self.url), reason_code)
+
+    def _stop(self) -> None:
+        try:
+            self._client.disconnect()
+        finally:
+            if self._started:
+                self._client.loop_stop()
+                self._started = False
+            self.connected = False
+
+
+class MqttPublisher(_MqttClient):
+    """Publishes storesense messages for one node over MQTT.
+
+    Uses a persistent session (``clean_session=False``). The node's availability
+    topic gets ``online`` (retained) on every (re)connect and ``offline``
+    (retained) on :meth:`close` or, as the last will, when the connection dies.
+    QoS 1 messages published while the broker is unreachable are queued by paho
+    and sent when it reconnects; :meth:`flush` waits for their PUBACKs.
+
+    Counters: ``published`` (messages given to :meth:`publish`), ``acked``
+    (QoS 1 messages the broker has acknowledged), :attr:`pending` (QoS 1 not yet
+    acknowledged) and ``connects`` (successful connections, reconnects included).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store: str,
+        node: str,
+        kind: str,
+        client_id: str | None = None,
+        keepalive: int = 30,
+    ):
+        super().__init__(url, client_id or f"storesense-{store}-{node}", clean_session=False, keepalive=keepalive)
+        self.store = store
+        self.node = node
+        self.kind = kind
+        self.availability_topic = availability_topic(store, node)
+        self._client.will_set(self.availability_topic, "offline", qos=1, retain=True)
+        self._client.on_publish = self._on_publish
+        self._cond = threading.Condition()
+        self._unacked: dict[int, tuple[int, bool]] = {}  # mid -> (qos, counted)
+        self._early: set[int] = set()  # mids whose on_publish came before publish() returned
+        self.published = 0
+        self.acked = 0
+
+    def _connected(self) -> None:
+        self._send(self.availability_topic, b"online", 1, True, counted=False)
+
+    def publish(self, msg: Envelope) -> None:
+        """Publish ``msg`` on its topic with its QoS and retain flag (queued while disconnected)."""
+        if self._closed:
+            raise TransportError(f"MQTT publisher {self.client_id} is closed")
+        self._send(topic_for(self.store, msg), encode(msg), qos_for(msg), retained(msg), counted=True)
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, *, counted: bool) -> None:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            raise TransportError(f"MQTT publisher {self.client_id}: outgoing queue full, {topic} not queued")
+        with self._cond:
+            if counted:
+                self.published += 1
+            if qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._early.discard(info.mid)  # not connected: paho drops QoS 0
+            elif info.mid in self._early:
+                self._early.discard(info.mid)
+                if qos and counted:
+                    self.acked += 1
+                self._cond.notify_all()
+            else:
+                self._unacked[info.mid] = (qos, counted)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # Called by paho when a QoS 1 PUBACK arrives (QoS 0: when the packet is written).
+        with self._cond:
+            entry = self._unacked.pop(mid, None)
+            if entry is None:
+                self._early.add(mid)
+                return
+            if entry[0] and entry[1]:
+                self.acked += 1
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every QoS 1 message published so far is acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            waiting = {mid for mid, (qos, _) in self._unacked.items() if qos > 0}
+            while True:
+                waiting = {mid for mid in waiting if mid in self._unacked}
+                if not waiting:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (retained), flush for up to ``timeout`` s, disconnect, stop the loop."""
+        if self._closed:
+            return
+        if self._started:
+            if self.connected:
+                self._send(self.availability_topic, b"offline", 1, True, counted=False)
+            if not self.flush(timeout):
+                log.warning("%s: closing with %d unacknowledged message(s)", self.client_id, self.pending)
+        self._closed = True
+        self._stop()
+
+    @property
+    def pending(self) -> int:
+        """QoS 1 messages published but not yet acknowledged."""
+        with self._cond:
+            return sum(1 for qos, _ in self._unacked.values() if qos > 0)
+
+    def __enter__(self) -> MqttPublisher:
+        return self.connect()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class MqttSubscriber(_MqttClient):
+    """Receives storesense messages over MQTT and hands valid ones to a callback.
+
+    Subscribes with QoS 1 to ``topics`` (default ``storesense/<store>/#``) and
+    re-subscribes after every reconnect. Payloads are decoded by :attr:`decoder`
+    (a :class:`~storesense.contracts.Decoder`): malformed ones are counted and
+    logged with their topic, duplicates (same ``event_id``) dropped. Valid
+    messages go to ``on_message(msg, topic)``; availability topics
+    (``.../nodes/<node>/availability``, plain ``online``/``offline``) go to
+    ``on_availability(node, state)`` instead. Empty payloads (a cleared retained
+    message) are ignored.
+
+    The callback runs on paho's network thread *before* paho sends the PUBACK,
+    so with a persistent session (``clean_session=False``, the default) a message
+    is redelivered if the subscriber dies before its callback returned. An
+    exception from a callback is logged and counted in ``callback_errors``; the
+    message then counts as handled.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store: str,
+        client_id: str,
+        on_message: Callable[[Envelope, str], None],
+        topics: Iterable[str] | None = None,
+        on_availability: Callable[[str, str], None] | None = None,
+        clean_session: bool = False,
+        keepalive: int = 30,
+    ):
+        super().__init__(url, client_id, clean_session=clean_session, keepalive=keepalive)
+        self.store = store
+        if topics is None:
+            self.topics = [f"storesense/{store}/#"]
+        else:
+            self.topics = list(dict.fromkeys(topics))
+            if on_availability is not None:
+                wanted = availability_topic(store, "+")
+                if wanted not in self.topics:
+                    self.topics.append(wanted)
+        if not self.topics:
+            raise TransportError(f"MQTT subscriber {client_id}: no topics to subscribe to")
+        self.on_message = on_message
+        self.on_availability = on_availability
+        self.decoder = Decoder(client_id)
+        self.callback_errors = 0
+        self._suback = threading.Event()
+        self._sub_refused: str | None = None
+        self._client.on_message = self._on_mqtt_message
+        self._client.on_subscribe = self._on_subscribe
+
+    def _connected(self) -> None:
+        self._client.subscribe([(t, 1) for t in self.topics])
+
+    def _after_connect(self, deadline: float) -> None:
+        if not self._suback.wait(max(0.0, deadline - time.monotonic())) or self._sub_refused:
+            why = self._sub_refused or "no SUBACK in time"
+            self._stop()
+            raise TransportError(f"MQTT broker at {_redact(self.url)} did not accept subscription to {self.topics}: {why}")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        self._sub_refused = ", ".join(refused) or None
+        if refused:
+            log.error("%s: broker refused subscription to %s: %s", self.client_id, self.topics, self._sub_refused)
+        self._suback.set()
+
+    def _on_mqtt_message(self, client, userdata, message) -> None:
+        # Runs on paho's network thread; paho sends the PUBACK after this returns.
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            self.decoder.rejected["topic not UTF-8"] += 1
+            log.warning("%s: skipped message on a topic that is not UTF-8", self.client_id)
+            return
+        try:
+            payload = message.payload
+            if not payload:
+                log.debug("%s: ignored empty payload on %s", self.client_id, topic)
+                return
+            node = _availability_node(topic)
+            if node is not None:
+                self._handle_availability(node, payload, topic)
+                return
+            msg = self.decoder.decode(payload, origin=topic)
+            if msg is None:
+                return
+            self.on_message(msg, topic)
+        except Exception:  # noqa: BLE001 - a user callback must not break the network thread
+            self.callback_errors += 1
+            log.exception("%s: message handler failed on %s", self.client_id, topic)
+
+    def _handle_availability(self, node: str, payload: bytes, topic: str) -> None:
+        state = payload.decode("utf-8", errors="replace").strip()
+        if state not in ("online", "offline"):
+            self.decoder.rejected["invalid availability"] += 1
+            log.warning("%s: skipped message on %s: availability must be online or offline, got %r",
+                        self.client_id, topic, state[:40])
+            return
+        if self.on_availability is not None:
+            self.on_availability(node, state)
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop()
+
+    def __enter__(self) -> MqttSubscriber:
+        return self.connect()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _availability_node(topic: str) -> str | None:
+    """The node id if ``topic`` is an availability topic, else None."""
+    parts = topic.split("/")
+    if len(parts) == 5 and topic == availability_topic(parts[1], parts[3]):
+        return parts[3]
+    return None
