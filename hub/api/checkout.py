@@ -1,0 +1,107 @@
+"""Checkout terminals (bearer token with the ``checkout`` role): sessions, carts, checkout, receipts, corrections."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+
+from ..carts import build_cart, final_receipt, receipt_text
+from ..payments import PaymentResult
+from ..store import HubStateError
+from .context import CheckoutTerminal, Ctx
+from .models import CartOut, CheckoutIn, CorrectionIn, ReceiptOut, SessionOut
+from .views import cart_or_404, cart_out, receipt_out
+
+router = APIRouter(tags=["checkout"])
+
+# Routes carry no docstrings: FastAPI would publish them as the operation's description.
+
+
+@router.get("/api/sessions", response_model=list[SessionOut],
+            summary="Sessions not yet settled (or those with the given statuses)")
+def sessions(ctx: Ctx, _: CheckoutTerminal,
+             status: list[Literal["open", "closed", "settled"]] = Query(default=["open", "closed"])
+             ) -> list[SessionOut]:
+    out = []
+    for s in ctx.store.sessions(tuple(status)):
+        cart = build_cart(ctx.config, ctx.store, s.shopper)
+        lines = cart.lines if cart else []
+        out.append(SessionOut(shopper=s.shopper, status=s.status, opened_ts=s.opened_ts,  # type: ignore[arg-type]
+                              closed_ts=s.closed_ts, items=sum(l.quantity for l in lines),
+                              total=cart.total if cart else 0.0, needs_review=any(l.needs_review for l in lines)))
+    return out
+
+
+@router.get("/api/carts/{shopper}", response_model=CartOut,
+            summary="A cart with per-line confidence and review state")
+def read_cart(shopper: str, ctx: Ctx, _: CheckoutTerminal) -> CartOut:
+    return cart_out(ctx, cart_or_404(ctx, shopper))
+
+
+@router.post("/api/carts/{shopper}/checkout", response_model=ReceiptOut,
+             responses={402: {"description": "payment declined"}, 404: {"description": "unknown session"},
+                        409: {"description": "lines await review, or already settled"}},
+             summary="Settle a checkout: charge the cart and return the receipt")
+def settle(shopper: str, ctx: Ctx, terminal: CheckoutTerminal, body: CheckoutIn | None = None) -> ReceiptOut:
+    body = body or CheckoutIn()
+    with ctx.checkout_lock:
+        cart = cart_or_404(ctx, shopper)
+        done = ctx.store.settlement(shopper)
+        if done is not None:
+            raise HTTPException(409, {"message": f"session {shopper} is already settled",
+                                      "receipt_id": done.receipt.receipt_id})
+        if cart.unknown_skus:
+            raise HTTPException(409, {"message": f"the cart holds products not in the catalog: "
+                                                 f"{', '.join(cart.unknown_skus)}"})
+        flagged = [l for l in cart.lines if l.needs_review]
+        if flagged:
+            raise HTTPException(409, {
+                "message": f"{len(flagged)} line(s) await review ({', '.join(l.sku for l in flagged)}): decide "
+                           f"them in the review queue or correct them first",
+                "pending_review": cart.pending_review})
+        now = time.time()
+        receipt = final_receipt(ctx.config, ctx.store, cart, now)
+        if receipt.total > 0:
+            result = ctx.payments.charge(receipt.receipt_id, receipt.total, receipt.currency, body.method)
+        else:
+            result = PaymentResult(True, "nothing-to-pay", "total is zero")
+        if not result.approved:
+            raise HTTPException(402, {"message": f"payment declined: {result.message}"})
+        ctx.store.settle(receipt, terminal.id, getattr(ctx.payments, "name", "payment"), result.reference, now)
+        return receipt_out(ctx, receipt.receipt_id)
+
+
+@router.get("/api/receipts/{receipt_id}", response_model=ReceiptOut, summary="A settled receipt as JSON")
+def read_receipt(receipt_id: str, ctx: Ctx, _: CheckoutTerminal) -> ReceiptOut:
+    return receipt_out(ctx, receipt_id)
+
+
+@router.get("/api/receipts/{receipt_id}/text", response_class=PlainTextResponse,
+            summary="A settled receipt as printable text")
+def read_receipt_text(receipt_id: str, ctx: Ctx, _: CheckoutTerminal) -> str:
+    s = ctx.store.settlement_by_receipt(receipt_id)
+    if s is None:
+        raise HTTPException(404, f"no settled receipt {receipt_id!r}")
+    return receipt_text(ctx.config, s, ctx.store.corrections(s.shopper))
+
+
+@router.post("/api/carts/{shopper}/corrections", response_model=CartOut,
+             summary="Correct a line with a reason (a dispute at the terminal)")
+def correct(shopper: str, body: CorrectionIn, ctx: Ctx, terminal: CheckoutTerminal) -> CartOut:
+    try:
+        ctx.config.product(body.sku)
+    except KeyError:
+        raise HTTPException(422, f"unknown product {body.sku!r}") from None
+    with ctx.checkout_lock:
+        cart = cart_or_404(ctx, shopper)
+        before = cart.quantity(body.sku)
+        if before == body.quantity:
+            raise HTTPException(409, f"{body.sku} already has {before} item(s) in the cart: nothing to correct")
+        try:
+            ctx.store.add_correction(shopper, body.sku, before, body.quantity, body.reason, terminal.id)
+        except HubStateError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return cart_out(ctx, cart_or_404(ctx, shopper))
