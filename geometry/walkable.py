@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from .floor import FloorGrid
+from .sight import segments_clear
 
 _LINSPACE: dict[int, list[float]] = {}  # np.linspace(0, 1, n) as floats, by n
 
@@ -59,15 +60,15 @@ class Walkable:
     def segments_free(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """True where the straight move from ``a[i]`` to ``b[i]`` stays on free floor.
 
-        The segment is sampled every half cell, so a wall one cell thick is never
-        stepped over.
+        Sampled rule of :func:`~storesense.geometry.sight.segments_clear`: every
+        segment gets as many points as the longest needs at half a cell apart
+        (rounded up), so a wall one cell thick is never stepped over.
         """
         a = np.asarray(a, dtype=float).reshape(-1, 2)
         b = np.asarray(b, dtype=float).reshape(-1, 2)
         length = np.hypot(*(b - a).T)
         n = max(int(np.ceil(length.max(initial=0.0) / (0.5 * self.resolution))) + 1, 2)
-        t = np.linspace(0.0, 1.0, n)[:, None, None]
-        return self.free_at(a + (b - a) * t).all(axis=0)
+        return segments_clear(self.free, self.origin, self.resolution, a, b, samples=n)
 
     def free_at_point(self, x: float, y: float) -> bool:
         """:meth:`free_at` for one point given as two floats (no numpy call)."""
@@ -77,7 +78,11 @@ class Walkable:
         return 0 <= r < self.rows and 0 <= c < self.cols and x >= self._ox and y >= self._oy and self._free[r][c]
 
     def segment_free(self, a, b) -> bool:
-        """:meth:`segments_free` for one segment (same samples, same answer), without numpy arrays."""
+        """:meth:`segments_free` for one segment (same samples, same answer), in plain Python.
+
+        The once-per-fix fast path of the Kalman tracker; a test checks it
+        against :meth:`segments_free`.
+        """
         ax, ay = float(a[0]), float(a[1])
         dx, dy = float(b[0]) - ax, float(b[1]) - ay
         n = max(int(math.ceil(float(np.hypot(dx, dy)) / (0.5 * self.resolution))) + 1, 2)

@@ -5,15 +5,17 @@ part of a name that fits exactly one product). Each shelf with listed items is
 one stop, at the shelf's access point. Distances between the start and every
 stop are walking distances on the store's :class:`~storesense.geometry.floor.FloorGrid`
 (free floor with a clearance margin, 8-connected, no corner cutting), all
-computed by one multi-source Dijkstra over the grid graph. The visiting order
+computed by one multi-source Dijkstra over its
+:class:`~storesense.geometry.paths.GridGraph`. The visiting order
 is exact (Held-Karp dynamic programming) for up to :attr:`Wayfinder.exact_up_to`
 stops and nearest-neighbour followed by 2-opt beyond that. Each leg is the
 grid's shortest path, smoothed by line of sight on the same grid, so every
 returned segment stays on free floor (see below).
 
 Smoothing checks each straight segment against every grid cell it crosses
-(:func:`segment_free`), not against samples along it, so a smoothed segment
-cannot clip the corner of a shelf's clearance margin.
+(the exact rule of :func:`~storesense.geometry.sight.segments_clear`), not
+against samples along it, so a smoothed segment cannot clip the corner of a
+shelf's clearance margin.
 
 Problems (an unknown or ambiguous product, a product on no shelf, a shelf or a
 start that cannot be reached) are collected and raised together as one
@@ -28,14 +30,14 @@ import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from ..config import StoreConfig
 from ..geometry.polygons import distance
 from ..contracts import LightCommand, Stamper
 from ..errors import StoresenseError
 from ..geometry.floor import FloorGrid, path_length
+from ..geometry.paths import GridGraph, smooth
+from ..geometry.sight import segments_clear
 
 Point2 = tuple[float, float]
 
@@ -107,7 +109,7 @@ class Wayfinder:
         self.grid = grid or FloorGrid(config)
         self.walking_speed_mps = walking_speed_mps or config.hub.walking_speed_mps
         self.exact_up_to = exact_up_to
-        self._graph = _grid_graph(self.grid.free, self.grid.resolution)
+        self._graph = GridGraph(self.grid.free, step=self.grid.resolution)  # distances in metres
         self._shelves_of: dict[str, list[tuple[str, str]]] = {}
         for shelf in config.shelves:
             for plate in shelf.plates:
@@ -258,23 +260,21 @@ class Wayfinder:
         return cell
 
     def _node(self, cell: tuple[int, int]) -> int:
-        return cell[0] * self.grid.shape[1] + cell[1]
+        return self._graph.node(cell)
 
     def _dijkstra(self, cells: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-        return dijkstra(self._graph, directed=False, indices=[self._node(c) for c in cells],
-                        return_predecessors=True)
+        return self._graph.dijkstra(cells)
 
     def _leg(self, predecessors: np.ndarray, source: int, target: int) -> list[Point2]:
-        cols = self.grid.shape[1]
-        chain = [target]
-        while chain[-1] != source:
-            prev = int(predecessors[chain[-1]])
-            if prev < 0:
-                raise WayfindingError([{"item": None, "problem": "internal: broken path reconstruction"}])
-            chain.append(prev)
-        chain.reverse()
-        points = [self.grid.point((node // cols, node % cols)) for node in chain]
-        return smooth_on_free_cells(self.grid, points)
+        cells = self._graph.chain(predecessors, self._graph.cell(source), self._graph.cell(target))
+        if cells is None:
+            raise WayfindingError([{"item": None, "problem": "internal: broken path reconstruction"}])
+        return smooth([self.grid.point(c) for c in cells], self._lines_free)
+
+    def _lines_free(self, a: Point2, ends: list[Point2]) -> np.ndarray:
+        """Whether the straight segment from ``a`` to each of ``ends`` crosses only free cells (exact)."""
+        g = self.grid
+        return segments_clear(g.free, g.origin, g.resolution, a, np.asarray(ends, dtype=float), outside_blocked=False)
 
 
 # --------------------------------------------------------------------------- ordering
@@ -359,68 +359,6 @@ def brute_force_order(matrix: np.ndarray, end: int | None = None) -> list[int]:
 
 
 # --------------------------------------------------------------------------- geometry
-
-
-def _grid_graph(free: np.ndarray, resolution: float) -> csr_matrix:
-    """Sparse graph of free cells: 8-connected, diagonals only where both side cells are free."""
-    rows, cols = free.shape
-    index = np.arange(rows * cols).reshape(rows, cols)
-    src, dst, weight = [], [], []
-    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        r0, r1 = 0, rows - dr
-        c0, c1 = max(0, -dc), cols - max(0, dc)
-        a = free[r0:r1, c0:c1]
-        b = free[r0 + dr:r1 + dr, c0 + dc:c1 + dc]
-        ok = a & b
-        if dr and dc:  # no corner cutting
-            ok &= free[r0 + dr:r1 + dr, c0:c1] & free[r0:r1, c0 + dc:c1 + dc]
-        src.append(index[r0:r1, c0:c1][ok])
-        dst.append(index[r0 + dr:r1 + dr, c0 + dc:c1 + dc][ok])
-        weight.append(np.full(int(ok.sum()), resolution * (math.sqrt(2) if dr and dc else 1.0)))
-    return csr_matrix((np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))),
-                      shape=(rows * cols, rows * cols))
-
-
-def segment_cells(grid: FloorGrid, a: Point2, b: Point2) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of every grid cell the straight segment a-b passes through (exactly).
-
-    The segment is cut where it crosses grid lines; the middle of each piece lies
-    inside one traversed cell, so no cell is skipped however the segment runs.
-    """
-    res = grid.resolution
-    ax, ay = (a[0] - grid.origin[0]) / res, (a[1] - grid.origin[1]) / res
-    bx, by = (b[0] - grid.origin[0]) / res, (b[1] - grid.origin[1]) / res
-    cuts = [np.array([0.0, 1.0])]
-    for p0, p1 in ((ax, bx), (ay, by)):
-        if p1 != p0:
-            lines = np.arange(math.ceil(min(p0, p1)), math.floor(max(p0, p1)) + 1, dtype=float)
-            cuts.append((lines - p0) / (p1 - p0))
-    t = np.unique(np.clip(np.concatenate(cuts), 0.0, 1.0))
-    mid = (t[:-1] + t[1:]) / 2 if len(t) > 1 else t
-    cols = np.clip(np.floor(ax + mid * (bx - ax)).astype(int), 0, grid.shape[1] - 1)
-    rows = np.clip(np.floor(ay + mid * (by - ay)).astype(int), 0, grid.shape[0] - 1)
-    return rows, cols
-
-
-def segment_free(grid: FloorGrid, a: Point2, b: Point2) -> bool:
-    """True when every cell the segment a-b passes through is free floor."""
-    rows, cols = segment_cells(grid, a, b)
-    return bool(grid.free[rows, cols].all())
-
-
-def smooth_on_free_cells(grid: FloorGrid, points: list[Point2]) -> list[Point2]:
-    """Line-of-sight smoothing that keeps every segment on free cells (checked cell by cell)."""
-    if len(points) <= 2:
-        return list(points)
-    out = [points[0]]
-    i = 0
-    while i < len(points) - 1:
-        j = len(points) - 1
-        while j > i + 1 and not segment_free(grid, points[i], points[j]):
-            j -= 1
-        out.append(points[j])
-        i = j
-    return out
 
 
 def _closest_on_polyline(p: Point2, path: list[Point2]) -> tuple[float, float]:

@@ -20,12 +20,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from ...config import StoreConfig
 from ...errors import StoresenseError
 from ...geometry.floor import FloorGrid
+from ...geometry.paths import smooth
+from ...geometry.sight import segments_clear
 from .geometry import points_in_polygon
 from .synthetic import ShelfAction, TruthShopper
 
@@ -189,78 +189,36 @@ def shelf_fronts(config: StoreConfig) -> dict[str, ShelfFront]:
 class PathFinder:
     """Shortest walkable paths on a :class:`FloorGrid`'s free cells, fast enough for crowds.
 
-    The same graph as ``FloorGrid.path`` (8-connected, no corner cutting), solved
-    with scipy's Dijkstra from each goal once (predecessor trees are cached per
-    goal cell), then smoothed by line of sight like ``FloorGrid`` does, with the
-    line tests vectorised.
+    The grid's :class:`~storesense.geometry.paths.GridGraph`, solved with
+    Dijkstra from each goal once (predecessor trees are cached per goal cell),
+    then smoothed by line of sight (:func:`~storesense.geometry.paths.smooth`),
+    all later points of a path tested in one vectorised call.
     """
 
     def __init__(self, grid: FloorGrid):
         self.grid = grid
-        free = grid.free
-        rows, cols = free.shape
-        index = np.full(free.shape, -1, dtype=np.int64)
-        index[free] = np.arange(int(free.sum()))
-        self.index = index
-        src, dst, wts = [], [], []
-        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-            r0, r1 = max(0, -dr), rows - max(0, dr)
-            c0, c1 = max(0, -dc), cols - max(0, dc)
-            ok = free[r0:r1, c0:c1] & free[r0 + dr:r1 + dr, c0 + dc:c1 + dc]
-            if dr and dc:
-                ok &= free[r0 + dr:r1 + dr, c0:c1] & free[r0:r1, c0 + dc:c1 + dc]
-            a = index[r0:r1, c0:c1][ok]
-            b = index[r0 + dr:r1 + dr, c0 + dc:c1 + dc][ok]
-            src.append(a)
-            dst.append(b)
-            wts.append(np.full(len(a), math.hypot(dr, dc)))
-        n = int(free.sum())
-        self.graph = csr_matrix((np.concatenate(wts), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
-        self.cells = np.argwhere(free)
-        self._pred: dict[int, np.ndarray] = {}
+        self._pred: dict[tuple[int, int], np.ndarray] = {}
 
     def path(self, start: tuple[float, float], goal: tuple[float, float]) -> list[tuple[float, float]]:
         """Smoothed shortest path from ``start`` to ``goal`` (both snapped to free cells)."""
-        g = int(self.index[self.grid.nearest_free(goal)])
-        s = int(self.index[self.grid.nearest_free(start)])
+        g, s = self.grid.nearest_free(goal), self.grid.nearest_free(start)
         if g not in self._pred:
-            _, pred = dijkstra(self.graph, indices=g, return_predecessors=True)
-            self._pred[g] = pred
-        pred = self._pred[g]
-        nodes = [s]
-        while nodes[-1] != g:
-            nxt = int(pred[nodes[-1]])
-            if nxt < 0:
-                raise StoresenseError(f"no walkable path from {start} to {goal}")
-            nodes.append(nxt)
-        pts = [self.grid.point(tuple(self.cells[k])) for k in nodes]
-        return self._smooth(pts)
+            self._pred[g] = self.grid.graph.dijkstra([g])[1][0]
+        cells = self.grid.graph.chain(self._pred[g], g, s)  # the tree is rooted at the goal
+        if cells is None:
+            raise StoresenseError(f"no walkable path from {start} to {goal}")
+        return smooth([self.grid.point(c) for c in reversed(cells)], self._lines_free, chunk=None)
 
-    def _smooth(self, points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if len(points) <= 2:
-            return points
-        arr = np.asarray(points)
-        out = [points[0]]
-        i = 0
-        while i < len(points) - 1:
-            cand = arr[i + 1:]
-            j = i + 1 + int(np.flatnonzero(self._lines_free(arr[i], cand))[-1])
-            out.append(points[j])
-            i = j
-        return out
+    def _lines_free(self, a, bs) -> np.ndarray:
+        """Whether each straight segment a-b (b in ``bs``) stays on free cells.
 
-    def _lines_free(self, a: np.ndarray, bs: np.ndarray) -> np.ndarray:
-        """Whether each straight segment a-b (b in ``bs``) stays on free cells (sampled at half a cell)."""
+        Sampled rule: every segment gets as many points as the longest needs at
+        half a cell apart (see :func:`~storesense.geometry.sight.segments_clear`).
+        """
         g = self.grid
-        length = float(np.max(np.linalg.norm(bs - a, axis=1)))
-        n = max(2, int(length / (g.resolution / 2)) + 1)
-        t = np.linspace(0.0, 1.0, n)
-        pts = a[None, None, :] + t[None, :, None] * (bs - a)[:, None, :]
-        c = np.clip(((pts[..., 0] - g.origin[0]) / g.resolution).astype(int), 0, g.shape[1] - 1)
-        r = np.clip(((pts[..., 1] - g.origin[1]) / g.resolution).astype(int), 0, g.shape[0] - 1)
-        ok = g.free[r, c].all(axis=1)
-        ok[0] = True  # the neighbouring cell is always reachable
-        return ok
+        a, bs = np.asarray(a, dtype=float), np.asarray(bs, dtype=float)
+        n = max(2, int(float(np.max(np.linalg.norm(bs - a, axis=1))) / (g.resolution / 2)) + 1)
+        return segments_clear(g.free, g.origin, g.resolution, a, bs, samples=n, outside_blocked=False)
 
 
 class _Walker:
