@@ -50,7 +50,7 @@ import numpy as np
 from storesense.config import DetectorSettings, example_store_path, load_store_config
 from storesense.contracts import encode
 from storesense.edge.camera.node import CameraNode
-from storesense.edge.camera.detector import load_detector
+from storesense.edge.camera.detectors import load_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "mot15" / "TUD-Stadtmitte" / "TUD-Stadtmitte.mp4"

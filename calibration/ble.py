@@ -216,53 +216,46 @@ def nodes_yaml(anchors: Mapping[str, Anchor]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None, config_path: str | Path | None = None,
-                      output: str | Path | None = None, plot: str | Path | None = None
-                      ) -> tuple[list[PathLossFit], list[str]]:
-    """``storesense calibrate ble``: fit from a Kolakowski folder or a reference-tag recording.
+def recalibrate_from_recording(recording: str | Path, references: str | Path | None, *,
+                               config_path: str | Path | None = None):
+    """Refit the store's BLE nodes from a recording of reference tags (``storesense calibrate ble REC``).
 
-    Returns the fits and lines to print (files written). Raises StoresenseError on bad input.
+    Returns the store's anchors, the fits, the samples per fitted node (3-D
+    distances and RSSI, for :func:`plot_fits`) and a line to print. Raises
+    StoresenseError on bad input.
     """
     from ..config import example_store_path, load_store_config
-    from ..datasets.loaders.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
     from ..ips.pathloss import anchors_from_config
+    from ..transport.recording import replay
 
-    data = Path(data)
-    lines: list[str] = []
-    if not data.exists():
-        raise StoresenseError(f"{data}: no such file or folder")
-    if data.is_dir():
-        ds = KolakowskiDataset(data)
-        rmap = ds.radio_map()
-        anchors = ds.anchors
-        fits = fit_nodes(anchors, rmap.positions, rmap.rssi, rmap.nodes, tag_height=TAG_HEIGHT_M)
-        samples = {n: (anchors[n].distance(rmap.positions, TAG_HEIGHT_M), rmap.rssi[:, j])
-                   for j, n in enumerate(rmap.nodes)}
-        lines.append(f"fitted from {len(rmap)} calibration samples of {data} (tag at {TAG_HEIGHT_M} m)")
-    else:
-        from ..transport.recording import replay
+    if references is None:
+        raise StoresenseError(f"{recording}: a recording needs --references (the reference tags' positions)")
+    cfg = load_store_config(config_path or example_store_path())
+    anchors = anchors_from_config(cfg)
+    refs = load_references(references)
+    msgs = [m for m in replay(recording) if isinstance(m, BleSighting)]
+    fits = recalibrate_from_references(anchors, msgs, refs)
+    where = {r.tag: r for r in refs}
+    samples = {}
+    for n in fits:
+        sel = [m for m in msgs if m.node == n and m.tag in where]
+        d = np.array([float(anchors[n].distance(np.array([where[m.tag].x, where[m.tag].y]), where[m.tag].height))
+                      for m in sel])
+        samples[n] = (d, np.array([m.rssi_smoothed if m.rssi_smoothed is not None else m.rssi for m in sel]))
+    line = (f"re-calibrated {len(fits)} of {len(anchors)} nodes from {len(msgs)} sightings of "
+            f"{len(refs)} reference tags")
+    return anchors, fits, samples, line
 
-        if references is None:
-            raise StoresenseError(f"{data}: a recording needs --references (the reference tags' positions)")
-        cfg = load_store_config(config_path or example_store_path())
-        anchors = anchors_from_config(cfg)
-        refs = load_references(references)
-        msgs = [m for m in replay(data) if isinstance(m, BleSighting)]
-        fits = recalibrate_from_references(anchors, msgs, refs)
-        where = {r.tag: r for r in refs}
-        samples = {}
-        for n in fits:
-            sel = [m for m in msgs if m.node == n and m.tag in where]
-            d = np.array([float(anchors[n].distance(np.array([where[m.tag].x, where[m.tag].y]), where[m.tag].height))
-                          for m in sel])
-            samples[n] = (d, np.array([m.rssi_smoothed if m.rssi_smoothed is not None else m.rssi for m in sel]))
-        lines.append(f"re-calibrated {len(fits)} of {len(anchors)} nodes from {len(msgs)} sightings of "
-                     f"{len(refs)} reference tags")
-    fitted = apply_fits(anchors, fits)
+
+def write_fits(anchors: Mapping[str, Anchor], fits: Mapping[str, PathLossFit],
+               samples: dict[str, tuple[np.ndarray, np.ndarray]], *, output: str | Path | None = None,
+               plot: str | Path | None = None) -> list[str]:
+    """Write the fitted ``ble_nodes:`` YAML to ``output`` and the plot to ``plot`` (each when given); lines to print."""
+    lines = []
     if output:
-        Path(output).write_text(nodes_yaml(fitted), encoding="utf-8")
+        Path(output).write_text(nodes_yaml(apply_fits(anchors, fits)), encoding="utf-8")
         lines.append(f"wrote {output}")
     if plot:
         plot_fits(anchors, samples, fits, plot)
         lines.append(f"wrote {plot}")
-    return list(fits.values()), lines
+    return lines

@@ -16,7 +16,7 @@ class IpsBle:
     """Adapter from an ``ips`` BLE locator to the fusion node's fixes."""
 
     def __init__(self, config: StoreConfig, method: str = "kalman"):
-        from ..datasets.scoring.ips import setup_from_config
+        from ..ips.setup import setup_from_config
 
         self.locator = setup_from_config(config).locator(method)
 

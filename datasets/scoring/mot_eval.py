@@ -65,9 +65,9 @@ def public_frames(seq: MotSequence) -> Iterable[tuple[int, Detections]]:
 
 
 def load_model_detector(model: str):
-    """The camera node's detector (``storesense.edge.camera.detector.load_detector``), imported lazily."""
+    """The camera node's detector (``storesense.edge.camera.detectors.load_detector``), imported lazily."""
     try:
-        from ...edge.camera import detector as detector_module
+        from ...edge.camera import detectors as detector_module
     except ImportError as exc:
         raise StoresenseError(
             f"--detector model: the model detector is not available in this build ({exc}); "

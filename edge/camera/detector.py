@@ -1,4 +1,4 @@
-"""The detector interface of the camera node, and ``load_detector`` to pick a back-end.
+"""The detector interface of the camera node, and what its ONNX back-ends share.
 
 A :class:`Detector` takes one BGR frame (as OpenCV reads it) and returns the
 people in it as :class:`~storesense.edge.camera.detections.Detections` in that frame's
@@ -14,7 +14,8 @@ pixels. Back-ends live one per file:
 No code path downloads weights: a model is the shipped file or a local path.
 This module also holds what the ONNX back-ends share: letterboxing frames to
 the model's input size and back, opening an ONNX Runtime session with
-configurable execution providers, and non-maximum suppression.
+configurable execution providers, and non-maximum suppression. It imports no
+back-end: :func:`storesense.edge.camera.detectors.load_detector` picks one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ...config import DetectorSettings
 from ...errors import StoresenseError
 from .detections import Detections, box_iou
 
@@ -161,38 +161,3 @@ def model_path(model: str, base_dir: Path | None = None) -> Path:
         path = Path(base_dir) / path
     return path
 
-
-def load_detector(spec: DetectorSettings | str | None = None, *, base_dir: Path | None = None) -> Detector:
-    """Build the detector ``spec`` describes (settings, or just a model name/path with default settings).
-
-    ``movenet`` (or an ``.onnx`` whose output is MoveNet's ``[1, 6, 56]``) gives a
-    :class:`~storesense.edge.camera.movenet.MoveNetDetector`; any other ``.onnx`` a
-    :class:`~storesense.edge.camera.yolo.YoloOnnxDetector`; a ``.pt`` a
-    :class:`~storesense.edge.camera.yolo.UltralyticsDetector`. A missing file, an
-    unknown extension or a model of the wrong shape raises StoresenseError.
-    """
-    if spec is None:
-        spec = DetectorSettings()
-    elif isinstance(spec, (str, Path)):
-        spec = DetectorSettings(model=str(spec))
-    path = model_path(spec.model, base_dir)
-    if not path.is_file():
-        raise StoresenseError(f"{path}: model file not found (detector.model {spec.model!r}; "
-                              f"built-in models: {', '.join(BUILTIN_MODELS)})")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        session = onnx_session(path, spec.providers, spec.threads)
-        shape = session.get_outputs()[0].shape
-        if len(shape) == 3 and shape[1:] == [6, 56]:
-            from .movenet import MoveNetDetector
-
-            return MoveNetDetector(path, spec, session=session)
-        from .yolo import YoloOnnxDetector
-
-        return YoloOnnxDetector(path, spec, session=session)
-    if suffix == ".pt":
-        from .yolo import UltralyticsDetector
-
-        return UltralyticsDetector(path, spec)
-    raise StoresenseError(f"{path}: unsupported model type {suffix or '(no extension)'!r}; "
-                          "expected 'movenet', an .onnx or a .pt file")

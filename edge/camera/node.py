@@ -33,7 +33,8 @@ from ...config import StoreConfig
 from ...contracts import Envelope, HandShelfInteraction, Keypoint, NodeStatus, PersonObservation, Stamper
 from ...errors import StoresenseError
 from .detections import Detections
-from .detector import Detector, load_detector
+from .detector import Detector
+from .detectors import load_detector
 from .interactions import HandShelfMonitor
 from .projection import FloorProjector
 from .sources import Frame, FrameSource, LiveSource, SourceStats, open_source

@@ -95,7 +95,7 @@ def test_calibrate_ble_cli_on_a_recording(tmp_path):
     (tmp_path / "refs.csv").write_text("tag,x,y\n" + "".join(f"{t},{x},{y}\n" for t, x, y in refs))
     from typer.testing import CliRunner
 
-    from storesense.calibration.ble import run_calibrate_ble
+    from storesense.datasets.loaders.ble_calibration import run_calibrate_ble
     from storesense.cli import app
 
     out = CliRunner().invoke(app, ["calibrate", "ble", str(tmp_path / "rec.jsonl"), "--references",

@@ -135,7 +135,10 @@ def test_eval_mot_reports_bad_input_in_one_line(tmp_path, monkeypatch, capsys):
 def test_model_detector_missing_is_a_clear_error(tmp_path, monkeypatch):
     from storesense.datasets.scoring.mot_eval import evaluate_sequences
 
-    monkeypatch.setitem(sys.modules, "storesense.edge.camera.detector", None)   # as if the module were absent
+    import storesense.edge.camera as camera
+
+    monkeypatch.setitem(sys.modules, "storesense.edge.camera.detectors", None)   # as if the module were absent
+    monkeypatch.delattr(camera, "detectors", raising=False)   # (an earlier import left it on the package)
     folder = make_sequence(tmp_path / "tiny", gt="1,1,1,2,3,4,1,-1,-1,-1\n", det="")
     with pytest.raises(StoresenseError, match="model detector is not available"):
         evaluate_sequences([folder], detector="model")

@@ -11,7 +11,8 @@ import pytest
 
 from storesense.config import DetectorSettings
 from storesense.edge.camera.detections import LEFT_WRIST, RIGHT_WRIST, box_iou
-from storesense.edge.camera.detector import MODELS_DIR, Letterbox, letterbox, load_detector, nms, resolve_providers
+from storesense.edge.camera.detector import MODELS_DIR, Letterbox, letterbox, nms, resolve_providers
+from storesense.edge.camera.detectors import load_detector
 from storesense.edge.camera.movenet import MoveNetDetector, detections_from_movenet
 from storesense.errors import StoresenseError
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from storesense.config import DetectorSettings
-from storesense.edge.camera.detector import load_detector
+from storesense.edge.camera.detectors import load_detector
 from storesense.edge.camera.yolo import UltralyticsDetector, YoloOnnxDetector, layout_from_metadata
 from storesense.errors import StoresenseError
 
