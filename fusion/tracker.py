@@ -18,13 +18,15 @@ for longer than ``tentative_s`` or when no camera saw it for ``max_age_s``;
 a track kept alive by position fixes (BLE) lives up to ``fix_max_age_s``.
 
 The filter is injected through ``filter_factory(x, y) -> filter`` (norfair
-style); see :mod:`storesense.fusion.kalman`.
+style); the tracker uses it only through the :class:`FloorFilter` methods.
+See :mod:`storesense.fusion.kalman`.
 
 Speed: a camera frame holds one to three people and the store a dozen tracks,
-so with the default :class:`~.kalman.FastCV` filter a small frame is costed
-and assigned on plain floats (the same arithmetic as the numpy path, bit for
-bit; scipy only when the cheapest tracks collide or tie); large frames and
-other filters go through numpy and scipy.
+so a small frame is costed and assigned on plain floats (the same arithmetic as
+the numpy path, bit for bit; scipy only when the cheapest tracks collide or
+tie); large frames go through numpy and scipy. With the default
+:class:`~storesense.geometry.cv_filter.FastCV` the filter's own queries are
+plain float arithmetic too.
 """
 
 from __future__ import annotations
@@ -37,12 +39,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..contracts import PersonObservation
-from .kalman import FastCV, FilterpyCV
+from ..geometry.cv_filter import FastCV
 
 #: chi-square 99.9 % quantile for 2 degrees of freedom
 GATE_CHI2_2DOF = 13.82
 _INFEASIBLE = 1e9
-_I2 = np.eye(2)
 #: frames with at most this many observation × track pairs are costed on plain floats, larger ones with numpy
 _SCALAR_MAX_PAIRS = 400
 
@@ -58,16 +59,33 @@ def _np_log(values: list[float]) -> list[float]:
 
 
 class FloorFilter(Protocol):
-    """What the tracker needs from a filter."""
+    """What the tracker needs from a filter (positions in metres, covariances in m², times in seconds)."""
 
-    x: np.ndarray
-    P: np.ndarray
+    def position(self) -> tuple[float, float]:
+        """Current position."""
 
-    def predicted(self, dt: float) -> tuple[np.ndarray, np.ndarray]: ...
+    def velocity(self) -> tuple[float, float]:
+        """Current velocity, m/s."""
 
-    def predict(self, dt: float) -> None: ...
+    def position_cov(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Current position covariance."""
 
-    def update(self, z: np.ndarray, R: np.ndarray) -> None: ...
+    def predicted_position(self, dt: float, dt4: float | None = None
+                           ) -> tuple[float, float, float, float, float, float]:
+        """Position ``dt`` ≥ 0 seconds ahead and its covariance: x, y, var x, cov xy, cov yx, var y.
+
+        ``dt4`` is ``dt**4`` as the tracker computed it (numpy's power over all
+        its tracks at once), for a filter whose process noise needs it.
+        """
+
+    def mahalanobis2(self, dt: float, z, R) -> float:
+        """Squared Mahalanobis distance of position ``z`` (covariance ``R``) from the prediction ``dt`` ahead."""
+
+    def predict(self, dt: float) -> None:
+        """Advance the state by ``dt`` seconds."""
+
+    def update(self, z, R) -> None:
+        """Correct with position ``z`` of covariance ``R`` (pairs of floats, or arrays)."""
 
 
 @dataclass
@@ -113,29 +131,17 @@ class FloorTrack:
     @property
     def xy(self) -> tuple[float, float]:
         """Current filtered position, metres."""
-        f = self.filter
-        if type(f) is FastCV:
-            return f.px, f.py
-        x = f.x
-        return float(x[0]), float(x[1])
+        return self.filter.position()
 
     @property
     def velocity(self) -> tuple[float, float]:
         """Current filtered velocity, m/s."""
-        f = self.filter
-        if type(f) is FastCV:
-            return f.vx, f.vy
-        x = f.x
-        return float(x[2]), float(x[3])
+        return self.filter.velocity()
 
     @property
     def cov(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """Position covariance, m²."""
-        f = self.filter
-        if type(f) is FastCV:
-            return (f.a00, f.a01), (f.a01, f.a11)
-        P = f.P
-        return (float(P[0, 0]), float(P[0, 1])), (float(P[1, 0]), float(P[1, 1]))
+        return self.filter.position_cov()
 
     @property
     def cameras(self) -> set[str]:
@@ -150,44 +156,15 @@ class FloorTrack:
 
     def mahalanobis2(self, ts: float, z: np.ndarray, R: np.ndarray) -> float:
         """Squared Mahalanobis distance of a measurement from the prediction at ``ts``."""
-        f = self.filter
-        if type(f) is FastCV:
-            x0, x1, p00, p01, p11 = f.predicted_position(max(0.0, ts - self.ts))
-            (r00, r01), (r10, r11) = R
-            a, b, c, e = p00 + float(r00), p01 + float(r01), p01 + float(r10), p11 + float(r11)
-            det = a * e - b * c
-            if det <= 0:
-                return float("inf")
-            d0, d1 = float(z[0]) - x0, float(z[1]) - x1
-            return (e * d0 * d0 - (b + c) * d0 * d1 + a * d1 * d1) / det
-        x, P = f.predicted(max(0.0, ts - self.ts))
-        S = P[:2, :2] + R
-        d = z - x[:2]
-        a, b, c, e = S[0, 0], S[0, 1], S[1, 0], S[1, 1]
-        det = a * e - b * c
-        if det <= 0:
-            return float("inf")
-        return float((e * d[0] * d[0] - (b + c) * d[0] * d[1] + a * d[1] * d[1]) / det)
+        return self.filter.mahalanobis2(max(0.0, ts - self.ts), z, R)
 
 
 def _predict_positions(tracks: list[FloorTrack], ts: float) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted positions (m×2) and position covariances (m×2×2) of ``tracks`` at ``ts``.
-
-    Constant-velocity filters (those with a white-acceleration ``q``) are
-    predicted in one vectorised step; any other injected filter through its
-    own ``predicted(dt)``.
-    """
-    if all(isinstance(t.filter, (FastCV, FilterpyCV)) for t in tracks):
-        X = np.array([t.filter.x for t in tracks])
-        P = np.array([t.filter.P for t in tracks])
-        dt = np.maximum(0.0, ts - np.array([t.ts for t in tracks]))
-        q = np.array([t.filter.q for t in tracks])
-        A, B, D = P[:, :2, :2], P[:, :2, 2:], P[:, 2:, 2:]
-        Pp = (A + dt[:, None, None] * (B + B.transpose(0, 2, 1)) + (dt**2)[:, None, None] * D
-              + (q * dt**4 / 4)[:, None, None] * _I2)
-        return X[:, :2] + dt[:, None] * X[:, 2:], Pp
-    preds = [t.filter.predicted(max(0.0, ts - t.ts)) for t in tracks]
-    return np.array([x[:2] for x, _ in preds]), np.array([P[:2, :2] for _, P in preds])
+    """Predicted positions (m×2) and position covariances (m×2×2) of ``tracks`` at ``ts``."""
+    dt = np.maximum(0.0, ts - np.array([t.ts for t in tracks]))
+    pred = np.array([t.filter.predicted_position(d, d4)
+                     for t, d, d4 in zip(tracks, dt.tolist(), (dt**4).tolist())]).reshape(len(tracks), 6)
+    return pred[:, :2], pred[:, 2:].reshape(-1, 2, 2)
 
 
 class FloorTracker:
@@ -243,7 +220,7 @@ class FloorTracker:
         Rs = [o.floor.cov for o in obs]  # type: ignore[union-attr]
         pairs: list[tuple[int, FloorTrack]] = []
         if tracks:
-            if len(obs) * len(tracks) <= _SCALAR_MAX_PAIRS and all(type(t.filter) is FastCV for t in tracks):
+            if len(obs) * len(tracks) <= _SCALAR_MAX_PAIRS:
                 pairs = self._assign_small(camera, ts, obs, zs, Rs, tracks)
             else:
                 cost = self._costs(camera, ts, obs, np.array(zs, dtype=float), np.array(Rs, dtype=float), tracks)
@@ -254,11 +231,7 @@ class FloorTracker:
         for i, track in pairs:
             matched.add(i)
             track.advance(ts)
-            f = track.filter
-            if type(f) is FastCV:
-                f.update(zs[i], Rs[i])
-            else:  # any injected filter gets arrays
-                f.update(np.array(zs[i], dtype=float), np.array(Rs[i], dtype=float))
+            track.filter.update(zs[i], Rs[i])
             track.remember()
             self._seen(track, camera, obs[i], ts)
             out.append((obs[i], track))
@@ -289,11 +262,11 @@ class FloorTracker:
         near = []  # (row, col) within walking reach
         dts = {}  # col -> time since the track's state, for the cols in ``near``
         for j, t in enumerate(tracks):
-            f = t.filter
             dt = ts - t.ts
             dt = dt if dt > 0.0 else 0.0
             reach = reach_m + speed * dt
-            reach2, cx, cy = reach * reach, f.px, f.py  # type: ignore[attr-defined]
+            reach2 = reach * reach
+            cx, cy = t.filter.position()
             for i, (zx, zy) in enumerate(zs):
                 ex, ey = zx - cx, zy - cy
                 if not ex * ex + ey * ey > reach2:
@@ -303,23 +276,15 @@ class FloorTracker:
             return []
         moving = [j for j, dt in dts.items() if dt]
         p4 = dict(zip(moving, _np_pow4([dts[j] for j in moving]))) if moving else {}
-        pred = {}
-        for j, dt in dts.items():
-            f = tracks[j].filter
-            s4 = f.q * p4.get(j, 0.0) / 4  # type: ignore[attr-defined]
-            dd = dt * dt
-            pred[j] = (f.px + dt * f.vx, f.py + dt * f.vy,  # type: ignore[attr-defined]
-                       f.a00 + dt * (f.b00 + f.b00) + dd * f.d00 + s4,  # type: ignore[attr-defined]
-                       f.a01 + dt * (f.b01 + f.b10) + dd * f.d01,  # type: ignore[attr-defined]
-                       f.a11 + dt * (f.b11 + f.b11) + dd * f.d11 + s4)  # type: ignore[attr-defined]
+        pred = {j: tracks[j].filter.predicted_position(dt, p4.get(j, 0.0)) for j, dt in dts.items()}
         bindings = self.bindings
         gate, bound_gate = self.gate, self.bound_gate
         feasible = []  # (row, col, d², det, bound)
         for i, j in near:
             zx, zy = zs[i]
             (r00, r01), (r10, r11) = Rs[i]
-            px, py, p00, p01, p11 = pred[j]
-            a, b, c, e = p00 + r00, p01 + r01, p01 + r10, p11 + r11
+            px, py, p00, p01, p10, p11 = pred[j]
+            a, b, c, e = p00 + r00, p01 + r01, p10 + r10, p11 + r11
             det = a * e - b * c
             if not det > 0:
                 continue
@@ -367,7 +332,7 @@ class FloorTracker:
         # no faster than a person walks since the track was last corrected
         dt = np.maximum(0.0, ts - np.array([t.ts for t in tracks]))
         reach = self.reach_m + self.max_speed * dt
-        current = np.array([t.filter.x[:2] for t in tracks])
+        current = np.array([t.filter.position() for t in tracks])
         far = ((Z[:, None, :] - current[None, :, :]) ** 2).sum(axis=-1) > reach[None, :] ** 2
         ids = np.array([t.id for t in tracks])
         bound = np.array([self.bindings.get((camera, o.track_id), "") for o in obs])

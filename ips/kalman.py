@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import chi2
 
 from .model import Fix, Positioner, RssiObservation, regularised_cov
+from ..geometry.cv_filter import LeanFilterpyCV
 from ..geometry.walkable import Walkable
 
 
@@ -40,25 +41,15 @@ class KalmanFusion:
 
     def reset(self) -> None:
         """Forget the track."""
-        self.kf: _KF | None = None
+        self.kf: LeanFilterpyCV | None = None
         self.ts: float | None = None
         self.rejected_in_row = 0
         self.rejected = 0
 
     def _start(self, fix: Fix) -> None:
-        kf = _KF()
-        kf.x = np.array([fix.x, fix.y, 0.0, 0.0])
-        kf.P = np.diag([fix.cov[0, 0], fix.cov[1, 1], 0.5, 0.5]) * self.fix_cov_scale
-        kf.P[:2, :2] = np.asarray(fix.cov) * self.fix_cov_scale
-        self.kf = kf
+        scale = self.fix_cov_scale
+        self.kf = LeanFilterpyCV(fix.x, fix.y, np.asarray(fix.cov) * scale, 0.5 * scale, self.accel_std)
         self.rejected_in_row = 0
-
-    def _predict(self, dt: float) -> None:
-        F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
-        q = self.accel_std ** 2
-        g00, g01, g11 = dt ** 4 / 4 * q, dt ** 3 / 2 * q, dt ** 2 * q
-        Q = np.array([[g00, 0.0, g01, 0.0], [0.0, g00, 0.0, g01], [g01, 0.0, g11, 0.0], [0.0, g01, 0.0, g11]])
-        self.kf.predict(F, Q)
 
     def update(self, obs: RssiObservation) -> Fix | None:
         """Predict to ``obs.ts``, fold in every positioner's fix, return the filtered fix."""
@@ -75,7 +66,7 @@ class KalmanFusion:
         dt = max(obs.ts - self.ts, 0.0)
         before = self.kf.x[:2].copy()
         if dt > 0:
-            self._predict(dt)
+            self.kf.predict(dt)
         sources: set[str] = set()
         for fix in fixes:
             R = regularised_cov(np.asarray(fix.cov) * self.fix_cov_scale)
@@ -104,36 +95,3 @@ class KalmanFusion:
         reach = self.max_speed * dt + 3.0 * np.sqrt(np.trace(self.kf.P[:2, :2]) / 2.0)
         self.kf.x[:2] = self.walkable.walk_towards(before, target, reach)
 
-
-class _KF:
-    """filterpy's ``KalmanFilter`` predict and update for this model (``H`` picks the position), lean.
-
-    The same numpy calls on the same operands, in the same order, as
-    ``filterpy.kalman.KalmanFilter`` (so the same bits; ``H`` as the
-    ``[I 0]`` matrix), without its per-call bookkeeping: prior and posterior
-    copies, the measurement's deep copy, likelihood caches.
-    """
-
-    H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
-    HT = H.T
-    I4 = np.eye(4)
-
-    def __init__(self):
-        self.x = np.zeros(4)
-        self.P = np.eye(4)
-
-    def predict(self, F: np.ndarray, Q: np.ndarray) -> None:
-        """``x = F x``, ``P = F P Fᵀ + Q``."""
-        self.x = np.dot(F, self.x)
-        self.P = 1.0 * np.dot(np.dot(F, self.P), F.T) + Q
-
-    def update(self, z: np.ndarray, R: np.ndarray) -> None:
-        """Correct with position ``z`` of covariance ``R`` (Joseph form, as filterpy)."""
-        H = self.H
-        y = np.asarray(z, dtype=float).reshape(2) - np.dot(H, self.x)
-        PHT = np.dot(self.P, self.HT)
-        S = np.dot(H, PHT) + R
-        K = np.dot(PHT, np.linalg.inv(S))
-        self.x = self.x + np.dot(K, y)
-        I_KH = self.I4 - np.dot(K, H)
-        self.P = np.dot(np.dot(I_KH, self.P), I_KH.T) + np.dot(np.dot(K, R), K.T)

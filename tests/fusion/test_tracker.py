@@ -1,4 +1,4 @@
-"""FloorTracker: the plain-float association of small frames decides exactly as the vectorised one."""
+"""FloorTracker: the plain-float association of small frames decides exactly as the vectorised one, for any filter."""
 
 from __future__ import annotations
 
@@ -49,13 +49,13 @@ def run(tracker: FloorTracker, fr):
     return log
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_scalar_association_matches_the_vectorised_one(monkeypatch, seed):
-    fr = frames(seed)
-    fast = FloorTracker()
+@pytest.mark.parametrize("seed, factory", [(0, FastCV), (1, FastCV), (2, FastCV), (3, FilterpyCV)])
+def test_scalar_association_matches_the_vectorised_one(monkeypatch, seed, factory):
+    fr = frames(seed, steps=150 if factory is FastCV else 50)
+    fast = FloorTracker(factory)
     fast_log = run(fast, fr)
     monkeypatch.setattr(tracker_mod, "_SCALAR_MAX_PAIRS", -1)  # every frame through numpy and scipy
-    slow = FloorTracker()
+    slow = FloorTracker(factory)
     slow_log = run(slow, fr)
     assert fast_log == slow_log
     assert fast.tracks.keys() == slow.tracks.keys() and fast.bindings == slow.bindings
@@ -65,7 +65,7 @@ def test_scalar_association_matches_the_vectorised_one(monkeypatch, seed):
         assert t.history == slow.tracks[tid].history
 
 
-def test_other_filters_still_go_through_numpy():
+def test_reference_filter_tracks_alike():
     fr = frames(4, steps=40)
     ours, ref = FloorTracker(), FloorTracker(filter_factory=FilterpyCV)
     assert [[t for _, t in f] for f in run(ours, fr)] == [[t for _, t in f] for f in run(ref, fr)]
@@ -80,5 +80,25 @@ def test_fast_filter_state_views():
     x, P = f.x, f.P
     assert np.array_equal(P, P.T) and x.shape == (4,)
     xp, Pp = f.predicted(0.2)
-    assert f.predicted_position(0.2) == (xp[0], xp[1], Pp[0, 0], Pp[0, 1], Pp[1, 1])
+    assert f.predicted_position(0.2) == (xp[0], xp[1], Pp[0, 0], Pp[0, 1], Pp[1, 0], Pp[1, 1])
+    assert f.predicted_position(0.0) == (x[0], x[1], P[0, 0], P[0, 1], P[1, 0], P[1, 1])
     assert np.array_equal(f.x, x)  # predicted() does not move the filter
+    assert f.position() == tuple(x[:2]) and f.velocity() == tuple(x[2:])
+    assert f.position_cov() == ((P[0, 0], P[0, 1]), (P[1, 0], P[1, 1]))
+
+
+def test_both_filters_answer_the_tracker_alike():
+    rng = np.random.default_rng(5)
+    fast, ref = FastCV(1.0, 2.0), FilterpyCV(1.0, 2.0)
+    R = ((0.03, 0.004), (0.004, 0.05))
+    for _ in range(30):
+        dt = float(rng.uniform(0.02, 0.4))
+        z = (float(rng.normal(1.0, 0.3)), float(rng.normal(2.0, 0.3)))
+        assert np.allclose(fast.predicted_position(dt), ref.predicted_position(dt), atol=1e-9)
+        assert np.isclose(fast.mahalanobis2(dt, z, R), ref.mahalanobis2(dt, np.array(z), np.array(R)))
+        for f in (fast, ref):
+            f.predict(dt)
+            f.update(z, R)
+        assert np.allclose(fast.position(), ref.position(), atol=1e-9)
+        assert np.allclose(fast.velocity(), ref.velocity(), atol=1e-9)
+        assert np.allclose(fast.position_cov(), ref.position_cov(), atol=1e-9)

@@ -7,11 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from filterpy.common import Q_discrete_white_noise
 from filterpy.kalman import KalmanFilter
 
 from storesense.config import example_store_path, load_store_config
 from storesense.geometry.floor import FloorGrid
-from storesense.ips.kalman import _KF
+from storesense.geometry.cv_filter import LeanFilterpyCV
 from storesense.ips.pathloss import Anchor
 from storesense.ips.trilateration import Trilateration
 from storesense.geometry.walkable import Walkable
@@ -121,15 +122,17 @@ def test_lean_kalman_is_bit_identical_to_filterpy():
     rng = np.random.default_rng(3)
     ref = KalmanFilter(dim_x=4, dim_z=2)
     ref.H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
-    lean = _KF()
-    ref.x = lean.x = np.array([1.0, 2.0, 0.0, 0.0])
-    ref.P, lean.P = np.diag([0.5, 0.7, 0.5, 0.5]), np.diag([0.5, 0.7, 0.5, 0.5])
+    lean = LeanFilterpyCV(1.0, 2.0, np.array([[0.5, 0.1], [0.1, 0.7]]), 0.5, accel_std=0.5)
+    ref.x = np.array([1.0, 2.0, 0.0, 0.0])
+    ref.P = np.array([[0.5, 0.1, 0, 0], [0.1, 0.7, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0.5]])
+    assert np.array_equal(ref.x, lean.x) and np.array_equal(ref.P, lean.P)
     for _ in range(100):
         dt = float(rng.uniform(0.1, 1.0))
         F = np.array([[1, 0, dt, 0], [0, 1, 0, dt], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
-        Q = np.diag([dt ** 4 / 4, dt ** 4 / 4, dt ** 2, dt ** 2]) * 0.25
+        Q = Q_discrete_white_noise(dim=2, dt=dt, var=0.25, block_size=2, order_by_dim=False)
         ref.predict(F=F, Q=Q)
-        lean.predict(F, Q)
+        lean.predict(dt)
+        assert np.array_equal(ref.x, lean.x) and np.array_equal(ref.P, lean.P)
         A = rng.normal(size=(2, 2))
         R = A @ A.T + np.eye(2) * 0.1
         z = ref.x[:2] + rng.normal(size=2)
