@@ -1,34 +1,33 @@
 """``storesense demo``: one store end to end over the real transports.
 
 The synthetic generator plays the camera, BLE and shelf nodes and publishes
-their messages over ZeroMQ; the fusion node (a thread here) consumes them and
-publishes shopper locations, zone events, cart events, cart states and
-receipts over MQTT (QoS 1) to a broker (the embedded one unless the config
-names a URL); the hub ingest stores them in SQLite. The demo then compares
-each stored receipt with the scenario's ground truth.
+their messages over ZeroMQ; the fusion node (a
+:class:`~storesense.fusion.service.FusionService` on a thread here) consumes
+them and publishes shopper locations, zone events, cart events, cart states
+and receipts over MQTT (QoS 1) to a broker (the embedded one unless the
+config names a URL); the hub ingest stores them in SQLite. The demo then
+compares each stored receipt with the scenario's ground truth, paired as the
+cart scoring pairs them (:func:`~storesense.datasets.scoring.carts.pair_by_times`).
 """
 
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from scipy.optimize import linear_sum_assignment
-
 from .config import StoreConfig
 from .contracts import Receipt
 from .transport.recording import Recorder
+from .datasets.scoring.carts import pair_by_times
 from .datasets.sim.synthetic import Scenario, TruthShopper, generate_scenario
 from .errors import StoresenseError
-from .fusion.node import FusionNode
+from .fusion.service import FusionService
 from .hub.ingest import HubIngest
 from .hub.service import start_live_page
 from .hub.store import HubStore
-from .transport import EmbeddedBroker, MqttPublisher, ZmqPublisher, ZmqSubscriber
+from .transport import EmbeddedBroker, ZmqPublisher
 
 
 @dataclass
@@ -66,10 +65,7 @@ def match_receipts(shoppers: list[TruthShopper], receipts: list[Receipt]) -> lis
     """Pair receipts with true shoppers by when they entered and left (Hungarian)."""
     if not shoppers or not receipts:
         return [ReceiptCheck(s, None) for s in shoppers] + [ReceiptCheck(None, r) for r in receipts]
-    cost = np.array([[abs(r.opened_ts - s.enter_ts) + abs(r.closed_ts - s.exit_ts) for r in receipts]
-                     for s in shoppers])
-    rows, cols = linear_sum_assignment(cost)
-    checks = [ReceiptCheck(shoppers[i], receipts[j]) for i, j in zip(rows, cols) if cost[i, j] < 30.0]
+    checks = [ReceiptCheck(shoppers[i], receipts[j]) for i, j in pair_by_times(shoppers, receipts)]
     paired_s = {id(c.truth) for c in checks}
     paired_r = {id(c.receipt) for c in checks}
     checks += [ReceiptCheck(s, None) for s in shoppers if id(s) not in paired_s]
@@ -104,9 +100,12 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
         url = broker.url
     db = HubStore(db_path)
     hub = HubIngest(url, store_id, db, client_id=f"storesense-hub-demo-{seed}-{int(time.time())}")
-    subscriber = ZmqSubscriber("tcp://127.0.0.1:*", bind=True)
+    fusion = FusionService(config, run_id=f"demo-{seed}", mqtt_url=url,
+                           mqtt_client_id=f"storesense-fusion-demo-{seed}-{int(time.time())}",
+                           output=Path(record_dir) / "fusion.jsonl" if record_dir else None)
+    endpoint = fusion.listen("tcp://127.0.0.1:*")
     edge = None
-    recorders: list[Recorder] = []
+    edge_rec: Recorder | None = None
     page = None
     try:
         hub.start()
@@ -114,85 +113,53 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
             page = start_live_page(config, db, port=page_port)[0]
             if on_page:
                 on_page(page.url)
-        fusion_out = MqttPublisher(url, store=store_id, node="fusion", kind="fusion",
-                                   client_id=f"storesense-fusion-demo-{seed}-{int(time.time())}")
-        fusion_out.connect()
-        emit = fusion_out.publish
-        if record_dir:
-            fusion_rec = Recorder(Path(record_dir) / "fusion.jsonl", store_id)
-            recorders.append(fusion_rec)
-
-            def emit(msg, _pub=fusion_out.publish, _rec=fusion_rec):  # noqa: E306
-                _rec.write(msg)
-                _pub(msg)
-
-        node = FusionNode(config, emit, run_id=f"demo-{seed}")
+        fusion.start()
         total = len(scenario.messages)
-        handled = [0]
-        failure: list[BaseException] = []
-        stop = threading.Event()
+        thread = fusion.serve_in_thread(poll_s=0.2, until=total)
 
-        def fusion_loop() -> None:
-            try:
-                while not stop.is_set() and handled[0] < total:
-                    msg = subscriber.recv(0.2)
-                    if msg is not None:
-                        node.handle(msg)
-                        handled[0] += 1
-                    else:
-                        node.flush()  # input paused: nothing held back waits for messages that may never come
-                node.flush()  # the end of the stream
-            except BaseException as exc:  # reported by the main thread
-                failure.append(exc)
-
-        thread = threading.Thread(target=fusion_loop, name="fusion", daemon=True)
-        thread.start()
-
-        edge = ZmqPublisher(subscriber.endpoint, store=store_id)
+        edge = ZmqPublisher(endpoint, store=store_id)
         if not edge.wait_for_subscriber(5.0):
             raise StoresenseError("the fusion node did not subscribe to the edge stream within 5 s")
         edge_rec = Recorder(Path(record_dir) / "edge.jsonl", store_id) if record_dir else None
-        if edge_rec:
-            recorders.append(edge_rec)
         for i, msg in enumerate(scenario.messages, 1):
             edge.publish(msg)
             if edge_rec:
                 edge_rec.write(msg)
             if progress and (i % 200 == 0 or i == total):
-                progress(handled[0], total, "streaming edge messages")
+                progress(fusion.handled, total, "streaming edge messages")
         deadline = time.monotonic() + timeout_s
-        while handled[0] < total and thread.is_alive() and time.monotonic() < deadline:
+        while fusion.handled < total and thread.is_alive() and time.monotonic() < deadline:
             if progress:
-                progress(handled[0], total, "fusing")
+                progress(fusion.handled, total, "fusing")
             time.sleep(0.05)
-        stop.set()
-        thread.join(2.0)
-        if failure:
-            raise failure[0]
-        if handled[0] < total:
-            raise StoresenseError(f"the fusion node handled {handled[0]} of {total} messages in {timeout_s:.0f} s")
+        fusion.stop(2.0)
+        if fusion.error is not None:
+            raise fusion.error
+        if fusion.handled < total:
+            raise StoresenseError(f"the fusion node handled {fusion.handled} of {total} messages "
+                                  f"in {timeout_s:.0f} s")
         if progress:
             progress(total, total, "fusing")
-        if not fusion_out.flush(10.0):
+        if not fusion.flush_output(10.0):
             raise StoresenseError("the broker did not acknowledge every fusion message within 10 s")
-        expected = node.counters["out.receipt"]
+        expected = fusion.counters["out.receipt"]
         while db.count("receipt") < expected and time.monotonic() < deadline:
             time.sleep(0.05)
-        fusion_out.close()
+        fusion.close()
         receipts = db.receipts()
         if page is not None and page_linger_s > 0:
             time.sleep(page_linger_s)
-        counters = dict(node.counters)
+        counters = dict(fusion.counters)
         counters["hub.stored"] = hub.stored
         counters["hub.malformed"] = hub.subscriber.decoder.rejected_total
         return DemoResult(scenario, match_receipts(scenario.shoppers, receipts), counters,
                           time.monotonic() - started, db_path)
     finally:
-        for rec in recorders:
-            rec.close()
+        if edge_rec is not None:
+            edge_rec.close()
         if edge is not None:
             edge.close()
-        subscriber.close()
+        fusion.close()
         if page is not None:
             page.stop()
         hub.stop()

@@ -42,7 +42,7 @@ import numpy as np
 from storesense.config import example_store_path, load_store_config
 from storesense.datasets.sim.simulator import simulate
 from storesense.fusion.kalman import FilterpyCV
-from storesense.fusion.node import FusionNode
+from storesense.fusion.service import FusionService
 from storesense.fusion.tracker import FloorTracker
 
 
@@ -122,13 +122,12 @@ def throughput(args):
     node_runs = []  # (wall s, cpu s) per run of a fresh node over the whole scenario
     logging.disable(logging.WARNING)  # the node's warnings (swaps, unattributed changes) once per run otherwise
     for _ in range(args.repeat):
-        node = FusionNode(cfg, [].append, run_id="bench")
+        service = FusionService(cfg, run_id="bench", sinks=[[].append]).start()
         start, cpu = time.perf_counter(), time.process_time()
-        for m in scenario.messages:
-            node.handle(m)
-        node.flush()
+        service.run(scenario.messages)
         node_runs.append((time.perf_counter() - start, time.process_time() - cpu))
     logging.disable(logging.NOTSET)
+    node = service.node
     print(f"\n{'tracker':40} {'obs/s':>10} {'us/frame':>10} {'median err':>11}")
     for name, rate, us, err in rows:
         print(f"{name:40} {rate:10,.0f} {us:10.1f} {err:10.3f} m")
@@ -145,7 +144,7 @@ def throughput(args):
 
 
 def latency(args):
-    from storesense.transport import EmbeddedBroker, MqttPublisher, MqttSubscriber, ZmqPublisher, ZmqSubscriber
+    from storesense.transport import EmbeddedBroker, MqttSubscriber, ZmqPublisher
 
     cfg = load_store_config(example_store_path())
     scenario = simulate(cfg, args.level, seed=args.seed)
@@ -172,39 +171,24 @@ def latency(args):
     with EmbeddedBroker() as broker:
         sub = MqttSubscriber(broker.url, store=cfg.store.id, client_id="bench-latency", on_message=on_message)
         sub.connect()
-        pub = MqttPublisher(broker.url, store=cfg.store.id, node="fusion", kind="fusion").connect()
-        zsub = ZmqSubscriber("tcp://127.0.0.1:*", bind=True)
-        node = FusionNode(cfg, pub.publish, run_id="bench")
-        stop = threading.Event()
-
-        def loop():
-            while not stop.is_set():
-                m = zsub.recv(0.05)
-                if m is not None:
-                    node.handle(m)
-                else:
-                    node.flush()  # input paused: release what waited for the reorder window
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        zpub = ZmqPublisher(zsub.endpoint, store=cfg.store.id)
-        if not zpub.wait_for_subscriber(5.0):
-            sys.exit("fusion did not subscribe")
-        start = time.monotonic()
-        for m in messages:
-            due = start + (m.ts - ts0)
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            zpub.publish(m)
-        time.sleep(1.0)
-        stop.set()
-        thread.join(2.0)
-        pub.flush(5.0)
-        time.sleep(0.5)
-        pub.close()
+        with FusionService(cfg, run_id="bench", mqtt_url=broker.url) as fusion:
+            endpoint = fusion.listen("tcp://127.0.0.1:*")
+            fusion.serve_in_thread(poll_s=0.05)
+            zpub = ZmqPublisher(endpoint, store=cfg.store.id)
+            if not zpub.wait_for_subscriber(5.0):
+                sys.exit("fusion did not subscribe")
+            start = time.monotonic()
+            for m in messages:
+                due = start + (m.ts - ts0)
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                zpub.publish(m)
+            time.sleep(1.0)
+            fusion.stop(2.0)
+            fusion.flush_output(5.0)
+            time.sleep(0.5)
         sub.close()
-        zsub.close()
         zpub.close()
     for kind in ("shopper_location", "cart_line", "cart_lifecycle", "cart_correction"):
         lat = sorted((recv - (start + (ts - ts0))) * 1000 for k, ts, recv in received if k == kind)

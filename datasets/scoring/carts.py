@@ -15,7 +15,8 @@ scenario's messages and compares what it published with the truth:
   alone, since who it is is scored by the identity switches.
 
 Sessions are paired with true shoppers by their check-in tag when they have
-one, otherwise by entry and exit times (Hungarian).
+one, otherwise by entry and exit times (Hungarian, :func:`pair_by_times`, which
+the demo also pairs its receipts with).
 """
 
 from __future__ import annotations
@@ -79,6 +80,21 @@ class CartScore:
         return self.observations / self.fusion_seconds if self.fusion_seconds else float("nan")
 
 
+def pair_by_times(shoppers, receipts, max_cost_s: float = 30.0) -> list[tuple[int, int]]:
+    """Pair true shoppers with receipts by when they entered and left (Hungarian).
+
+    A pair costs ``|opened - entered| + |closed - left|`` seconds; pairs costing
+    ``max_cost_s`` or more are left out. Returns (shopper index, receipt index)
+    pairs in shopper order; none when either list is empty.
+    """
+    if not shoppers or not receipts:
+        return []
+    cost = np.array([[abs(r.opened_ts - s.enter_ts) + abs(r.closed_ts - s.exit_ts) for r in receipts]
+                     for s in shoppers])
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < max_cost_s]
+
+
 def _pair_sessions(node: FusionNode, scenario, receipts: dict) -> dict[str, str]:
     """Session id -> true shopper id."""
     by_tag = {s.tag: s.id for s in scenario.shoppers}
@@ -89,12 +105,8 @@ def _pair_sessions(node: FusionNode, scenario, receipts: dict) -> dict[str, str]
     taken = set(pairs.values())
     rest_s = [s for s in scenario.shoppers if s.id not in taken]
     rest_r = [r for sid, r in receipts.items() if sid not in pairs]
-    if rest_s and rest_r:
-        cost = np.array([[abs(r.opened_ts - s.enter_ts) + abs(r.closed_ts - s.exit_ts) for r in rest_r]
-                         for s in rest_s])
-        for i, j in zip(*linear_sum_assignment(cost)):
-            if cost[i, j] < 30.0:
-                pairs[rest_r[j].shopper] = rest_s[i].id
+    for i, j in pair_by_times(rest_s, rest_r):
+        pairs[rest_r[j].shopper] = rest_s[i].id
     return pairs
 
 

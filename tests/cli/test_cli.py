@@ -86,3 +86,22 @@ def test_the_readme_command_table_lists_every_required_option():
         for option in options:
             assert any(re.search(rf"{re.escape(command.split()[-1])}[^`/]*{re.escape(option)}\b", row.split("|")[1])
                        for row in rows), f"README row for 'storesense {command}' does not list {option}"
+
+
+def test_fusion_on_a_recording_writes_what_the_node_emits(tmp_path, capsys):
+    """``storesense fusion --input`` (the FusionService) records exactly what the node fuses in process."""
+    from storesense.config import example_store_path, load_store_config
+    from storesense.datasets.sim.synthetic import generate_scenario
+    from storesense.fusion.node import FusionNode, run
+    from storesense.transport.recording import record
+
+    cfg = load_store_config(example_store_path())
+    messages = generate_scenario(cfg, shoppers=2, seed=4).messages
+    record(messages, tmp_path / "edge.jsonl", cfg.store.id)
+    main(["fusion", "--input", str(tmp_path / "edge.jsonl"), "--output", str(tmp_path / "cli.jsonl"),
+          "--run-id", "t"])
+    assert "out.receipt=" in capsys.readouterr().out
+    out: list = []
+    run(FusionNode(cfg, out.append, run_id="t"), messages)
+    record(out, tmp_path / "direct.jsonl", cfg.store.id)
+    assert (tmp_path / "cli.jsonl").read_bytes() == (tmp_path / "direct.jsonl").read_bytes()

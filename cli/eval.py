@@ -1,0 +1,115 @@
+"""``storesense eval carts|mot|ips``: accuracy on real or simulated data; the work lives in datasets/scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import StoresenseError
+from .common import CONFIG_OPTION, console, load_config
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate accuracy on real or simulated data.")
+
+
+@eval_app.command("carts")
+def eval_carts(
+    config: Optional[Path] = CONFIG_OPTION,
+    level: str = typer.Option("all", help="quiet, busy, crowded, or all."),
+    seed: int = typer.Option(0, help="First simulation seed."),
+    seeds: int = typer.Option(1, min=1, help="Number of seeds per level (seed, seed+1, ...)."),
+    shoppers: Optional[int] = typer.Option(None, min=1, help="Shoppers per scenario (default: the level's)."),
+    plot: Optional[Path] = typer.Option(None, help="Folder for carts-<level>.png: true walks and fused sessions."),
+) -> None:
+    """Simulate shoppers at each difficulty level and score receipts, identity and positions."""
+    from ..datasets.scoring.carts import LEVEL_NAMES, evaluate_levels
+
+    cfg = load_config(config)
+    levels = LEVEL_NAMES if level == "all" else (level,)
+    with console.status("evaluating") as status:
+        results = evaluate_levels(cfg, levels, seeds=list(range(seed, seed + seeds)), shoppers=shoppers,
+                                  progress=lambda text: status.update(text), plot_dir=plot)
+    table = Table(title=f"storesense eval carts - {cfg.store.name}, seeds {seed}..{seed + seeds - 1}")
+    for col in ("level", "shoppers", "exact", "precision", "recall", "review", "id sw", "err p50", "err p90",
+                "obs/s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for name, r in results.items():
+        table.add_row(name, str(r.shoppers), f"{100 * r.exact_rate:.1f}%", f"{100 * r.precision:.1f}%",
+                      f"{100 * r.recall:.1f}%", f"{100 * r.review_share:.1f}%", str(r.identity_switches),
+                      f"{r.floor_error(0.5):.2f} m", f"{r.floor_error(0.9):.2f} m", f"{r.observations_per_s:,.0f}")
+    console.print(table)
+    console.print("exact: receipts exactly right; precision/recall: billed items; review: cart changes flagged; "
+                  "id sw: sessions jumping between true shoppers; err: floor error where a camera sees the shopper")
+    if plot:
+        console.print(f"plots: {plot}/carts-<level>.png")
+
+
+@eval_app.command("mot")
+def eval_mot(
+    seq_dirs: list[Path] = typer.Argument(
+        ..., help="MOTChallenge sequence folders (seqinfo.ini, gt/gt.txt, det/det.txt; img1/ or a video for --detector model)."),
+    detector: str = typer.Option(
+        "public", "--detector", help="'public': the sequence's det/det.txt; 'model': the camera node's detector on the frames."),
+    model: str = typer.Option("movenet", "--model", help="With --detector model: the model, as in a camera's detector.model."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder for <sequence>.txt results (MOTChallenge format) and summary.json."),
+) -> None:
+    """Track MOTChallenge sequences and print HOTA, MOTA and IDF1 per sequence and combined."""
+    from ..datasets.scoring.mot_eval import evaluate_sequences, table_rows
+
+    runs, combined = evaluate_sequences(seq_dirs, detector=detector, model=model, out=out)
+    header, *rows = table_rows(runs, combined)
+    table = Table(title=f"MOT evaluation ({detector} detections)")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row, end_section=row is rows[-2])
+    console.print(table)
+    if out is not None:
+        console.print(f"results and summary.json written to {out}")
+
+
+@eval_app.command("ips")
+def eval_ips(
+    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of ble_sighting "
+                                "messages (with --truth and --config)."),
+    out: Path = typer.Option(Path("ips-eval"), help="Folder for the PNG figures and ips_results.json."),
+    truth: Optional[Path] = typer.Option(None, help="For a recording: true positions, CSV ts,tag,x,y."),
+    radio_map: Optional[Path] = typer.Option(None, help="For a recording: fingerprints, CSV x,y,<node>..."),
+    config: Optional[Path] = CONFIG_OPTION,
+    limit: Optional[int] = typer.Option(None, min=10, help="Only the first N samples of each test track."),
+    cv: bool = typer.Option(False, help="Also run the leave-one-calibration-run-out cross-validation."),
+) -> None:
+    """Compare trilateration, fingerprinting and the fused trackers: median / p90 / mean error and plots."""
+    from ..datasets.scoring.ips_report import LABELS, evaluate_kolakowski, evaluate_recording
+
+    with console.status("evaluating") as status:
+        def progress(stage: str) -> None:
+            status.update(f"evaluating: {stage}")
+
+        if not data.exists():
+            raise StoresenseError(f"{data}: no such file or folder")
+        if data.is_dir():
+            report = evaluate_kolakowski(data, out, limit=limit, cv=cv, progress=progress)
+        else:
+            if truth is None:
+                raise StoresenseError(f"{data}: a recording needs --truth (CSV ts,tag,x,y) and --config")
+            report = evaluate_recording(load_config(config), data, truth, out, radio_map_path=radio_map,
+                                        progress=progress)
+    table = Table(title=report.title, show_edge=False)
+    for col in ("method", "median m", "p90 m", "mean m", "fixes", "coverage"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in report.rows():
+        table.add_row(LABELS.get(row["method"], row["method"]), f"{row['median']:.2f}", f"{row['p90']:.2f}",
+                      f"{row['mean']:.2f}", str(row["n"]), f"{row['coverage']:.0%}")
+    console.print(table)
+    if report.walk:
+        console.print("walking test, distance of the fixes to the reference path: " + "; ".join(
+            f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.walk.items()))
+    if report.cv:
+        console.print("cross-validation (leave one calibration run out, covered floor): " + "; ".join(
+            f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.cv.items()))
+    for f in report.files:
+        console.print(f"wrote {f}")
