@@ -18,6 +18,7 @@ import typer
 
 from ..errors import StoresenseError
 from . import calibrate, config, demo, edge, eval, fusion, hub
+from . import store as store_cli
 from .common import err_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -31,6 +32,8 @@ app.add_typer(config.config_app, name="config")
 app.add_typer(edge.edge_app, name="edge")
 app.add_typer(calibrate.calibrate_app, name="calibrate")
 app.add_typer(eval.eval_app, name="eval")
+app.add_typer(eval.datasets_app, name="datasets")
+app.add_typer(store_cli.store_app, name="store")
 
 
 @app.callback()

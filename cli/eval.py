@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -12,6 +13,27 @@ from ..errors import StoresenseError
 from .common import CONFIG_OPTION, console, load_config
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate accuracy on real or simulated data.")
+datasets_app = typer.Typer(no_args_is_help=True, help="Build evaluation data from the public dev data.")
+
+
+@datasets_app.command("mot-rescale")
+def datasets_mot_rescale(
+    seq_dir: Path = typer.Argument(..., help="A MOTChallenge sequence folder with frames (img1/ or a video)."),
+    scale: list[float] = typer.Option(..., "--scale", help="Scale factor of the copies (repeat for several; cycled over the grid's cells)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the new sequence folder into."),
+    canvas: str = typer.Option("768x576", "--canvas", help="Output frame size WIDTHxHEIGHT."),
+    grid: str = typer.Option("2x2", "--grid", help="COLUMNSxROWS cells, one copy of the sequence in each."),
+) -> None:
+    """Rescale a MOT sequence into a larger canvas (small people, as an elevated camera sees them), ground truth too."""
+    from ..datasets.mot_rescale import parse_size, person_heights, rescale_sequence
+
+    folder = rescale_sequence(seq_dir, out, list(scale), parse_size(canvas, "--canvas"), parse_size(grid, "--grid"))
+    h = person_heights(folder)
+    if len(h):
+        console.print(f"wrote {folder}: person heights p5 {np.percentile(h, 5):.0f} px, median "
+                      f"{np.median(h):.0f} px, p95 {np.percentile(h, 95):.0f} px")
+    else:
+        console.print(f"wrote {folder} (no ground-truth boxes)")
 
 
 @eval_app.command("carts")
@@ -55,9 +77,16 @@ def eval_mot(
     model: str = typer.Option("movenet", "--model", help="With --detector model: the model, as in a camera's detector.model."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Folder for <sequence>.txt results (MOTChallenge format) and summary.json."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the summary (scores, times, size buckets) as JSON here."),
 ) -> None:
-    """Track MOTChallenge sequences and print HOTA, MOTA and IDF1 per sequence and combined."""
-    from ..datasets.scoring.mot_eval import evaluate_sequences, table_rows
+    """Track MOTChallenge sequences and print HOTA, MOTA and IDF1 per sequence and combined.
+
+    With --detector model it also prints the detector's time per frame and its detection
+    precision and recall (IoU 0.5) per person-height bucket.
+    """
+    import json
+
+    from ..datasets.scoring.mot_eval import evaluate_sequences, size_table_rows, summary, table_rows
 
     runs, combined = evaluate_sequences(seq_dirs, detector=detector, model=model, out=out)
     header, *rows = table_rows(runs, combined)
@@ -67,8 +96,20 @@ def eval_mot(
     for row in rows:
         table.add_row(*row, end_section=row is rows[-2])
     console.print(table)
+    size_header, *size_rows = size_table_rows(runs) or [None]
+    if size_header:
+        sizes = Table(title="Detections by person height (IoU 0.5, before tracking, all sequences)")
+        for i, name in enumerate(size_header):
+            sizes.add_column(name, justify="left" if i == 0 else "right")
+        for row in size_rows:
+            sizes.add_row(*row, end_section=row is size_rows[-2])
+        console.print(sizes)
     if out is not None:
         console.print(f"results and summary.json written to {out}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary(runs, combined, detector), indent=2) + "\n", encoding="utf-8")
+        console.print(f"summary written to {json_path}")
 
 
 @eval_app.command("ips")

@@ -21,8 +21,10 @@ import numpy as np
 from ...edge.camera.detections import Detections
 from ...edge.camera.tracker import CameraTracker
 from ...errors import StoresenseError
-from ..loaders.mot import MotSequence, detections_per_frame, read_sequence, tracks_to_rows, write_results
+from ..loaders.mot import (MotSequence, detections_per_frame, read_sequence, rows_per_frame, tracks_to_rows,
+                           write_results)
 from . import MotScores, combine, score_sequence
+from .detection import SizeReport, frame_gt_boxes
 
 DETECTORS = ("public", "model")
 
@@ -37,11 +39,18 @@ class SequenceRun:
     tracker_seconds: float
     frames: int
     extra: dict = field(default_factory=dict)
+    detector_seconds: float = 0.0
+    sizes: SizeReport | None = None
 
     @property
     def ms_per_frame(self) -> float:
         """Tracker time per frame in milliseconds (detector excluded)."""
         return 1000.0 * self.tracker_seconds / max(1, self.frames)
+
+    @property
+    def detector_ms_per_frame(self) -> float:
+        """Detector time per frame in milliseconds (0 with public detections)."""
+        return 1000.0 * self.detector_seconds / max(1, self.frames)
 
 
 def run_tracker(tracker: CameraTracker, frames: Iterable[tuple[int, Detections]]) -> tuple[np.ndarray, float, int]:
@@ -75,10 +84,23 @@ def load_model_detector(model: str):
     return detector_module.load_detector(model)
 
 
-def model_frames(seq: MotSequence, detector) -> Iterable[tuple[int, Detections]]:
-    """Run ``detector.detect(frame_bgr)`` on every frame of the sequence."""
+def model_frames(seq: MotSequence, detector, timing: list[float] | None = None,
+                 sizes: SizeReport | None = None) -> Iterable[tuple[int, Detections]]:
+    """Run ``detector.detect(frame_bgr)`` on every frame of the sequence.
+
+    ``timing`` (a one-element list) accumulates the seconds spent in ``detect``;
+    ``sizes`` counts the raw detections against the ground truth by person height.
+    """
+    gt = rows_per_frame(seq.ground_truth(), seq.length) if sizes is not None else None
     for frame, image in seq.frames():
-        yield frame, detector.detect(image)
+        start = time.perf_counter()
+        dets = detector.detect(image)
+        if timing is not None:
+            timing[0] += time.perf_counter() - start
+        if gt is not None:
+            scored, ignored = frame_gt_boxes(gt[frame - 1])
+            sizes.add_frame(scored, dets, ignored)
+        yield frame, dets
 
 
 def evaluate_sequences(
@@ -107,10 +129,11 @@ def evaluate_sequences(
     runs = []
     for seq in sequences:
         gt = seq.ground_truth()
-        frames = public_frames(seq) if model_detector is None else model_frames(seq, model_detector)
+        timing, sizes = [0.0], (SizeReport() if model_detector is not None else None)
+        frames = public_frames(seq) if model_detector is None else model_frames(seq, model_detector, timing, sizes)
         rows, seconds, count = run_tracker(make_tracker(seq), frames)
         scores = score_sequence(gt, rows, seq.length, name=seq.name)
-        runs.append(SequenceRun(seq, rows, scores, seconds, count))
+        runs.append(SequenceRun(seq, rows, scores, seconds, count, detector_seconds=timing[0], sizes=sizes))
     combined = combine([r.scores for r in runs])
     if out is not None:
         write_outputs(Path(out), runs, combined, detector)
@@ -144,13 +167,46 @@ def write_outputs(folder: Path, runs: list[SequenceRun], combined: MotScores, de
     folder.mkdir(parents=True, exist_ok=True)
     for run in runs:
         write_results(folder / f"{run.sequence.name}.txt", run.rows)
-    summary = {
+    (folder / "summary.json").write_text(json.dumps(summary(runs, combined, detector), indent=2) + "\n",
+                                         encoding="utf-8")
+
+
+def combined_sizes(runs: list[SequenceRun]) -> SizeReport | None:
+    """The size-bucket detection counts of all runs together (None with public detections)."""
+    reports = [r.sizes for r in runs if r.sizes is not None]
+    if not reports:
+        return None
+    total = reports[0]
+    for rep in reports[1:]:
+        total = total.merged(rep)
+    return total
+
+
+def summary(runs: list[SequenceRun], combined: MotScores, detector: str) -> dict:
+    """Everything the evaluation measured, JSON-ready: scores, times, and (model detector) the size buckets."""
+    def timing(seconds_tracker: float, seconds_detector: float, frames: int) -> dict:
+        out = {"tracker_ms_per_frame": 1000.0 * seconds_tracker / max(1, frames)}
+        if detector == "model":
+            ms = 1000.0 * seconds_detector / max(1, frames)
+            out.update(detector_ms_per_frame=ms, detector_fps=1000.0 / ms if ms > 0 else 0.0)
+        return out
+
+    def nan_to_none(rows: list[dict]) -> list[dict]:
+        return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()} for row in rows]
+
+    out = {
         "detector": detector,
-        "sequences": {r.sequence.name: {**r.scores.summary(), "tracker_ms_per_frame": r.ms_per_frame}
+        "sequences": {r.sequence.name: {**r.scores.summary(), **timing(r.tracker_seconds, r.detector_seconds, r.frames),
+                                        **({"sizes": nan_to_none(r.sizes.rows())} if r.sizes is not None else {})}
                       for r in runs},
-        "combined": combined.summary(),
+        "combined": {**combined.summary(), **timing(sum(r.tracker_seconds for r in runs),
+                                                    sum(r.detector_seconds for r in runs),
+                                                    sum(r.frames for r in runs))},
     }
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    sizes = combined_sizes(runs)
+    if sizes is not None:
+        out["combined"]["sizes"] = nan_to_none(sizes.rows())
+    return out
 
 
 #: Columns of :func:`format_table`: (header, summary key, is a percentage).
@@ -161,13 +217,30 @@ TABLE_COLUMNS = (("HOTA", "HOTA", True), ("DetA", "DetA", True), ("AssA", "AssA"
 
 def table_rows(runs: list[SequenceRun], combined: MotScores) -> list[list[str]]:
     """Header plus one row per sequence and the combined row, as strings (percentages to 1 decimal)."""
+    model = any(r.detector_seconds > 0 for r in runs)
     header = ["sequence"] + [h for h, _, _ in TABLE_COLUMNS] + ["tracker ms/frame"]
+    if model:
+        header += ["detector ms/frame", "detector fps"]
     lines = [header]
     total_s = sum(r.tracker_seconds for r in runs)
+    total_d = sum(r.detector_seconds for r in runs)
     total_f = sum(r.frames for r in runs)
-    for name, scores, ms in [(r.sequence.name, r.scores, r.ms_per_frame) for r in runs] + \
-            [(combined.name, combined, 1000.0 * total_s / max(1, total_f))]:
+    for name, scores, ms, dms in [(r.sequence.name, r.scores, r.ms_per_frame, r.detector_ms_per_frame) for r in runs] + \
+            [(combined.name, combined, 1000.0 * total_s / max(1, total_f), 1000.0 * total_d / max(1, total_f))]:
         s = scores.summary()
         lines.append([name] + [f"{100 * s[k]:.1f}" if pct else str(int(s[k])) for _, k, pct in TABLE_COLUMNS]
-                     + [f"{ms:.3f}"])
+                     + [f"{ms:.3f}"] + ([f"{dms:.1f}", f"{1000.0 / dms:.1f}" if dms > 0 else "-"] if model else []))
     return lines
+
+
+def size_table_rows(runs: list[SequenceRun]) -> list[list[str]]:
+    """Header plus one row per person-height bucket (all sequences pooled); empty with public detections."""
+    sizes = combined_sizes(runs)
+    if sizes is None:
+        return []
+
+    def pct(v: float) -> str:
+        return "-" if v != v else f"{100 * v:.1f}"
+
+    return [["height px", "gt boxes", "detections", "recall", "precision"]] + [
+        [r["bucket"], str(r["gt"]), str(r["detections"]), pct(r["recall"]), pct(r["precision"])] for r in sizes.rows()]
