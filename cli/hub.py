@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..errors import StoresenseError
 from .common import CONFIG_OPTION, console, load_config
+from .store import BROKER_DATA_OPTION, BROKER_LISTEN_OPTION, start_broker_if_needed, wait_for_stop
 
 
 def hub(
     config: Optional[Path] = CONFIG_OPTION,
     db: str = typer.Option("storesense-hub.db", help="SQLite file, or a postgresql://user@host:port/dbname URL."),
-    mqtt: Optional[str] = typer.Option(None, help="Broker URL (default: the config's)."),
+    mqtt: Optional[str] = typer.Option(None, help="Broker URL (default: the config's; with none, the hub starts "
+                                                  "the store's own broker)."),
+    broker_listen: Optional[str] = BROKER_LISTEN_OPTION,
+    broker_data: Optional[Path] = BROKER_DATA_OPTION,
     host: Optional[str] = typer.Option(None, help="HTTP address (default: the config's hub.http_host)."),
     port: Optional[int] = typer.Option(None, help="HTTP port (default: the config's hub.http_port; 0: a free one)."),
     terminals: Path = typer.Option(Path("hub-terminals.yaml"), help="Terminals file: ids and token hashes."),
@@ -24,8 +26,6 @@ def hub(
                                                           "print the token once, and exit."),
 ) -> None:
     """Run the store hub: MQTT ingest, checkout API, review queue, wayfinding, offers and the live page."""
-    import signal
-
     from ..hub.auth import TerminalRegistry
     from ..hub.auth import add_terminal as add_terminal_token
     from ..hub.service import HubService
@@ -36,24 +36,21 @@ def hub(
         console.print(token, highlight=False, soft_wrap=True)
         return
     cfg = load_config(config)
-    url = mqtt or cfg.transports.mqtt.url
-    if not url:
-        raise StoresenseError("no broker: give --mqtt URL or set transports.mqtt.url in the config")
     registry = TerminalRegistry.load(terminals) if terminals.exists() else TerminalRegistry()
     if not len(registry):
         console.print(f"[yellow]no terminals in {terminals}: checkout and review calls are refused "
                       f"(add one with --add-terminal ID)[/]")
-    service = HubService(cfg, db=db, mqtt_url=url, terminals=registry, client_id=client_id, host=host, port=port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    service.start()
-    console.print(f"hub ingesting storesense/{cfg.store.id}/# from {url} into {service.store.db.where}; "
-                  f"API and live page at {service.http.url} (OpenAPI: {service.http.url}docs) - Ctrl-C to stop",
-                  highlight=False, soft_wrap=True)
+    url, broker = start_broker_if_needed(cfg, mqtt, broker_listen, broker_data)
+    service = None
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        service = HubService(cfg, db=db, mqtt_url=url, terminals=registry, client_id=client_id, host=host,
+                             port=port).start()
+        console.print(f"hub ingesting storesense/{cfg.store.id}/# from {url} into {service.store.db.where}; "
+                      f"API and live page at {service.http.url} (OpenAPI: {service.http.url}docs) - Ctrl-C to stop",
+                      highlight=False, soft_wrap=True)
+        wait_for_stop()
     finally:
-        service.stop()
+        if service is not None:
+            service.stop()
+        if broker is not None:
+            broker.stop()

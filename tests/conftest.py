@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -33,25 +32,7 @@ from storesense.contracts import (
     ZoneEvent,
 )
 from storesense.transport import EmbeddedBroker
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(host: str, port: int, timeout: float) -> bool:
-    """True once ``host:port`` accepts TCP connections, False after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.02)
-    return False
+from storesense.transport.local_broker import free_port, wait_for_port  # noqa: F401 - tests import them from here
 
 
 # --------------------------------------------------------------------------- brokers

@@ -1,0 +1,104 @@
+"""``storesense store up``: the store's broker, fusion node and hub in one process, for a small shop or a trial.
+
+The broker is the one :func:`~storesense.transport.local_broker.start_store_broker`
+picks (nats-server, mosquitto, amqtt), unless ``--mqtt`` or the config names one;
+the fusion node listens on the config's ZeroMQ endpoint for the camera, BLE and
+shelf nodes; the hub stores everything and serves the API and the live page.
+Ctrl-C or SIGTERM stops them in reverse order: fusion flushes what it holds,
+the hub stores what the broker delivered, the broker saves its sessions.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import CONFIG_OPTION, console, load_config
+
+store_app = typer.Typer(no_args_is_help=True, help="Run a whole store on one machine.")
+
+BROKER_LISTEN_OPTION = typer.Option(None, "--broker-listen", help="host:port for the store's own broker "
+                                                                  "(default: the config's transports.mqtt.listen).")
+BROKER_DATA_OPTION = typer.Option(None, "--broker-data", help="Folder for the store's own broker "
+                                                              "(default: the config's transports.mqtt.data_dir).")
+
+
+def start_broker_if_needed(cfg, mqtt: Optional[str], listen: Optional[str], data: Optional[Path]):
+    """The broker URL to use and the broker started for it (None when an external one is named)."""
+    from ..transport.local_broker import start_store_broker
+
+    url = mqtt or cfg.transports.mqtt.url
+    if url:
+        return url, None
+    broker = start_store_broker(cfg.transports.mqtt, listen=listen, data_dir=data,
+                                server_name=f"storesense-{cfg.store.id}")
+    if broker.engine == "existing":
+        console.print(f"no broker configured: using the MQTT broker already listening on {broker.url}",
+                      highlight=False, soft_wrap=True)
+        return broker.url, None
+    console.print(f"no broker configured: started the store's own {broker.engine} broker on {broker.url}"
+                  + (f" (data in {broker.data_dir})" if getattr(broker, "data_dir", None) else ""),
+                  highlight=False, soft_wrap=True)
+    return broker.url, broker
+
+
+def wait_for_stop() -> None:
+    """Block until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@store_app.command("up")
+def up(
+    config: Optional[Path] = CONFIG_OPTION,
+    db: str = typer.Option("storesense-hub.db", help="SQLite file, or a postgresql://user@host:port/dbname URL."),
+    mqtt: Optional[str] = typer.Option(None, help="External broker URL (default: the config's, else start one)."),
+    broker_listen: Optional[str] = BROKER_LISTEN_OPTION,
+    broker_data: Optional[Path] = BROKER_DATA_OPTION,
+    host: Optional[str] = typer.Option(None, help="HTTP address (default: the config's hub.http_host)."),
+    port: Optional[int] = typer.Option(None, help="HTTP port (default: the config's hub.http_port; 0: a free one)."),
+    terminals: Path = typer.Option(Path("hub-terminals.yaml"), help="Terminals file: ids and token hashes."),
+    run_id: str = typer.Option("fusion", help="Fusion run id (deterministic event ids)."),
+) -> None:
+    """Run broker, fusion node and hub together until Ctrl-C or SIGTERM."""
+    from ..fusion.service import FusionService
+    from ..hub.auth import TerminalRegistry
+    from ..hub.service import HubService
+
+    cfg = load_config(config)
+    registry = TerminalRegistry.load(terminals) if terminals.exists() else TerminalRegistry()
+    url, broker = start_broker_if_needed(cfg, mqtt, broker_listen, broker_data)
+    hub = fusion = None
+    try:
+        hub = HubService(cfg, db=db, mqtt_url=url, terminals=registry, host=host, port=port).start()
+        fusion = FusionService(cfg, run_id=run_id, mqtt_url=url).start()
+        endpoint = fusion.listen(cfg.transports.zmq.observations)
+        fusion.freeze_startup_state()
+        fusion.serve_in_thread(poll_s=1.0)
+        console.print(f"store {cfg.store.id} up: edge nodes publish to {endpoint}; broker {url}; hub API and live "
+                      f"page at {hub.http.url} (database {hub.store.db.where}) - Ctrl-C to stop",
+                      highlight=False, soft_wrap=True)
+        wait_for_stop()
+        console.print("stopping: fusion, hub, broker", highlight=False)
+    finally:
+        if fusion is not None:
+            fusion.stop(5.0)
+            fusion.close()
+        if hub is not None:
+            hub.stop()
+        if broker is not None:
+            broker.stop()
+    if fusion is not None:
+        console.print("stopped; fusion " + " ".join(f"{k}={v}" for k, v in sorted(fusion.counters.items())),
+                      highlight=False, soft_wrap=True)
