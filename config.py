@@ -191,12 +191,50 @@ class DetectorSettings(_Model):
     threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose.")
     score_threshold: float = Field(default=0.25, ge=0.0, le=1.0, description="Drop people scored below this.")
     nms_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU above which boxes are merged (NMS).")
+    tiling: Literal["auto", "explicit", "off"] = Field(
+        default="auto",
+        description="'auto': plan at start-up, from the camera's calibration (how tall a person appears at each "
+        "floor point) or from the frame size alone when uncalibrated, a downscaled full-frame pass plus overlapping "
+        "tiles where people appear small, within max_input_px; 'explicit': the full frame plus the configured "
+        "tiles; 'off': one letterboxed pass at input_size.",
+    )
+    tiles: list[tuple[int, int, int, int]] = Field(
+        default_factory=list,
+        description="With tiling 'explicit': tiles as [x, y, width, height] in frame pixels, each run at "
+        "tile_input_size (detections are mapped back and merged across tile borders).",
+    )
+    tile_input_size: tuple[int, int] = Field(
+        default=(192, 256), description="Model input height and width of a tile pass, multiples of 32."
+    )
+    person_px: tuple[int, int] = Field(
+        default=(80, 176),
+        description="Person heights in model-input pixels the model detects reliably (min, max): the auto plan "
+        "scales each part of the frame so the people expected there fall in this range.",
+    )
+    max_upscale: float = Field(
+        default=1.5, ge=0.25, le=4.0, description="Largest model-pixels-per-frame-pixel scale a tile may use."
+    )
+    max_input_px: int = Field(
+        default=300_000,
+        ge=4096,
+        description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget: "
+        "about 5 processed fps on two x86 cores at 300,000); the plan lowers its scales to fit and says which "
+        "person heights it then misses.",
+    )
 
-    @field_validator("input_size")
+    @field_validator("input_size", "tile_input_size")
     @classmethod
     def _multiple_of_32(cls, v):
         if any(x <= 0 or x % 32 for x in v):
             raise ValueError(f"height and width must be positive multiples of 32, got {list(v)}")
+        return v
+
+    @field_validator("tiles")
+    @classmethod
+    def _tiles(cls, v):
+        for t in v:
+            if t[0] < 0 or t[1] < 0 or t[2] < 16 or t[3] < 16:
+                raise ValueError(f"a tile is [x, y, width, height] with x, y >= 0 and a size of at least 16, got {list(t)}")
         return v
 
 
@@ -287,6 +325,36 @@ class Camera(_Model):
         R, t = self.rotation_translation()
         return camera_model.pixel_ray(uv, self.intrinsics.matrix(), self.intrinsics.dist, R, t)
 
+    def scaled_to(self, width: int, height: int, *, aspect_tolerance: float = 0.01) -> "Camera":
+        """This camera with its pixel calibration rescaled to frames of ``width`` × ``height``.
+
+        Intrinsics (fx, fy, cx, cy), the image-to-floor homography and the shelf-face
+        polygons are given in pixels of ``resolution``; a source delivering another frame
+        size with the same aspect ratio (within ``aspect_tolerance``) gets them scaled. A
+        different aspect ratio (a crop, or anamorphic scaling) cannot be recovered from the
+        calibration and raises ConfigError naming the camera and both sizes.
+        """
+        cw, ch = self.resolution
+        if (width, height) == (cw, ch):
+            return self
+        sx, sy = width / cw, height / ch
+        if abs(sx / sy - 1.0) > aspect_tolerance:
+            raise ConfigError(
+                f"camera {self.id}: the source delivers {width}x{height} frames but the camera is calibrated "
+                f"for resolution {cw}x{ch} (aspect {width / height:.3f} vs {cw / ch:.3f}); recalibrate or fix "
+                "cameras[].resolution")
+        update: dict = {"resolution": (width, height),
+                        "shelf_faces": [f.model_copy(update={"polygon": [(x * sx, y * sy) for x, y in f.polygon]})
+                                        for f in self.shelf_faces]}
+        if self.intrinsics is not None:
+            i = self.intrinsics
+            update["intrinsics"] = i.model_copy(update={"fx": i.fx * sx, "fy": i.fy * sy, "cx": i.cx * sx,
+                                                        "cy": i.cy * sy})
+        if self.homography is not None:
+            H = np.asarray(self.homography, dtype=float) @ np.diag([1.0 / sx, 1.0 / sy, 1.0])
+            update["homography"] = H.tolist()
+        return self.model_copy(update=update)
+
     def image_to_floor_homography(self) -> np.ndarray:
         """The 3×3 homography mapping undistorted pixels to floor metres (z = 0)."""
         if self.homography is not None:
@@ -302,6 +370,21 @@ class BleNode(_Model):
     position: Point3 = Field(description="Antenna position in floor metres (z = height).")
     rssi_at_1m: float = Field(default=-59.0, le=0.0, ge=-120.0, description="Expected RSSI at 1 m, dBm.")
     path_loss_exponent: float = Field(default=2.0, gt=0.5, le=6.0, description="Path-loss exponent n.")
+
+
+class BlePositioning(_Model):
+    """How BLE sightings become positions in this store (observation window, tag height)."""
+
+    window_s: float = Field(default=0.25, ge=0.0, le=5.0,
+                            description="Sightings of a tag closer together than this (s) form one observation.")
+    history_s: float | None = Field(
+        default=None, ge=0.0, le=30.0,
+        description="Sliding observation window (s): each receiver's RSSI is the mean of its packets in the last "
+                    "history_s seconds (causal). Empty: the positioning method's cross-validated default; 0: one "
+                    "batch of packets only.")
+    tag_height: float = Field(default=1.2, gt=0.0, le=3.0,
+                              description="Height (m) of the phones or tags above the floor (a phone in a hand "
+                                          "~1.2 m, a trolley tag ~0.9 m).")
 
 
 class Hx711Wiring(_Model):
@@ -520,6 +603,7 @@ class StoreConfig(_Model):
     shelves: list[Shelf] = Field(default_factory=list, description="Shelves with plates (planogram).")
     cameras: list[Camera] = Field(default_factory=list, description="Ceiling cameras.")
     ble_nodes: list[BleNode] = Field(default_factory=list, description="BLE receivers.")
+    ble: BlePositioning = Field(default_factory=BlePositioning, description="BLE positioning settings.")
     weight_sensors: list[WeightSensor] = Field(default_factory=list, description="Shelf load cells.")
     zones: list[Zone] = Field(default_factory=list, description="Zones (entry, exit, aisles, offers).")
     transports: Transports = Field(default_factory=Transports, description="Broker and socket settings.")

@@ -217,12 +217,13 @@ def nodes_yaml(anchors: Mapping[str, Anchor]) -> str:
 
 
 def recalibrate_from_recording(recording: str | Path, references: str | Path | None, *,
-                               config_path: str | Path | None = None):
+                               config_path: str | Path | None = None, messages: list | None = None):
     """Refit the store's BLE nodes from a recording of reference tags (``storesense calibrate ble REC``).
 
-    Returns the store's anchors, the fits, the samples per fitted node (3-D
-    distances and RSSI, for :func:`plot_fits`) and a line to print. Raises
-    StoresenseError on bad input.
+    ``messages`` are the sightings already read (e.g. from a walk-test CSV); without
+    them the JSONL ``recording`` is replayed. Returns the store's anchors, the fits,
+    the samples per fitted node (3-D distances and RSSI, for :func:`plot_fits`) and
+    a line to print. Raises StoresenseError on bad input.
     """
     from ..config import example_store_path, load_store_config
     from ..ips.pathloss import anchors_from_config
@@ -233,7 +234,7 @@ def recalibrate_from_recording(recording: str | Path, references: str | Path | N
     cfg = load_store_config(config_path or example_store_path())
     anchors = anchors_from_config(cfg)
     refs = load_references(references)
-    msgs = [m for m in replay(recording) if isinstance(m, BleSighting)]
+    msgs = [m for m in (messages if messages is not None else replay(recording)) if isinstance(m, BleSighting)]
     fits = recalibrate_from_references(anchors, msgs, refs)
     where = {r.tag: r for r in refs}
     samples = {}

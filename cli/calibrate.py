@@ -16,8 +16,8 @@ calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate cameras to the
 
 @calibrate_app.command("ble")
 def calibrate_ble(
-    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of "
-                                "ble_sighting messages from reference tags."),
+    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or sightings of reference tags: a "
+                                "walk-test CSV ts,node,tag,rssi or a JSONL recording of ble_sighting messages."),
     references: Optional[Path] = typer.Option(None, help="Reference tag positions (CSV tag,x,y[,height] or JSON) "
                                               "for a recording."),
     config: Optional[Path] = CONFIG_OPTION,

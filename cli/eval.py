@@ -114,17 +114,32 @@ def eval_mot(
 
 @eval_app.command("ips")
 def eval_ips(
-    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, or a JSONL recording of ble_sighting "
-                                "messages (with --truth and --config)."),
+    data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, a walk-test CSV ts,node,tag,rssi, or "
+                                "a JSONL recording of ble_sighting messages (these two with --truth and --config)."),
     out: Path = typer.Option(Path("ips-eval"), help="Folder for the PNG figures and ips_results.json."),
     truth: Optional[Path] = typer.Option(None, help="For a recording: true positions, CSV ts,tag,x,y."),
     radio_map: Optional[Path] = typer.Option(None, help="For a recording: fingerprints, CSV x,y,<node>..."),
     config: Optional[Path] = CONFIG_OPTION,
     limit: Optional[int] = typer.Option(None, min=10, help="Only the first N samples of each test track."),
     cv: bool = typer.Option(False, help="Also run the leave-one-calibration-run-out cross-validation."),
+    window: Optional[float] = typer.Option(
+        None, "--window", min=0.0, max=30.0, help="Observation window (s): each receiver's RSSI is the mean of its "
+        "packets in the last WINDOW seconds (default: each method's cross-validated window; 0: one batch)."),
+    tag_height: Optional[float] = typer.Option(
+        None, "--tag-height", min=0.0, max=3.0, help="For a recording or CSV: tag height (m); default the config's "
+        "ble.tag_height."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results (rows, per tag, settings) "
+                                            "as JSON here."),
 ) -> None:
-    """Compare trilateration, fingerprinting and the fused trackers: median / p90 / mean error and plots."""
+    """Compare trilateration, fingerprinting and the fused trackers: median / p90 / mean error and plots.
+
+    DATA is a Kolakowski-layout folder, a walk-test CSV (ts,node,tag,rssi) or a JSONL recording.
+    """
+    import json
+
     from ..datasets.scoring.ips_report import LABELS, evaluate_kolakowski, evaluate_recording
+
+    params = {"history_s": window} if window is not None else None
 
     with console.status("evaluating") as status:
         def progress(stage: str) -> None:
@@ -133,12 +148,12 @@ def eval_ips(
         if not data.exists():
             raise StoresenseError(f"{data}: no such file or folder")
         if data.is_dir():
-            report = evaluate_kolakowski(data, out, limit=limit, cv=cv, progress=progress)
+            report = evaluate_kolakowski(data, out, limit=limit, cv=cv, params=params, progress=progress)
         else:
             if truth is None:
-                raise StoresenseError(f"{data}: a recording needs --truth (CSV ts,tag,x,y) and --config")
+                raise StoresenseError(f"{data}: a sightings file needs --truth (CSV ts,tag,x,y) and --config")
             report = evaluate_recording(load_config(config), data, truth, out, radio_map_path=radio_map,
-                                        progress=progress)
+                                        params=params, tag_height=tag_height, progress=progress)
     table = Table(title=report.title, show_edge=False)
     for col in ("method", "median m", "p90 m", "mean m", "fixes", "coverage"):
         table.add_column(col, justify="left" if col == "method" else "right")
@@ -152,5 +167,11 @@ def eval_ips(
     if report.cv:
         console.print("cross-validation (leave one calibration run out, covered floor): " + "; ".join(
             f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.cv.items()))
+    if report.settings.get("unknown_nodes"):
+        console.print("ignored sightings from nodes not in the config: " + ", ".join(report.settings["unknown_nodes"]))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_json(), indent=1))
+        report.files.append(json_out)
     for f in report.files:
         console.print(f"wrote {f}")

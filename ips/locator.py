@@ -5,13 +5,22 @@ from the sightings of all nodes: the sightings of a tag are collected until one
 arrives more than ``window_s`` after the first of the batch; then the batch
 becomes an :class:`RssiObservation` (a node heard several times contributes its
 mean, in dBm) at the time of its latest sighting and goes to the tag's tracker.
-Readings older than ``max_age_s`` are never reused. Recordings whose nodes
-report in the same instant (the Kolakowski data) give one observation per
-sample.
+Recordings whose nodes report in the same instant (the Kolakowski data) give
+one observation per sample.
+
+Observation window (``history_s``): a single BLE packet says little (5–8 dB of
+shadowing and fading), so with ``history_s > 0`` each observation uses, per
+node, the mean (in dB) of every packet that node heard of the tag in the last
+``history_s`` seconds (a causal sliding window: only packets at or before the
+observation's time). A node heard within the window but not in the current
+batch still contributes its window mean, so receivers that report at different
+rates all count. ``history_s = 0`` uses only the batch's own packets (a node
+heard several times contributes its mean in linear power).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -32,9 +41,13 @@ class BleLocator:
     """Routes sightings to per-tag trackers made by ``tracker_factory(tag)``."""
 
     def __init__(self, tracker_factory: Callable[[str], Tracker], *, window_s: float = 0.25,
-                 use_smoothed: bool = False, tags: Iterable[str] | None = None):
+                 history_s: float = 0.0, use_smoothed: bool = False, tags: Iterable[str] | None = None):
+        if window_s < 0 or history_s < 0:
+            raise ValueError(f"window_s and history_s must be >= 0 (got {window_s}, {history_s})")
         self.tracker_factory = tracker_factory
         self.window_s = window_s
+        self.history_s = history_s
+        self._history: dict[str, dict[str, deque[tuple[float, float]]]] = {}
         self.use_smoothed = use_smoothed
         self.tags = set(tags) if tags is not None else None
         self.trackers: dict[str, Tracker] = {}
@@ -62,12 +75,33 @@ class BleLocator:
 
     def _close(self, tag: str) -> Fix | None:
         batch = self._batches.pop(tag)
-        rssi = {n: float(10.0 * np.log10(np.mean(10.0 ** (np.array(v) / 10.0)))) if len(v) > 1 else v[0]
-                for n, v in batch.readings.items()}
+        if self.history_s > 0:
+            rssi = self._window(tag, batch)
+        else:
+            rssi = {n: float(10.0 * np.log10(np.mean(10.0 ** (np.array(v) / 10.0)))) if len(v) > 1 else v[0]
+                    for n, v in batch.readings.items()}
         tracker = self.trackers.get(tag)
         if tracker is None:
             tracker = self.trackers[tag] = self.tracker_factory(tag)
         return tracker.update(RssiObservation(batch.last_ts, rssi, tag))
+
+    def _window(self, tag: str, batch: _Batch) -> dict[str, float]:
+        """Per node, the mean (dB) of the packets within ``history_s`` before the batch's last one."""
+        hist = self._history.setdefault(tag, {})
+        for node, values in batch.readings.items():
+            q = hist.setdefault(node, deque())
+            q.extend((batch.last_ts, v) for v in values)
+        start = batch.last_ts - self.history_s
+        out: dict[str, float] = {}
+        for node in list(hist):
+            q = hist[node]
+            while q and q[0][0] <= start:
+                q.popleft()
+            if not q:
+                del hist[node]
+                continue
+            out[node] = sum(v for _, v in q) / len(q)
+        return out
 
     def poll(self, now: float) -> list[Fix]:
         """Close the batches whose window has passed by ``now`` (call it on a timer when running live)."""

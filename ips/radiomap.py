@@ -29,6 +29,10 @@ from .pathloss import DEFAULT_TAG_HEIGHT_M, Anchor, expected_rssi_matrix
 from ..geometry.walkable import Walkable
 
 
+#: Fingerprints the kernel of :meth:`RadioMap.spacing_bandwidth` should average (6 dB spread -> 2 dB error).
+AUTO_BANDWIDTH_SAMPLES = 9
+
+
 @dataclass
 class RadioMap:
     """Fingerprints: ``positions`` (n, 2) in metres, ``rssi`` (n, len(nodes)) in dBm, NaN = not heard."""
@@ -47,6 +51,25 @@ class RadioMap:
     def subset(self, index) -> "RadioMap":
         """The fingerprints at ``index`` (a slice, boolean mask or integer array)."""
         return RadioMap(list(self.nodes), self.positions[index], self.rssi[index])
+
+    def spacing_bandwidth(self, *, samples: int = AUTO_BANDWIDTH_SAMPLES, min_m: float = 0.2) -> float:
+        """A kernel bandwidth (m) from the map's own point spacing.
+
+        The Gaussian kernel of bandwidth ``h`` over fingerprints of local density
+        ρ (points per m²) weighs about ``2π h² ρ`` of them; to average out
+        shadowing it should weigh ``samples`` of them (9: a 6 dB spread to a
+        2 dB standard error). With ρ estimated at each fingerprint from the
+        distance ``r`` to its ``samples``-th nearest neighbour (ρ = k / π r²),
+        ``h = r / √2``; the median over the map is taken, and never less than
+        ``min_m`` (two cells of the 0.1 m floor grid the field is sampled on).
+        A 126-point grid over a 20 × 17 m hall gets about 2.1 m; a robot-surveyed
+        map with thousands of points a few centimetres apart gets ``min_m``.
+        """
+        if len(self) < 2:
+            return float(min_m)
+        k = min(samples, len(self) - 1)
+        d, _ = cKDTree(self.positions).query(self.positions, k=k + 1)
+        return float(max(np.median(d[:, -1]) / np.sqrt(2.0), min_m))
 
     def columns_for(self, nodes: list[str]) -> np.ndarray:
         """RSSI columns reordered to ``nodes`` (all NaN for a node the map lacks)."""

@@ -39,9 +39,18 @@ DEFAULT_PARAMS: dict[str, float] = {
     "pf_beta": 0.5,  # likelihood tempering
     "pf_nu": 4.0,  # Student-t degrees of freedom
     "pf_jump_sigmas": 1.0,  # the fix moves at most max_speed·dt + this many σ per update
-    "map_bandwidth_m": 0.25,  # kernel bandwidth of the radio-map field
+    "map_bandwidth_m": 0.0,  # kernel bandwidth of the radio-map field; 0: from the map's spacing
     "map_prior_weight": 0.5,  # weight (in samples) of the path-loss prior in the field
+    "window_s": 0.25,  # sightings of a tag closer than this form one observation
+    "history_s": 0.0,  # sliding per-node observation window (s); 0: the batch's packets only
 }
+
+#: Observation window per method (s), chosen by leave-one-calibration-run-out cross-validation
+#: (docs/ips.md); a method not listed uses ``DEFAULT_PARAMS["history_s"]``.
+#: Scored by median + p90 of the pooled errors over windows {0, 1, 2, 3, 5} s: trilateration 3 s
+#: (6.14 m at 0 s -> 5.08 m), kNN 2 s (3.55 -> 3.08 m; 3 s tied, the shorter kept), Kalman fusion 1 s
+#: (3.11 -> 3.06 m), particle filter 0 s (its own filter already integrates; 1 s: 2.07 -> 2.19 m).
+DEFAULT_HISTORY_S: dict[str, float] = {"trilateration": 3.0, "fingerprint": 2.0, "kalman": 1.0, "particle": 0.0}
 
 
 class _SingleShot:
@@ -69,6 +78,21 @@ class IpsSetup:
     params: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     fits: dict[str, PathLossFit] = field(default_factory=dict)
     _field: SignalField | None = None
+    _explicit: frozenset = frozenset()  # parameters set by the caller (override the per-method defaults)
+
+    @property
+    def map_bandwidth_m(self) -> float:
+        """The radio-map kernel bandwidth: ``params["map_bandwidth_m"]``, or from the map's spacing when 0."""
+        h = float(self.params["map_bandwidth_m"])
+        if h > 0 or self.radio_map is None:
+            return h
+        return self.radio_map.spacing_bandwidth(min_m=2.0 * self.walkable.resolution)
+
+    def history_s(self, method: str) -> float:
+        """The observation window of ``method``: ``params["history_s"]`` when set, else the method's default."""
+        if "history_s" in self._explicit:
+            return float(self.params["history_s"])
+        return float(DEFAULT_HISTORY_S.get(method, self.params["history_s"]))
 
     @property
     def signal_field(self) -> SignalField:
@@ -76,7 +100,7 @@ class IpsSetup:
         if self._field is None:
             if self.radio_map is not None:
                 self._field = SignalField.from_radio_map(
-                    self.walkable, self.radio_map, self.anchors, bandwidth_m=self.params["map_bandwidth_m"],
+                    self.walkable, self.radio_map, self.anchors, bandwidth_m=self.map_bandwidth_m,
                     prior_weight=self.params["map_prior_weight"], tag_height=self.tag_height)
             else:
                 self._field = SignalField.from_path_loss(self.walkable, self.anchors,
@@ -113,14 +137,31 @@ class IpsSetup:
         raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
 
     def locator(self, method: str, seed: int = 0) -> BleLocator:
-        """A locator that makes a ``method`` tracker for every tag."""
-        return BleLocator(lambda tag: self.tracker(method, seed))
+        """A locator that makes a ``method`` tracker for every tag, with the setup's observation window."""
+        return BleLocator(lambda tag: self.tracker(method, seed), window_s=float(self.params["window_s"]),
+                          history_s=self.history_s(method))
 
+
+
+def make_setup(anchors: dict[str, Anchor], walkable: Walkable, radio_map: RadioMap | None, tag_height: float,
+               params: dict | None = None, fits: dict | None = None) -> IpsSetup:
+    """An :class:`IpsSetup` with :data:`DEFAULT_PARAMS` overridden by ``params`` (those stay explicit)."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown positioning parameter(s) {', '.join(unknown)} "
+                         f"(expected some of {', '.join(DEFAULT_PARAMS)})")
+    return IpsSetup(anchors, walkable, radio_map, tag_height, {**DEFAULT_PARAMS, **params}, dict(fits or {}),
+                    _explicit=frozenset(params))
 
 
 def setup_from_config(config, *, radio_map: RadioMap | None = None, params: dict | None = None,
                       resolution: float = 0.1, clearance: float = 0.2, tag_height: float | None = None) -> IpsSetup:
-    """An :class:`IpsSetup` for a store config (its BLE nodes, its floor) and an optional radio map."""
+    """An :class:`IpsSetup` for a store config (its BLE nodes, its floor) and an optional radio map.
+
+    The config's ``ble`` section sets the tag height and the observation window
+    (``window_s``, ``history_s``) unless ``tag_height`` / ``params`` give them.
+    """
     from ..errors import StoresenseError
     from ..geometry.floor import FloorGrid
     from .pathloss import DEFAULT_TAG_HEIGHT_M, anchors_from_config
@@ -128,5 +169,14 @@ def setup_from_config(config, *, radio_map: RadioMap | None = None, params: dict
     anchors = anchors_from_config(config)
     if len(anchors) < 3:
         raise StoresenseError(f"the store config has {len(anchors)} BLE nodes; positioning needs at least 3")
-    return IpsSetup(anchors, Walkable(FloorGrid(config, resolution, clearance)), radio_map,
-                    tag_height if tag_height is not None else DEFAULT_TAG_HEIGHT_M, {**DEFAULT_PARAMS, **(params or {})})
+    ble = getattr(config, "ble", None)
+    merged: dict = {}
+    if ble is not None:
+        merged["window_s"] = ble.window_s
+        if ble.history_s is not None:
+            merged["history_s"] = ble.history_s
+        if tag_height is None:
+            tag_height = ble.tag_height
+    merged.update(params or {})
+    return make_setup(anchors, Walkable(FloorGrid(config, resolution, clearance)), radio_map,
+                      tag_height if tag_height is not None else DEFAULT_TAG_HEIGHT_M, merged)

@@ -1,8 +1,8 @@
-"""``storesense calibrate ble`` input: the Kolakowski dataset's calibration samples or a recording.
+"""``storesense calibrate ble`` input: the Kolakowski dataset's calibration samples, a recording or a CSV.
 
 A folder is read as the Kolakowski BLE dataset (its robot's calibration samples,
 tag at :data:`~storesense.datasets.loaders.kolakowski.TAG_HEIGHT_M`); a file as a
-recording of reference tags, refitted by
+recording of reference tags (JSONL, or a walk-test CSV ``ts,node,tag,rssi``), refitted by
 :func:`storesense.calibration.ble.recalibrate_from_recording`. The fitting itself
 lives in :mod:`storesense.calibration.ble`, which reads no dataset.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from ...calibration.ble import PathLossFit, fit_nodes, recalibrate_from_recording, write_fits
 from ...errors import StoresenseError
 from .kolakowski import TAG_HEIGHT_M, KolakowskiDataset
+from .walk_test import is_sightings_csv, read_sightings_csv
 
 
 def fit_kolakowski(folder: str | Path):
@@ -44,6 +45,9 @@ def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None,
         raise StoresenseError(f"{data}: no such file or folder")
     if data.is_dir():
         anchors, fits, samples, line = fit_kolakowski(data)
+    elif is_sightings_csv(data):
+        anchors, fits, samples, line = recalibrate_from_recording(data, references, config_path=config_path,
+                                                                  messages=read_sightings_csv(data))
     else:
         anchors, fits, samples, line = recalibrate_from_recording(data, references, config_path=config_path)
     return list(fits.values()), [line] + write_fits(anchors, fits, samples, output=output, plot=plot)

@@ -30,7 +30,7 @@ from ...calibration.ble import apply_fits, fit_nodes
 from ...contracts import Envelope
 from ..loaders.kolakowski import KolakowskiDataset, Track, track_sightings
 from ...ips.model import Fix
-from ...ips.setup import DEFAULT_PARAMS, METHODS, IpsSetup, setup_from_config  # noqa: F401  (ips_report imports them here)
+from ...ips.setup import DEFAULT_PARAMS, METHODS, IpsSetup, make_setup, setup_from_config  # noqa: F401  (ips_report imports them here)
 from ...geometry.walkable import Walkable
 
 
@@ -43,8 +43,8 @@ def setup_from_dataset(ds: KolakowskiDataset, *, index=None, params: dict | None
     if index is not None:
         rmap = rmap.subset(index)
     fits = fit_nodes(ds.anchors, rmap.positions, rmap.rssi, rmap.nodes, tag_height=TAG_HEIGHT_M)
-    return IpsSetup(apply_fits(ds.anchors, fits), Walkable(ds.floor_grid(resolution)), rmap, TAG_HEIGHT_M,
-                    {**DEFAULT_PARAMS, **(params or {})}, fits)
+    return make_setup(apply_fits(ds.anchors, fits), Walkable(ds.floor_grid(resolution)), rmap, TAG_HEIGHT_M,
+                      params, fits)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -133,25 +133,18 @@ def cross_validate(ds: KolakowskiDataset, params: dict | None = None, methods=("
 
 
 def load_truth_csv(path: str | Path) -> dict[str, np.ndarray]:
-    """True positions per tag from CSV ``ts,tag,x,y``: tag -> array (n, 3) of ts, x, y sorted by time."""
-    import csv
+    """True positions per tag from CSV ``ts,tag,x,y``: tag -> array (n, 3) of ts, x, y sorted by time.
 
+    ``ts`` is seconds or an ISO 8601 time, as in the walk-test sightings (:mod:`..loaders.walk_test`).
+    """
     from ...errors import StoresenseError
+    from ..loaders.walk_test import parse_ts, read_csv_rows
 
     path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise StoresenseError(f"{path}: cannot read truth: {exc.strerror}") from None
-    if not rows or [h.strip() for h in rows[0]] != ["ts", "tag", "x", "y"]:
-        raise StoresenseError(f"{path}:1: expected the header 'ts,tag,x,y'")
     out: dict[str, list[tuple[float, float, float]]] = {}
-    for n, row in enumerate(rows[1:], 2):
-        if not row:
-            continue
+    for n, row in read_csv_rows(path, ("ts", "tag", "x", "y"), "truth"):
         try:
-            ts, tag, x, y = float(row[0]), row[1].strip(), float(row[2]), float(row[3])
+            ts, tag, x, y = parse_ts(row[0]), row[1].strip(), float(row[2]), float(row[3])
         except (ValueError, IndexError):
             raise StoresenseError(f"{path}:{n}: expected 'ts,tag,x,y', got {','.join(row)!r}") from None
         out.setdefault(tag, []).append((ts, x, y))

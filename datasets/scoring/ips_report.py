@@ -47,6 +47,7 @@ class IpsReport:
     walk: dict[str, dict[str, float]] = field(default_factory=dict)
     cv: dict[str, dict[str, float]] = field(default_factory=dict)
     fits: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         """One row per method: median, p90, mean error (m), fixes and coverage."""
@@ -54,7 +55,19 @@ class IpsReport:
 
     def to_json(self) -> dict:
         """Everything in the table, as plain data."""
-        return {"title": self.title, "rows": self.rows(), "walk": self.walk, "cv": self.cv, "fits": self.fits}
+        return {"title": self.title, "rows": self.rows(), "per_tag": self.per_tag(), "walk": self.walk, "cv": self.cv,
+                "fits": self.fits, "settings": self.settings}
+
+    def per_tag(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per method, per tag: median, p90, mean error (m) and the fix count."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for m, s in self.scores.items():
+            tags = np.array([f.tag for f in s.fixes])
+            for tag in sorted(set(tags.tolist())):
+                e = s.errors[tags == tag]
+                out.setdefault(m, {})[tag] = {"median": float(np.median(e)), "p90": float(np.percentile(e, 90)),
+                                              "mean": float(e.mean()), "n": int(len(e))}
+        return out
 
 
 def _plt():
@@ -110,9 +123,16 @@ def plot_tracks(scores: dict[str, Score], outline, anchors, path: Path, title: s
     for ax, (m, s) in zip(axes.ravel(), scores.items()):
         _draw_floor(ax, outline, anchors)
         if len(s.truth):
-            ax.plot(s.truth[:, 0], s.truth[:, 1], color="tab:green", lw=2, label="true")
+            tags = np.array([f.tag for f in s.fixes])
             est = np.array([[f.x, f.y] for f in s.fixes])
-            ax.plot(est[:, 0], est[:, 1], color="tab:red", lw=0.8, alpha=0.8, marker=".", ms=2, label="estimated")
+            names = sorted(set(tags.tolist()))
+            for i, tag in enumerate(names):  # one line per tag: a recording's tags are separate walks
+                sel = tags == tag
+                one = len(names) == 1
+                ax.plot(s.truth[sel, 0], s.truth[sel, 1], color="tab:green" if one else f"C{i % 10}", lw=2,
+                        alpha=1.0 if one else 0.5, label="true" if one else f"{tag} true")
+                ax.plot(est[sel, 0], est[sel, 1], color="tab:red" if one else f"C{i % 10}", lw=0.8, alpha=0.8,
+                        marker=".", ms=2, ls="-" if one else "--", label="estimated" if one else f"{tag} estimated")
             ax.set_title(f"{LABELS.get(m, m)}\nmedian {np.median(s.errors):.2f} m, p90 {np.percentile(s.errors, 90):.2f} m",
                          fontsize=9)
         ax.legend(loc="lower right", fontsize=7)
@@ -155,19 +175,22 @@ def plot_walk(fixes: list[Fix], segments, outline, anchors, path: Path, title: s
 
 
 def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHODS, limit: int | None = None,
-                        cv: bool = False, walk: bool = True, plots: bool = True,
+                        cv: bool = False, walk: bool = True, plots: bool = True, params: dict | None = None,
                         progress: Callable[[str], None] | None = None) -> IpsReport:
     """Score the methods on the robot test track, the walk test, and optionally cross-validation."""
     ds = KolakowskiDataset(root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    setup = setup_from_dataset(ds)
+    setup = setup_from_dataset(ds, params=params)
     track = ds.robot_track()
     if limit is not None:
         track = track.subset(slice(0, int(limit)))
     scores = evaluate_track(setup, track, methods, progress=progress)
     report = IpsReport(f"Kolakowski 2021, robot test track ({len(track)} samples)", scores,
-                       fits=[f.as_row() for f in setup.fits.values()])
+                       fits=[f.as_row() for f in setup.fits.values()],
+                       settings={"tag_height": setup.tag_height, "window_s": float(setup.params["window_s"]),
+                                 "history_s": {m: setup.history_s(m) for m in methods},
+                                 "map_bandwidth_m": setup.map_bandwidth_m})
     if walk:
         wt = ds.walk_track()
         if limit is not None:
@@ -188,7 +211,7 @@ def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHOD
     if cv:
         if progress:
             progress("cross-validation")
-        for m, s in cross_validate(ds, methods=tuple(methods)).items():
+        for m, s in cross_validate(ds, params=params, methods=tuple(methods)).items():
             report.cv[m] = s.summary()
     if plots:
         report.files.append(plot_error_cdf(scores, out / "ips_error_cdf.png", report.title))
@@ -200,21 +223,27 @@ def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHOD
 
 def evaluate_recording(config, recording: str | Path, truth: str | Path, out_dir: str | Path, *,
                        radio_map_path: str | Path | None = None, methods=None, plots: bool = True,
+                       params: dict | None = None, tag_height: float | None = None,
                        progress: Callable[[str], None] | None = None) -> IpsReport:
-    """Score the methods on a recording of ``ble_sighting`` messages against a truth CSV."""
-    from ...contracts import BleSighting
-    from ...transport.recording import replay
+    """Score the methods on sightings (a walk-test CSV ``ts,node,tag,rssi`` or a JSONL recording) against a truth CSV.
+
+    ``params`` override the positioning parameters (e.g. ``{"history_s": 2.0}``), ``tag_height`` the
+    config's ``ble.tag_height``.
+    """
+    from ...errors import StoresenseError
     from ...ips.radiomap import RadioMap
+    from ..loaders.walk_test import load_sightings
 
     rmap = RadioMap.load_csv(radio_map_path) if radio_map_path else None
-    setup: IpsSetup = setup_from_config(config, radio_map=rmap)
+    setup: IpsSetup = setup_from_config(config, radio_map=rmap, params=params, tag_height=tag_height)
     if methods is None:
         methods = METHODS if rmap is not None else ("trilateration", "kalman", "particle")
-    sightings = [m for m in replay(recording) if isinstance(m, BleSighting)]
-    if not sightings:
-        from ...errors import StoresenseError
-
-        raise StoresenseError(f"{recording}: no ble_sighting messages in the recording")
+    sightings = load_sightings(recording)
+    known = set(setup.anchors)
+    strangers = sorted({m.node for m in sightings} - known)
+    if strangers and not any(m.node in known for m in sightings):
+        raise StoresenseError(f"{recording}: no sighting is from a configured BLE node (nodes {', '.join(strangers[:5])}"
+                              f"; the config has {', '.join(sorted(known))})")
     true = load_truth_csv(truth)
     scores = {}
     for m in methods:
@@ -223,7 +252,11 @@ def evaluate_recording(config, recording: str | Path, truth: str | Path, out_dir
         scores[m] = score_against_truth(m, run_method(setup, m, sightings), true)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = IpsReport(f"{Path(recording).name}: {len(sightings)} sightings, {len(true)} tags", scores)
+    report = IpsReport(f"{Path(recording).name}: {len(sightings)} sightings, {len(true)} tags", scores,
+                       settings={"tag_height": setup.tag_height, "window_s": float(setup.params["window_s"]),
+                                 "history_s": {m: setup.history_s(m) for m in methods},
+                                 "map_bandwidth_m": setup.map_bandwidth_m if rmap is not None else None,
+                                 "unknown_nodes": strangers})
     if plots:
         report.files.append(plot_error_cdf(scores, out / "ips_error_cdf.png", report.title))
         report.files.append(plot_tracks(scores, config.floor.outline, setup.anchors, out / "ips_tracks.png",

@@ -6,11 +6,8 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from storesense.config import example_store_path, load_store_config
-from storesense.contracts import BleSighting
 from storesense.transport.recording import record, replay
 from storesense.datasets.scoring.ips import load_truth_csv, score_against_truth, setup_from_config
 from storesense.ips.geofence import Geofence, is_in_store_event
@@ -20,27 +17,8 @@ from storesense.transport import MqttPublisher, MqttSubscriber
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ble" / "kolakowski2021"
 
 
-@pytest.fixture(scope="module")
-def store_recording(tmp_path_factory):
-    """A simulated shop: BLE sightings of two shoppers' phones recorded as JSONL, truth as CSV."""
-    from storesense.datasets.sim.synthetic import generate_scenario
-
-    cfg = load_store_config(example_store_path())
-    sc = generate_scenario(cfg, shoppers=2, seed=3)
-    folder = tmp_path_factory.mktemp("ble-rec")
-    sightings = [m for m in sc.messages if isinstance(m, BleSighting)]
-    record(sightings, folder / "sightings.jsonl", cfg.store.id)
-    with open(folder / "truth.csv", "w") as fh:
-        fh.write("ts,tag,x,y\n")
-        for s in sc.shoppers:
-            for t in np.arange(s.enter_ts, s.exit_ts, 0.25):
-                x, y = s.position(float(t))
-                fh.write(f"{t:.3f},{s.tag},{x:.3f},{y:.3f}\n")
-    return cfg, folder, sc
-
-
-def test_replay_through_a_real_broker_into_positions_and_zone_events(embedded_broker, store_recording):
-    cfg, folder, sc = store_recording
+def test_replay_through_a_real_broker_into_positions_and_zone_events(embedded_broker, store_walk):
+    cfg, folder, sc, _ = store_walk
     setup = setup_from_config(cfg)
     locator = setup.locator("kalman")
     fence = Geofence(cfg.zones, source="fusion")
@@ -89,12 +67,12 @@ def test_replay_through_a_real_broker_into_positions_and_zone_events(embedded_br
     assert sorted(e.shopper for e in in_store) == sorted(s.tag for s in sc.shoppers)  # each phone once
 
 
-def test_eval_ips_on_the_projects_own_recording(store_recording, tmp_path):
+def test_eval_ips_on_the_projects_own_recording(store_walk, tmp_path):
     from typer.testing import CliRunner
 
     from storesense.cli import app
 
-    cfg, folder, _ = store_recording
+    cfg, folder, _, _ = store_walk
     res = CliRunner().invoke(app, ["eval", "ips", str(folder / "sightings.jsonl"), "--truth",
                                    str(folder / "truth.csv"), "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
