@@ -28,13 +28,19 @@ import uuid
 from collections import Counter
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import MessageError, describe_validation_error
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+#: Schema versions each message type may carry; a type gains a version when it gains a field.
+#: ``person_observation`` v2 adds the optional ``appearance`` (a v2 message without it is
+#: the same as v1; a node that reads only v1 rejects v2 with a clear "unsupported schema version").
+SCHEMA_VERSIONS: dict[str, tuple[int, ...]] = {"person_observation": (1, 2)}
+#: length of a person's appearance descriptor (2 body regions × 12 colour bins)
+APPEARANCE_BINS = 24
 
 #: Namespace for deterministic event ids (uuid5 of source, run id and seq).
 EVENT_NAMESPACE = uuid.UUID("6c1f3a52-8f0e-4a55-9f43-2a1de0c1a7b1")
@@ -126,10 +132,25 @@ class Envelope(_Model):
     ts: float = Field(description="Timestamp in seconds.")
 
 
+class Appearance(_Model):
+    """A person's colour descriptor from the camera node: histograms, never pixels (schema v2).
+
+    ``bins`` are two 12-bin colour histograms (torso, thighs: 8 hue bins and 4
+    lightness bins each), each quantised to bytes summing to about 255 (all
+    zeros: that region was not visible); see ``storesense.edge.camera.appearance``.
+    """
+
+    bins: tuple[Annotated[int, Field(ge=0, le=255, strict=True)], ...] = Field(
+        min_length=APPEARANCE_BINS, max_length=APPEARANCE_BINS,
+        description="24 histogram bins 0..255: torso hue ×8, torso lightness ×4, thigh hue ×8, thigh lightness ×4.")
+    quality: float = Field(ge=0.0, le=1.0, description="How much of the body the histograms saw (0..1).")
+
+
 class PersonObservation(Envelope):
     """A person seen by one camera in one frame (camera node -> fusion)."""
 
     type: Literal["person_observation"] = "person_observation"
+    v: Literal[1, 2] = Field(default=SCHEMA_VERSION, description="Schema version (2 when ``appearance`` is set).")
     camera: str = Field(description="Camera id from the store config.")
     frame: int = Field(ge=0, description="Frame index in the camera's stream.")
     track_id: int = Field(ge=0, description="The camera's own track id for this person.")
@@ -137,6 +158,18 @@ class PersonObservation(Envelope):
     score: float = Field(ge=0.0, le=1.0, description="Detection confidence.")
     keypoints: tuple[Keypoint, ...] | None = Field(default=None, description="Pose keypoints, if estimated.")
     floor: FloorPoint | None = Field(default=None, description="Foot point on the floor, if calibrated.")
+    appearance: Appearance | None = Field(default=None, description="Colour descriptor of the person (v2), if computed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_of_appearance(cls, data):
+        """A message with an appearance is v2 (filled in when not given; v1 with one is refused)."""
+        if isinstance(data, dict) and data.get("appearance") is not None:
+            if "v" not in data:
+                data = {**data, "v": 2}
+            elif data["v"] == 1:
+                raise ValueError("appearance needs schema version 2")
+        return data
 
 
 class HandShelfInteraction(Envelope):
@@ -385,8 +418,10 @@ def decode(data: bytes | str) -> Envelope:
     kind = obj.get("type")
     if kind not in MESSAGE_TYPES:
         raise MessageError(f"unknown message type {kind!r}")
-    if obj.get("v") != SCHEMA_VERSION:
-        raise MessageError(f"unsupported schema version {obj.get('v')!r} (this node reads v{SCHEMA_VERSION})")
+    versions = SCHEMA_VERSIONS.get(kind, (SCHEMA_VERSION,))
+    if obj.get("v") not in versions:
+        raise MessageError(f"unsupported schema version {obj.get('v')!r} of {kind} "
+                           f"(this node reads v{', v'.join(map(str, versions))})")
     try:
         return MESSAGE_TYPES[kind].model_validate(obj)
     except ValidationError as exc:

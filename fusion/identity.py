@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 
 from ..cart.ledger import CartLedger
+from .appearance import RunningAppearance, distance
 from .tracker import FloorTrack
 
 
@@ -53,6 +54,7 @@ class Session:
     tag_ts: float = 0.0  # when the tag was attached
     tag_at_gate: bool = False  # the tag came from a check-in at a gate the shopper stood at (not a guess)
     bound_ts: float = 0.0  # when the current track binding started
+    look: RunningAppearance = field(default_factory=RunningAppearance)  # reference colours, learnt at the entry
 
 
 def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:
@@ -165,14 +167,22 @@ class IdentityBook:
         s.lost_at = (track.ts, *track.xy)
         return s
 
-    def rebind(self, track: FloorTrack, ts: float, max_gap_s: float = 20.0, walk_speed: float = 1.5
-               ) -> Session | None:
-        """Bind a new track (not born at an entry) to the lost session that fits it best."""
+    def rebind(self, track: FloorTrack, ts: float, max_gap_s: float = 20.0, walk_speed: float = 1.5,
+               max_look: float = 0.6) -> Session | None:
+        """Bind a new track (not born at an entry) to the lost session that fits it best.
+
+        A session whose reference appearance is farther than ``max_look`` from
+        the track's is not a candidate (someone else, dressed differently).
+        """
         best, best_cost = None, float("inf")
         x, y = track.xy
         for s in self.sessions.values():
             if s.closed or s.lost_at is None or not (0 <= ts - s.lost_at[0] <= max_gap_s):
                 continue
+            if s.look.n >= 8 and track.look.n >= 3:
+                d_look = distance(s.look.long, track.look.long)
+                if d_look is not None and d_look > max_look:
+                    continue
             recent = [f for f in s.fixes if ts - f.ts <= 3.0]
             if recent:
                 cost = min(_d2(f, (x, y), track.cov) for f in recent)

@@ -54,6 +54,7 @@ from ..contracts import (
     WeightChange,
     ZoneEvent,
 )
+from .appearance import MIN_QUALITY, RunningAppearance, distance, unit
 from .identity import Fix, IdentityBook, Session
 from .reorder import ReorderBuffer
 from .tracker import FloorTrack, FloorTracker
@@ -89,6 +90,12 @@ class FusionNode:
         lost_close_s: float = 30.0,
         gate_radius_m: float = 0.7,
         gate_margin_m: float = 0.3,
+        appearance: bool = True,
+        reference_s: float = 8.0,
+        look_own_ok: float = 0.4,
+        look_swap_margin: float = 0.15,
+        look_swap_votes: int = 3,
+        look_hand_margin: float = 0.15,
     ):
         self.config = config
         self.emit = emit
@@ -109,6 +116,15 @@ class FusionNode:
         self.lost_close_s = lost_close_s
         self.gate_radius_m = gate_radius_m
         self.gate_margin_m = gate_margin_m
+        self.appearance = appearance
+        self.reference_s = reference_s
+        self.look_own_ok = look_own_ok
+        self.look_swap_margin = look_swap_margin
+        self.look_swap_votes = look_swap_votes
+        self.look_hand_margin = look_hand_margin
+        self._cam_look: dict[tuple[str, int], RunningAppearance] = {}  # camera track -> its recent colours
+        self._look_votes: dict[tuple[str, str], int] = {}
+        self._look_checked = float("-inf")
         self.reorder = ReorderBuffer(reorder_window_s)
         self.counters: Counter[str] = Counter()
         self.now = float("-inf")
@@ -184,9 +200,106 @@ class FusionNode:
             return
         camera, _, ts = self._frame
         obs, self._frame, self._frame_obs = self._frame_obs, None, []
-        for _, track in self.tracker.update_frame(camera, ts, obs):
+        for o, track in self.tracker.update_frame(camera, ts, obs):
             self._track_updated(track, ts)
+            if self.appearance and o.appearance is not None and o.appearance.quality >= MIN_QUALITY:
+                self._learn_look(camera, o, track, ts)
         self._housekeeping(ts)
+
+    # ------------------------------------------------------------------ appearance
+
+    def _learn_look(self, camera: str, obs: PersonObservation, track: FloorTrack, ts: float) -> None:
+        """Remember how a camera track looks now, and a new session's reference while it is alone."""
+        vec = unit(obs.appearance)
+        key = (camera, obs.track_id)
+        look = self._cam_look.get(key)
+        if look is None:
+            look = self._cam_look[key] = RunningAppearance()
+        look.add(vec, ts)
+        session = self.identity.session_of(track.id)
+        if session is None or ts - session.opened_ts > self.reference_s:
+            return
+        x, y = track.xy
+        for other in self.tracker.tracks.values():  # someone next to them: their colours may be mixed in
+            if other is not track and other.confirmed and ts - other.last_camera_ts < 0.5:
+                ox, oy = other.xy
+                if (ox - x) ** 2 + (oy - y) ** 2 < 1.0:
+                    return
+        session.look.add(vec, ts, long_weight=0.0)
+
+    def _look_fit(self, session: Session, look) -> float | None:
+        """Distance of a session's reference appearance from a track's recent one (None: unknown)."""
+        if session.look.n < 8 or look is None:
+            return None
+        return distance(session.look.long, look)
+
+    def _appearance_check(self, ts: float) -> None:
+        """Swap two sessions' tracks when each track now looks like the other session (several checks running).
+
+        Only pairs whose tracks met (within 1.5 m) in the last 30 s are
+        candidates: tracks swap where people meet. The cart changes since that
+        meeting move with the shopper; they go to review unless the evidence is
+        twice the margin.
+        """
+        live = []
+        for s in self.identity.sessions.values():
+            if s.closed or s.lost_at is not None or s.look.n < 8:
+                continue
+            t = self.tracker.tracks.get(s.track_id)
+            if t is not None and t.look.recent is not None and ts - t.look.ts < 1.0:
+                live.append((s, t))
+        votes = {}
+        for a, ta in live:
+            d_aa = self._look_fit(a, ta.look.recent)
+            if d_aa is None or d_aa < self.look_own_ok:
+                continue
+            for b, tb in live:
+                if b is a:
+                    continue
+                (ax, ay), (bx, by) = ta.xy, tb.xy
+                if (ax - bx) ** 2 + (ay - by) ** 2 > 16.0:
+                    continue
+                d_bb, d_ab, d_ba = (self._look_fit(b, tb.look.recent), self._look_fit(a, tb.look.recent),
+                                    self._look_fit(b, ta.look.recent))
+                gain = d_aa + d_bb - d_ab - d_ba
+                if gain <= self.look_swap_margin:
+                    continue
+                key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
+                votes[key] = self._look_votes.get(key, 0) + 1
+                if votes[key] < self.look_swap_votes:
+                    continue
+                met = next((t for t, x, y in reversed(ta.history) if ts - t <= 30.0
+                            and (x - tb.xy_at(t)[0]) ** 2 + (y - tb.xy_at(t)[1]) ** 2 < 1.5**2), None)
+                if met is None:
+                    continue
+                votes.pop(key)
+                a.track_id, b.track_id = b.track_id, a.track_id
+                self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+                a.bound_ts = b.bound_ts = ts
+                a.fixes.clear()
+                b.fixes.clear()
+                self.counters["appearance_swaps"] += 1
+                self._swap_carts(a, b, met, ts, review=gain < 2 * self.look_swap_margin)
+                self._look_checked = ts
+                return
+        self._look_votes = votes
+
+    def _appearance_veto(self, a: Session, b: Session) -> int | None:
+        """What appearance says of ``a`` and ``b``'s current bindings: 1 right, -1 wrong, 0 cannot tell.
+
+        None when either session has no reference appearance (a stream without descriptors).
+        """
+        if a.look.n < 8 or b.look.n < 8:
+            return None
+        ta, tb = self.tracker.tracks.get(a.track_id), self.tracker.tracks.get(b.track_id)
+        if ta is None or tb is None:
+            return 0
+        fits = [self._look_fit(a, ta.look.recent), self._look_fit(b, tb.look.recent),
+                self._look_fit(a, tb.look.recent), self._look_fit(b, ta.look.recent)]
+        if any(f is None for f in fits):
+            return 0
+        gain = fits[2] + fits[3] - fits[0] - fits[1]
+        return 1 if gain > self.look_swap_margin / 2 else -1 if gain < -self.look_swap_margin / 2 else 0
 
     # ------------------------------------------------------------------ tracks and sessions
 
@@ -333,10 +446,34 @@ class FusionNode:
                     self.identity.attach_tag(b, tag_a, fix.ts)  # type: ignore[arg-type]
                     self.counters["checkin_tags_swapped"] += 1
                 else:
-                    self._swap_carts(a, b, since, fix.ts)
+                    verdict = self._appearance_veto(a, b) if self.appearance else None
+                    if verdict is None or verdict == 1:  # no appearance in the stream, or it agrees
+                        self._swap_carts(a, b, since, fix.ts)
+                    else:
+                        # BLE alone moved items to the wrong shopper far more often than not (issue 12):
+                        # unless appearance agrees the bindings stay; if it cannot tell, the changes since go to review
+                        a.track_id, b.track_id = b.track_id, a.track_id
+                        self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+                        if verdict == 0:
+                            self._flag_since(a, b, since, fix.ts)
+                        self.counters["ble_swaps_refused" if verdict else "ble_swaps_undecided"] += 1
 
-    def _swap_carts(self, a: Session, b: Session, since: float, ts: float) -> None:
-        """Tracks of ``a`` and ``b`` were swapped at ``since``: move and flag the changes made after."""
+    def _flag_since(self, a: Session, b: Session, since: float, ts: float) -> None:
+        """Send the changes both sessions made since ``since`` to review: who made them is in doubt."""
+        for s, other in ((a, b), (b, a)):
+            ledger, flagged = s.ledger, False
+            for key, change in list(ledger.changes.items()):
+                if ledger.decided_ts.get(key, 0) >= since - 1.0 and not change.needs_review:
+                    ledger.changes[key] = change.model_copy(update={
+                        "needs_review": True, "reason": f"{change.reason}; identity in doubt: BLE suggests a swap "
+                                                        f"with {other.id} that appearance cannot confirm"})
+                    flagged = True
+            if flagged:
+                self.counters["changes_flagged_identity"] += 1
+                self._publish_state(s, ts)
+
+    def _swap_carts(self, a: Session, b: Session, since: float, ts: float, review: bool = True) -> None:
+        """Tracks of ``a`` and ``b`` were swapped at ``since``: move the changes made after (flagged if ``review``)."""
         self.counters["identity_swaps"] += 1
         log.warning("sessions %s and %s had swapped tracks since %.1f s ago; re-bound", a.id, b.id, ts - since)
         since -= 1.0  # a decision lands up to a settle time after the hand that caused it
@@ -345,9 +482,9 @@ class FusionNode:
         for src, dst, key, change in moves:
             if key.endswith(":swap"):
                 continue
-            undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": True,
+            undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": review,
                                              "reason": f"moved to {dst.id}: tracks were swapped"})
-            redo = change.model_copy(update={"needs_review": True,
+            redo = change.model_copy(update={"needs_review": review or change.needs_review,
                                              "reason": change.reason + f"; moved from {src.id}: tracks were swapped"})
             self._apply([Decision(src.id, f"{key}:undo:swap", undo), Decision(dst.id, f"{key}:swap", redo)], ts)
 
@@ -357,7 +494,38 @@ class FusionNode:
             self.counters["interactions_unattributed"] += 1
             log.info("hand event %s from %s track %s has no open session", msg.event_id, msg.camera, msg.track_id)
             return
+        if self.appearance:
+            session = self._hand_owner(session, msg)
         self._apply(self.decider.hand(session.id, msg, session.ledger.quantities()), msg.ts)
+
+    def _hand_owner(self, session: Session, msg: HandShelfInteraction) -> Session:
+        """The session a hand belongs to: the bound one, unless the camera track clearly looks like a neighbour.
+
+        A neighbour is an open session whose track stands within 2 m of the
+        bound one; it takes the hand when the camera track's recent colours fit
+        its reference by ``look_hand_margin`` better than the bound session's.
+        """
+        look = self._cam_look.get((msg.camera, msg.track_id))
+        if look is None or look.recent is None or msg.ts - look.ts > 1.0:
+            return session
+        own = self._look_fit(session, look.recent)
+        track = self.tracker.tracks.get(session.track_id)
+        if own is None or own < self.look_own_ok or track is None:
+            return session
+        x, y = track.xy
+        best, best_d = session, own - self.look_hand_margin
+        for other in self.identity.sessions.values():
+            if other is session or other.closed or other.lost_at is not None:
+                continue
+            t = self.tracker.tracks.get(other.track_id)
+            if t is None or (t.xy[0] - x) ** 2 + (t.xy[1] - y) ** 2 > 4.0:
+                continue
+            d = self._look_fit(other, look.recent)
+            if d is not None and d < best_d:
+                best, best_d = other, d
+        if best is not session:
+            self.counters["hands_reattributed_by_appearance"] += 1
+        return best
 
     def _cart_of(self, session_id: str) -> dict[str, int]:
         s = self.identity.sessions.get(session_id)
@@ -471,6 +639,11 @@ class FusionNode:
         if ts - self._merge_checked >= 0.2:
             self._merge_checked = ts
             self._merge_duplicates(ts)
+        if self.appearance and ts - self._look_checked >= 0.5:
+            self._look_checked = ts
+            self._appearance_check(ts)
+            if len(self._cam_look) > 512:  # camera tracks not seen for 10 s are gone
+                self._cam_look = {k: v for k, v in self._cam_look.items() if ts - v.ts < 10.0}
         kept = {s.track_id for s in self.identity.sessions.values() if not s.closed and s.fixes}
         for track in self.tracker.prune(ts, kept_alive=kept):
             session = self.identity.lost(track)

@@ -40,6 +40,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..contracts import PersonObservation
 from ..geometry.cv_filter import FastCV
+from .appearance import MIN_QUALITY, RunningAppearance, distance, unit
 
 #: chi-square 99.9 % quantile for 2 degrees of freedom
 GATE_CHI2_2DOF = 13.82
@@ -102,6 +103,7 @@ class FloorTrack:
     last_camera_ts: float = float("-inf")
     last_fix_ts: float = float("-inf")
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # camera -> (its track id, last ts)
+    look: RunningAppearance = field(default_factory=RunningAppearance)  # colours seen on this track
     history: list = field(default_factory=list)  # (ts, x, y), every 0.2 s at most, the last few minutes
     _history_ts: list = field(default_factory=list, repr=False, compare=False)  # the ts of ``history``
 
@@ -183,6 +185,9 @@ class FloorTracker:
         tentative_s: float = 1.0,
         max_age_s: float = 2.5,
         fix_max_age_s: float = 15.0,
+        appearance_weight: float = 10.0,
+        appearance_centre: float = 0.45,
+        appearance_min_n: int = 5,
     ):
         self.filter_factory = filter_factory
         self.gate = gate
@@ -194,6 +199,9 @@ class FloorTracker:
         self.tentative_s = tentative_s
         self.max_age_s = max_age_s
         self.fix_max_age_s = fix_max_age_s
+        self.appearance_weight = appearance_weight
+        self.appearance_centre = appearance_centre
+        self.appearance_min_n = appearance_min_n
         self.tracks: dict[str, FloorTrack] = {}
         self.bindings: dict[tuple[str, int], str] = {}  # (camera, camera track id) -> floor track id
         self._close_since: dict[tuple[str, str], float] = {}
@@ -217,13 +225,15 @@ class FloorTracker:
             return []
         tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, (0, None))[1] != ts]
         zs = [(o.floor.x, o.floor.y) for o in obs]  # type: ignore[union-attr]
+        looks = [unit(o.appearance) for o in obs]
         Rs = [o.floor.cov for o in obs]  # type: ignore[union-attr]
         pairs: list[tuple[int, FloorTrack]] = []
         if tracks:
             if len(obs) * len(tracks) <= _SCALAR_MAX_PAIRS:
-                pairs = self._assign_small(camera, ts, obs, zs, Rs, tracks)
+                pairs = self._assign_small(camera, ts, obs, zs, Rs, tracks, looks)
             else:
-                cost = self._costs(camera, ts, obs, np.array(zs, dtype=float), np.array(Rs, dtype=float), tracks)
+                cost = self._costs(camera, ts, obs, np.array(zs, dtype=float), np.array(Rs, dtype=float), tracks,
+                                   looks)
                 rows, cols = linear_sum_assignment(cost)
                 pairs = [(i, tracks[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
         out = []
@@ -233,7 +243,7 @@ class FloorTracker:
             track.advance(ts)
             track.filter.update(zs[i], Rs[i])
             track.remember()
-            self._seen(track, camera, obs[i], ts)
+            self._seen(track, camera, obs[i], ts, looks[i])
             out.append((obs[i], track))
         for i, o in enumerate(obs):
             if i in matched:
@@ -243,12 +253,24 @@ class FloorTracker:
             self._next += 1
             self.tracks[track.id] = track
             track.remember()
-            self._seen(track, camera, o, ts)
+            self._seen(track, camera, o, ts, looks[i])
             out.append((o, track))
         return out
 
+    def _appearance_cost(self, look, track: FloorTrack) -> float:
+        """Appearance term of an observation-track pair: ``weight × (distance - centre)``, 0 when either has none.
+
+        Positive when they look unlike each other, negative when alike: about
+        twice the log-likelihood ratio of the measured distance distributions
+        near the centre (the default was tuned on seeds below 1000).
+        """
+        if look is None or track.look.n < self.appearance_min_n or not self.appearance_weight:
+            return 0.0
+        d = distance(look, track.look.long)
+        return 0.0 if d is None else self.appearance_weight * (d - self.appearance_centre)
+
     def _assign_small(self, camera: str, ts: float, obs: list[PersonObservation], zs: list, Rs: list,
-                      tracks: list[FloorTrack]) -> list[tuple[int, FloorTrack]]:
+                      tracks: list[FloorTrack], looks: list | None = None) -> list[tuple[int, FloorTrack]]:
         """:meth:`_costs` and the assignment for a small frame, on plain floats.
 
         The same arithmetic as the vectorised path, operation for operation
@@ -300,6 +322,8 @@ class FloorTracker:
         bonus = self.binding_bonus
         for (i, j, d2, _, bound), lg in zip(feasible, logs):
             cost[i][j] = d2 + lg if bound else d2 + lg + bonus
+            if looks is not None and looks[i] is not None:
+                cost[i][j] += self._appearance_cost(looks[i], tracks[j])
         picks: dict[int, int] = {}
         unique = len(obs) <= m
         for i, row in enumerate(cost):
@@ -319,7 +343,7 @@ class FloorTracker:
         return [(i, tracks[j]) for i, j in picks.items()]
 
     def _costs(self, camera: str, ts: float, obs: list[PersonObservation], Z: np.ndarray, R: np.ndarray,
-               tracks: list[FloorTrack]) -> np.ndarray:
+               tracks: list[FloorTrack], looks: list | None = None) -> np.ndarray:
         """Assignment costs (observations × tracks): gated squared Mahalanobis distances, vectorised."""
         px, Pp = _predict_positions(tracks, ts)  # (m, 2), (m, 2, 2)
         S = Pp[None, :, :, :] + R[:, None, :, :]
@@ -344,9 +368,15 @@ class FloorTracker:
         cost = np.where(is_bound, np.where(d2 <= self.bound_gate, nll, _INFEASIBLE),
                         np.where(d2 <= self.gate, nll + self.binding_bonus, _INFEASIBLE))
         cost[far] = _INFEASIBLE
+        if looks is not None and any(lk is not None for lk in looks):
+            for i, lk in enumerate(looks):
+                for j in np.flatnonzero(cost[i] < _INFEASIBLE):
+                    cost[i, j] += self._appearance_cost(lk, tracks[j])
         return cost
 
-    def _seen(self, track: FloorTrack, camera: str, obs: PersonObservation, ts: float) -> None:
+    def _seen(self, track: FloorTrack, camera: str, obs: PersonObservation, ts: float, look=None) -> None:
+        if look is not None and obs.appearance is not None and obs.appearance.quality >= MIN_QUALITY:
+            track.look.add(look, ts)
         old = track.seen_by.get(camera)
         if old is not None and old[0] != obs.track_id:
             self.bindings.pop((camera, old[0]), None)

@@ -52,6 +52,7 @@ import numpy as np
 
 from ...config import Camera
 from ...contracts import HandShelfInteraction, PersonObservation
+from .appearance import to_appearance
 from .geometry import PinholeView, Prism, blocked, points_in_polygon
 from .shoppers import FACE_CLEARANCE_M, REACH_DEPTH_M
 
@@ -210,8 +211,16 @@ def _skeleton(P, heading, height, moving, phase, reach_alpha, reach_target, reac
 
 
 def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: np.random.Generator,
-                  start_ts: float, end_ts: float, fps: float, floor_points: np.ndarray) -> CameraOutput:
-    """Render one camera over [start_ts, end_ts): observations, interactions and track truth."""
+                  start_ts: float, end_ts: float, fps: float, floor_points: np.ndarray,
+                  appearance=None) -> CameraOutput:
+    """Render one camera over [start_ts, end_ts): observations, interactions and track truth.
+
+    ``appearance`` is None (observations without a descriptor) or ``(model,
+    bases, light, rng)``: an :class:`~.appearance.AppearanceModel`, the
+    shoppers' base histograms (S, 2, 12), this camera's lighting (12, 12) and
+    its own random stream (so the rest of the scenario is the same with or
+    without appearance).
+    """
     view = PinholeView.of(cam)
     W, Hh = view.width, view.height
     out = CameraOutput()
@@ -418,6 +427,7 @@ def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: 
         has_floor = foot_ok | head_ok
         out.stats.update(floor_from_feet=int(foot_ok.sum()), floor_from_head=int(head_ok.sum()),
                          no_floor=int((~has_floor).sum()))
+        apps = _appearances(appearance, fi, si, cover, inter, n)
         for k in range(n):
             f, j = int(fi[k]), int(si[k])
             floor = None
@@ -428,7 +438,8 @@ def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: 
                                  (round(float(c[1, 0]), 6), round(float(c[1, 1]), 6)))}
             out.records.append((round(float(T[f]), 3), cam.id, PersonObservation, dict(
                 camera=cam.id, frame=f, track_id=int(TID[f, j]), bbox=_bbox(box[k]),
-                score=round(float(score[k]), 3), keypoints=_keypoints(kp_px[k], kscore[k]), floor=floor)))
+                score=round(float(score[k]), 3), keypoints=_keypoints(kp_px[k], kscore[k]), floor=floor,
+                **({"appearance": apps[k]} if apps else {}))))
     out.stats["observations"] = n
 
     # false positives
@@ -444,9 +455,13 @@ def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: 
             kp = g["kp"] + rng.normal(0, 2.0, g["kp"].shape)
             kp[:, 0] = np.clip(kp[:, 0], 0, W - 1)
             kp[:, 1] = np.clip(kp[:, 1], 0, Hh - 1)
+            extra = {}
+            if appearance is not None:
+                model, _, light, arng = appearance
+                extra["appearance"] = to_appearance(model.draw(arng, model.base(arng, 1), light)[0], 0.5)
             out.records.append((round(float(T[f]), 3), cam.id, PersonObservation, dict(
                 camera=cam.id, frame=f, track_id=g["id"], bbox=_bbox(_clip_boxes(b, W, Hh)),
-                score=round(float(rng.uniform(0.25, 0.6)), 3),
+                score=round(float(rng.uniform(0.25, 0.6)), 3), **extra,
                 keypoints=_keypoints(kp, rng.uniform(0.05, 0.5, 17)),
                 floor={"x": round(float(xy[0]), 3), "y": round(float(xy[1]), 3),
                        "cov": ((round(float(c[0, 0]), 6), round(float(c[0, 1]), 6)),
@@ -455,6 +470,22 @@ def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: 
 
     _hand_interactions(out, cam, view, shoppers, level, prisms, rng, T, TID, detected, cover)
     return out
+
+
+def _appearances(appearance, fi: np.ndarray, si: np.ndarray, cover: np.ndarray, inter: np.ndarray, n: int
+                 ) -> list[dict] | None:
+    """Appearance fields of the ``n`` observations (frame ``fi``, shopper ``si``), or None without a model.
+
+    A person partly hidden by nearer ones gets the colours of the one hiding
+    most of them mixed in, by the hidden share of their box.
+    """
+    if appearance is None or n == 0:
+        return None
+    model, bases, light, arng = appearance
+    c = cover[fi, si]
+    occluder = np.argmax(inter[fi, si], axis=-1)
+    hists = model.draw(arng, bases[si], light, mix=bases[occluder], cover=c)
+    return [to_appearance(h, max(0.0, 1.0 - float(ck))) for h, ck in zip(hists, c)]
 
 
 def _run_length(col: np.ndarray, value: int) -> int:

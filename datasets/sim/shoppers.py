@@ -108,6 +108,7 @@ class SimShopper(TruthShopper):
     reaches: list[Reach] = field(default_factory=list)
     handovers: list[Handover] = field(default_factory=list)
     stands: list[Stand] = field(default_factory=list)
+    appearance: np.ndarray | None = field(default=None, repr=False)  # base colour histograms (2, 12), if drawn
 
     def charged(self) -> dict[str, int]:
         """SKU -> quantity this shopper must pay for (see the class docstring for the policy)."""

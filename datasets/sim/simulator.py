@@ -75,6 +75,7 @@ touch_share               0.05     0.08     0.10     chance of a reach that take
 handover_share            0.05     0.10     0.15     chance a shopper takes an item from another
 simultaneous_share        0.10     0.20     0.30     chance a shopper reaches alongside another
 unweighed_putback_share   0        0        0        share of put-backs allowed on plates without load cells
+lookalike_share           0.1      0.1      0.1      share of shoppers dressed like another shopper of the scenario
 ========================  =======  =======  =======  ==============================================
 """
 
@@ -93,6 +94,7 @@ from ...config import StoreConfig
 from ...contracts import CheckIn, Envelope, NodeStatus, Stamper, WeightChange
 from ...errors import StoresenseError
 from ...geometry.floor import FloorGrid
+from .appearance import AppearanceModel
 from .camera import IdSwitch, TrackSegment, render_camera
 from .geometry import SHELF_HEIGHT_M, store_prisms
 from .radio import render_ble
@@ -141,6 +143,7 @@ class Level:
     ble_shelf_db: float = 5.0
     code_checkin_share: float = 0.15
     unweighed_putback_share: float = 0.0
+    lookalike_share: float = 0.1
 
     def __post_init__(self):
         if self.shoppers < 0 or self.max_concurrent < 1 or self.arrival_gap_s < 0:
@@ -149,7 +152,7 @@ class Level:
             raise StoresenseError(f"level {self.name}: visits must be (min, max) with 1 <= min <= max")
         for name in ("wander_share", "miss_rate", "id_switch_share", "hand_miss_rate", "ble_loss", "putback_share",
                      "wrong_place_share", "touch_share", "handover_share", "simultaneous_share",
-                     "code_checkin_share", "unweighed_putback_share"):
+                     "code_checkin_share", "unweighed_putback_share", "lookalike_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise StoresenseError(f"level {self.name}: {name} must be within 0..1, got {getattr(self, name)}")
         if self.ble_hz <= 0 or self.false_positive_rate < 0:
@@ -341,12 +344,15 @@ def _grid(config: StoreConfig) -> FloorGrid:
 
 def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int | None = None, seed: int = 0,
              start_ts: float = DEFAULT_START_TS, camera_fps: float | None = None,
-             shelf_height_m: float = SHELF_HEIGHT_M) -> SimScenario:
+             shelf_height_m: float = SHELF_HEIGHT_M, appearance: bool = True) -> SimScenario:
     """Simulate a store at a difficulty ``level``; seeded by ``seed``.
 
     ``shoppers`` overrides the level's number of shoppers; ``camera_fps``
     overrides each camera's configured ``fps``; ``shelf_height_m`` is the height
-    of every shelf unit (the store config has footprints only). Raises
+    of every shelf unit (the store config has footprints only); ``appearance``
+    gives person observations a colour descriptor drawn from the calibration
+    measured on real video (:mod:`.appearance`; everything else is unchanged
+    without it). Raises
     :class:`~storesense.errors.StoresenseError` for an unknown level or a store
     config the simulator cannot use (no entry/exit zone, no shelves, a camera
     without intrinsics and pose).
@@ -381,10 +387,19 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     stats: Counter = Counter(shoppers=n)
     tracks: list[TrackSegment] = []
     switches: list[IdSwitch] = []
-    for cam, ss in zip(config.cameras, cam_ss):
+    # appearance on its own random streams: the rest of the scenario is the same with it or without it
+    app_model = AppearanceModel(lookalike_share=lv.lookalike_share) if appearance else None
+    app_ss = np.random.SeedSequence([int(seed), zlib.crc32(lv.name.encode()), zlib.crc32(b"appearance")])
+    base_ss, *app_cam_ss = app_ss.spawn(1 + len(config.cameras))
+    bases = app_model.base(np.random.default_rng(base_ss), n) if app_model else None
+    for s, b in zip(truth, bases if bases is not None else ()):
+        s.appearance = b
+    for cam, ss, ass in zip(config.cameras, cam_ss, app_cam_ss):
         fps = camera_fps or cam.fps
+        arng = np.random.default_rng(ass)
+        app = (app_model, bases, app_model.camera_light(arng), arng) if app_model else None
         res = render_camera(cam, truth, lv, prisms, np.random.default_rng(ss), start_ts, end_ts, fps,
-                            planner.free_points)
+                            planner.free_points, appearance=app)
         records += res.records
         tracks += res.segments
         switches += res.switches

@@ -32,11 +32,13 @@ import numpy as np
 from ...config import StoreConfig
 from ...contracts import Envelope, HandShelfInteraction, Keypoint, NodeStatus, PersonObservation, Stamper
 from ...errors import StoresenseError
+from .appearance import describe_person
 from .detections import Detections
 from .detector import Detector
 from .detectors import load_detector
 from .interactions import HandShelfMonitor
 from .projection import FloorProjector
+from .tiling import build_detector
 from .sources import Frame, FrameSource, LiveSource, SourceStats, open_source
 
 log = logging.getLogger(__name__)
@@ -114,7 +116,11 @@ class CameraNode:
         self.config = config
         self.node_id = node_id or self.camera.id
         self.emit = emit or (lambda msg: None)
-        self.detector = detector or load_detector(self.camera.detector, base_dir=base_dir)
+        self.detector = detector or build_detector(
+            load_detector(self.camera.detector, base_dir=base_dir), self.camera.detector, self.camera,
+            floor_outline=config.floor.outline, on_plan=self._on_plan)
+        self._configured_camera = self.camera
+        self._frame_size: tuple[int, int] | None = None
         self.tracker = tracker if tracker is not None else default_tracker(self.detector)
         calibrated = self.camera.homography is not None or (
             self.camera.intrinsics is not None and (self.camera.extrinsics or self.camera.mount))
@@ -147,8 +153,33 @@ class CameraNode:
             return True
         return False
 
+    def _on_plan(self, plan) -> None:
+        log.info("%s: %s", self.node_id, plan.describe())
+
+    def match_frame_size(self, width: int, height: int) -> None:
+        """Fit the calibration to the source's frame size (scaled when the aspect ratio matches).
+
+        The camera's intrinsics, homography and shelf faces are in pixels of its configured
+        ``resolution``; a source of another size with the same aspect ratio gets them
+        scaled, one with another aspect ratio raises ConfigError (one line naming the
+        camera and both sizes): floor positions from it would be wrong.
+        """
+        if self._frame_size == (width, height):
+            return
+        camera = self._configured_camera.scaled_to(width, height)
+        self._frame_size = (width, height)
+        if camera is self.camera:
+            return
+        log.info("%s: source frames are %dx%d, the calibration is for %dx%d: scaled to the frames", self.node_id,
+                 width, height, *self._configured_camera.resolution)
+        self.camera = camera
+        if self.projector is not None:
+            self.projector = FloorProjector(camera)
+        self.hands = HandShelfMonitor(camera.shelf_faces, camera.hands)
+
     def process(self, frame: Frame) -> list[Envelope]:
         """Run one frame through the pipeline; emits and returns its messages."""
+        self.match_frame_size(frame.image.shape[1], frame.image.shape[0])
         try:
             dets = self.detector.detect(frame.image)
         except Exception as exc:  # a bad frame must not stop the node
@@ -184,10 +215,12 @@ class CameraNode:
         if dets.keypoints is not None:
             keypoints = tuple(Keypoint(x=float(x), y=float(y), score=float(min(1.0, max(0.0, s))))
                               for x, y, s in dets.keypoints[i])
+        # colour histograms of torso and thighs (issue 12): only the descriptor leaves the node, never pixels
+        appearance = describe_person(frame.image, dets.xyxy[i], None if dets.keypoints is None else dets.keypoints[i])
         return self.stamper.make(
             PersonObservation, frame.ts, camera=self.camera.id, frame=frame.index, track_id=int(dets.track_id[i]),
             bbox=(x1, y1, x2 - x1, y2 - y1), score=float(min(1.0, max(0.0, dets.scores[i]))),
-            keypoints=keypoints, floor=floor)
+            keypoints=keypoints, floor=floor, appearance=appearance)
 
     def _interaction(self, ev) -> HandShelfInteraction:
         return self.stamper.make(
