@@ -83,11 +83,15 @@ class SizeReport:
         return out
 
 
-def frame_gt_boxes(gt_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scored and ignored ground-truth boxes (x1, y1, x2, y2) of one frame's MOT rows (``conf`` 0 = ignored)."""
+def frame_gt_boxes(gt_rows: np.ndarray, benchmark: str = "MOT15") -> tuple[np.ndarray, np.ndarray]:
+    """Scored and ignored ground-truth boxes (x1, y1, x2, y2) of one frame's MOT rows.
+
+    ``conf`` 0 marks a row ignored; for MOT16 and later (``benchmark``, see
+    :func:`~storesense.datasets.scoring.matching.guess_benchmark`) only pedestrians (class 1) are scored.
+    """
     rows = np.asarray(gt_rows, dtype=np.float64).reshape(-1, gt_rows.shape[-1] if len(gt_rows) else 7)
     xyxy = np.c_[rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]]
     keep = rows[:, 6] != 0
-    if rows.shape[1] > 7:  # MOT16+: only pedestrians (class 1) are scored; MOT15 has -1 there
-        keep &= (rows[:, 7] == 1) | (rows[:, 7] == -1)
+    if benchmark != "MOT15" and rows.shape[1] > 7:
+        keep &= rows[:, 7] == 1
     return xyxy[keep], xyxy[~keep]

@@ -23,7 +23,7 @@ from ...edge.camera.tracker import CameraTracker
 from ...errors import StoresenseError
 from ..loaders.mot import (MotSequence, detections_per_frame, read_sequence, rows_per_frame, tracks_to_rows,
                            write_results)
-from . import MotScores, combine, score_sequence
+from . import MotScores, combine, guess_benchmark, score_sequence
 from .detection import SizeReport, frame_gt_boxes
 
 DETECTORS = ("public", "model")
@@ -81,7 +81,12 @@ def load_model_detector(model: str):
         raise StoresenseError(
             f"--detector model: the model detector is not available in this build ({exc}); "
             "use --detector public") from None
-    return detector_module.load_detector(model)
+    from ...config import DetectorSettings
+    from ...edge.camera.tiling import build_detector
+
+    settings = DetectorSettings(model=model)
+    # an uncalibrated camera: the plan comes from the frame size (detector.tiling auto, as the node ships it)
+    return build_detector(detector_module.load_detector(settings), settings)
 
 
 def model_frames(seq: MotSequence, detector, timing: list[float] | None = None,
@@ -91,14 +96,16 @@ def model_frames(seq: MotSequence, detector, timing: list[float] | None = None,
     ``timing`` (a one-element list) accumulates the seconds spent in ``detect``;
     ``sizes`` counts the raw detections against the ground truth by person height.
     """
-    gt = rows_per_frame(seq.ground_truth(), seq.length) if sizes is not None else None
+    gt_rows = seq.ground_truth() if sizes is not None else None
+    gt = rows_per_frame(gt_rows, seq.length) if gt_rows is not None else None
+    benchmark = guess_benchmark(gt_rows) if gt_rows is not None else "MOT15"
     for frame, image in seq.frames():
         start = time.perf_counter()
         dets = detector.detect(image)
         if timing is not None:
             timing[0] += time.perf_counter() - start
         if gt is not None:
-            scored, ignored = frame_gt_boxes(gt[frame - 1])
+            scored, ignored = frame_gt_boxes(gt[frame - 1], benchmark)
             sizes.add_frame(scored, dets, ignored)
         yield frame, dets
 

@@ -103,6 +103,15 @@ class Detections:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, rows.shape[-1] if len(rows) else 10)
         return cls.from_xywh(rows[:, 2:6], rows[:, 6] if rows.shape[1] > 6 else np.ones(len(rows)))
 
+    def shifted(self, dx: float, dy: float) -> "Detections":
+        """These detections moved by (dx, dy) pixels (boxes and keypoints; e.g. from a tile to its frame)."""
+        kp = None
+        if self.keypoints is not None:
+            kp = self.keypoints.copy()
+            kp[:, :, 0] += dx
+            kp[:, :, 1] += dy
+        return Detections(self.xyxy + [dx, dy, dx, dy], self.scores.copy(), kp, self.track_id.copy())
+
     @property
     def xywh(self) -> np.ndarray:
         """Boxes as top-left x, y, width, height."""

@@ -60,9 +60,23 @@ def draw_detections(image: np.ndarray, dets: Detections, min_keypoint_score: flo
     return image
 
 
+def draw_plan(image: np.ndarray, plan) -> np.ndarray:
+    """The detection plan's tiles (a :class:`~storesense.edge.camera.tiling.TilingPlan`) as thin grey
+    rectangles, each labelled with its scale; the full-frame pass is not drawn."""
+    for i, p in enumerate(plan.passes):
+        if p.full_frame:
+            continue
+        cv2.rectangle(image, (p.x, p.y), (p.x + p.w - 1, p.y + p.h - 1), (160, 160, 160), 1)
+        cv2.putText(image, f"{i}: x{p.scale:.2f}", (p.x + 3, p.y + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (200, 200, 200), 1, cv2.LINE_AA)
+    return image
+
+
 def draw_debug(image: np.ndarray, dets: Detections, faces: list[ShelfFace] = (), active: set[str] = frozenset(),
-               caption: str = "") -> np.ndarray:
-    """Shelf faces, then people, then a caption line; draws on ``image`` and returns it."""
+               caption: str = "", plan=None) -> np.ndarray:
+    """The detection plan's tiles, shelf faces, then people, then a caption line; draws on ``image`` and returns it."""
+    if plan is not None:
+        draw_plan(image, plan)
     draw_shelf_faces(image, list(faces), active)
     draw_detections(image, dets)
     if caption:

@@ -60,17 +60,25 @@ class MoveNetDetector(Detector):
         fixed = [d for d in inp.shape[1:3] if isinstance(d, int)]
         self.input_size = (tuple(inp.shape[1:3]) if len(fixed) == 2  # type: ignore[assignment]
                            else tuple(self.settings.input_size))
+        #: whether the model takes any input size (the shipped one does): tiles may then use their own
+        self.dynamic_input = len(fixed) < 2
         self.name = f"{self.path.stem}@{self.input_size[0]}x{self.input_size[1]}"
         self.providers = self.session.get_providers()
 
-    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """Letterbox a BGR frame into the model's int32 RGB input tensor."""
-        image, box = letterbox(frame, self.input_size)
+    def preprocess(self, frame: np.ndarray, input_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+        """Letterbox a BGR frame into the model's int32 RGB input tensor (``input_size``: default the model's)."""
+        image, box = letterbox(frame, input_size or self.input_size)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return rgb.astype(np.int32)[None], box
 
     def detect(self, frame: np.ndarray) -> Detections:
         """People with 17 keypoints each in one BGR frame."""
-        tensor, box = self.preprocess(frame)
+        return self.detect_at(frame, self.input_size)
+
+    def detect_at(self, frame: np.ndarray, input_size: tuple[int, int]) -> Detections:
+        """People in ``frame`` letterboxed to ``input_size`` (h, w; multiples of 32) instead of the default."""
+        if tuple(input_size) != tuple(self.input_size) and not self.dynamic_input:
+            raise StoresenseError(f"{self.path}: fixed input {self.input_size}, cannot run at {tuple(input_size)}")
+        tensor, box = self.preprocess(frame, tuple(input_size))
         out = self.session.run(None, {self._input_name: tensor})[0]
         return detections_from_movenet(out, box, self.settings.score_threshold, self.settings.nms_iou)

@@ -20,6 +20,7 @@ is reopened while heartbeats keep going (state ``reconnecting`` in the counters)
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -107,7 +108,8 @@ class CameraNode:
                  detector: Detector | None = None, tracker: Tracker | None = None,
                  node_id: str | None = None, processing_fps: float | None = None,
                  status_interval_s: float = 5.0, recorders: Iterable = (), run_id: str | None = None,
-                 base_dir: Path | None = None, clock: Callable[[], float] = time.time):
+                 base_dir: Path | None = None, clock: Callable[[], float] = time.time,
+                 on_plan: Callable[[str], None] | None = None):
         try:
             self.camera = config.camera(camera_id)
         except KeyError:
@@ -116,6 +118,7 @@ class CameraNode:
         self.config = config
         self.node_id = node_id or self.camera.id
         self.emit = emit or (lambda msg: None)
+        self._plan_sink = on_plan
         self.detector = detector or build_detector(
             load_detector(self.camera.detector, base_dir=base_dir), self.camera.detector, self.camera,
             floor_outline=config.floor.outline, on_plan=self._on_plan)
@@ -154,7 +157,17 @@ class CameraNode:
         return False
 
     def _on_plan(self, plan) -> None:
-        log.info("%s: %s", self.node_id, plan.describe())
+        """Report a new detection plan (made on the first frame of each size): to ``on_plan``, else the log."""
+        text = f"{self.node_id}: {plan.describe()}"
+        if self._plan_sink is not None:
+            self._plan_sink(text)
+        else:
+            log.info("%s", text)
+
+    @property
+    def plan(self):
+        """The detector's current :class:`~storesense.edge.camera.tiling.TilingPlan` (None when not tiled)."""
+        return getattr(self.detector, "plan", None)
 
     def match_frame_size(self, width: int, height: int) -> None:
         """Fit the calibration to the source's frame size (scaled when the aspect ratio matches).
@@ -354,16 +367,15 @@ def run_camera(config: StoreConfig, camera_id: str, *, source: str | None = None
                 sink(msg)
 
         node = CameraNode(config, camera_id, emit=emit, processing_fps=processing_fps, base_dir=base_dir,
-                          run_id=run_id)
+                          run_id=run_id, on_plan=lambda text: print(text, file=sys.stderr, flush=True))
         fps = (1.0 / node.interval_s) if node.interval_s else node.camera.fps
         if record_video is not None:
             node.recorders.append(VideoRecorder(record_video, fps, blur=blur))
         if debug_video is not None:
-            faces = node.camera.shelf_faces
 
             def overlay(image: np.ndarray, dets: Detections) -> np.ndarray:
                 caption = f"{node.camera.id} frame {node.counters['frames_read'] - 1} {node.detector.name}"
-                return draw_debug(image, dets, faces, node.hands.active_faces(), caption)
+                return draw_debug(image, dets, node.camera.shelf_faces, node.hands.active_faces(), caption, node.plan)
 
             node.recorders.append(VideoRecorder(debug_video, fps, blur=blur, overlay=overlay))
         live_options = {"max_retries": max_retries} if max_retries is not None else {}

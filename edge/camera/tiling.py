@@ -1,0 +1,365 @@
+"""Scale-aware detection: which parts of the frame the model sees at which scale, and the tiled detector.
+
+A pose model finds a person reliably only when the person is a certain size in
+its input (``detector.person_px``; MoveNet MultiPose: about 80-176 px); shrinking a
+768×576 frame into a 256×320 input makes a 60 px shopper 27 px, and the model
+misses them. It also returns at most six people per pass. A calibrated camera knows
+how tall a 1.7 m person appears at every floor point it sees, so at start-up the node
+makes a :class:`TilingPlan`:
+
+* one **full-frame pass** (the frame letterboxed to ``detector.input_size``) for the
+  people who appear large;
+* bands of **overlapping tiles** (``detector.tile_input_size`` each) where people
+  appear too small for it, each band scaled so the people expected there reach
+  ``person_px[0]`` model pixels (at most ``max_upscale``); tiles overlap by the
+  height (vertically) and about the width (horizontally) of the tallest person
+  expected there, so every person lies whole inside some tile;
+* everything within ``max_input_px`` model pixels per frame: when the plan does not
+  fit, its scales are lowered until it does, and the plan says which person heights
+  it then sees below the reliable size.
+
+An uncalibrated camera gets a plan from the frame size alone: people are assumed
+anywhere, at least :data:`UNCALIBRATED_MIN_HEIGHT` of the frame height tall.
+Detections of all passes are mapped back to frame pixels (keypoints with their
+box); a detection touching a tile edge inside the frame is a cut person, dropped
+when another pass sees them whole, and duplicates across passes are merged (NMS
+by IoU, and by intersection over the smaller box, so a box inside a bigger one of
+the same person merges too).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...config import Camera, DetectorSettings
+from .detections import Detections
+from .detector import Detector
+
+log = logging.getLogger(__name__)
+
+#: Height of a person the plan is made for, metres.
+PERSON_HEIGHT_M = 1.7
+#: Without calibration, the smallest person assumed, as a share of the frame height.
+UNCALIBRATED_MIN_HEIGHT = 0.08
+#: Without calibration, the largest person assumed, as a share of the frame height.
+UNCALIBRATED_MAX_HEIGHT = 0.6
+#: Pixels of the frame between height samples.
+SAMPLE_STEP = 8
+#: A box within this many frame pixels of a tile edge inside the frame is taken to be cut by it.
+EDGE_MARGIN = 3.0
+#: Boxes from different passes whose intersection covers this share of the smaller one are the same person.
+CROSS_PASS_IOS = 0.7
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One model run: a frame region (x, y, w, h in frame pixels) at ``input_size`` (h, w)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    input_size: tuple[int, int]
+    full_frame: bool = False
+    #: Expected person heights (frame pixels) this pass is meant for, when known.
+    heights: tuple[float, float] | None = None
+
+    @property
+    def scale(self) -> float:
+        """Model pixels per frame pixel (letterboxed: the smaller of the two axes)."""
+        return min(self.input_size[0] / self.h, self.input_size[1] / self.w)
+
+    @property
+    def cost_px(self) -> int:
+        """Model-input pixels of this pass."""
+        return self.input_size[0] * self.input_size[1]
+
+
+@dataclass(frozen=True)
+class TilingPlan:
+    """The passes of one frame size, how the plan was made, and what it does not cover well."""
+
+    frame_size: tuple[int, int]  # width, height
+    passes: tuple[Pass, ...]
+    source: str  # "calibration", "frame size", "explicit" or "off"
+    missed: str = ""
+    #: (foot u, foot v, person height px) samples the plan was made for (empty for explicit/off plans).
+    samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)), repr=False, compare=False)
+
+    @property
+    def cost_px(self) -> int:
+        """Model-input pixels per frame over all passes."""
+        return sum(p.cost_px for p in self.passes)
+
+    def describe(self) -> str:
+        """Several lines: the plan's origin, each pass (region, scale, person heights it covers) and any gap."""
+        w, h = self.frame_size
+        lines = [f"detection plan for {w}x{h} frames ({self.source}): {len(self.passes)} passes, "
+                 f"{self.cost_px:,} model pixels per frame"]
+        for i, p in enumerate(self.passes):
+            what = "full frame" if p.full_frame else f"tile x={p.x} y={p.y} {p.w}x{p.h}"
+            lines.append(f"  pass {i}: {what} -> {p.input_size[1]}x{p.input_size[0]} input, scale {p.scale:.2f}"
+                         + (f", people {p.heights[0]:.0f}-{p.heights[1]:.0f} px expected" if p.heights else ""))
+        if self.missed:
+            lines.append(f"  not covered at a reliable size: {self.missed}")
+        return "\n".join(lines)
+
+
+def person_heights(camera: Camera, frame_size: tuple[int, int], floor_outline=None,
+                   step: int = SAMPLE_STEP) -> np.ndarray:
+    """(u, v, height) samples: how tall a person standing with their feet at pixel (u, v) appears.
+
+    Needs intrinsics and a pose (a homography alone maps the floor, not heights). Only
+    pixels that see the floor (in front of the camera, within 30 m, and inside
+    ``floor_outline`` when given) are sampled. ``camera`` must match ``frame_size``
+    (see :meth:`Camera.scaled_to`).
+    """
+    from .projection import FloorProjector
+
+    w, h = frame_size
+    us, vs = np.meshgrid(np.arange(step / 2, w, step), np.arange(step / 2, h, step))
+    uv = np.c_[us.ravel(), vs.ravel()]
+    xy, valid = FloorProjector(camera).image_to_floor(uv)
+    if floor_outline is not None and len(floor_outline) >= 3:
+        import cv2
+
+        poly = np.asarray(floor_outline, np.float32).reshape(-1, 1, 2)
+        inside = np.array([cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0 if ok else False
+                           for (x, y), ok in zip(xy, valid)])
+        valid &= inside
+    if not valid.any():
+        return np.zeros((0, 3))
+    heads = camera.floor_to_image(np.c_[xy[valid], np.full(valid.sum(), PERSON_HEIGHT_M)])
+    # the undistorted foot pixel and the (undistorted) head pixel: their distance is the apparent height
+    feet = camera.floor_to_image(np.c_[xy[valid], np.zeros(valid.sum())])
+    height = np.linalg.norm(feet - heads, axis=1)
+    ok = np.isfinite(height) & (height > 1)
+    return np.c_[uv[valid][ok], height[ok]]
+
+
+def uncalibrated_samples(frame_size: tuple[int, int], step: int = SAMPLE_STEP * 2) -> np.ndarray:
+    """(u, v, height) samples for a camera without calibration: the smallest assumed person everywhere."""
+    w, h = frame_size
+    us, vs = np.meshgrid(np.arange(step / 2, w, step), np.arange(step / 2, h, step))
+    hmin = max(16.0, UNCALIBRATED_MIN_HEIGHT * h)
+    return np.c_[us.ravel(), vs.ravel(), np.full(us.size, hmin)]
+
+
+def _full_pass(frame_size: tuple[int, int], input_size: tuple[int, int]) -> Pass:
+    w, h = frame_size
+    return Pass(0, 0, w, h, tuple(input_size), full_frame=True)
+
+
+def _tiles_for(samples: np.ndarray, frame_size: tuple[int, int], tile_input: tuple[int, int], min_px: float,
+               max_upscale: float) -> list[Pass]:
+    """Bands of overlapping tiles, top to bottom, covering every sample at ``min_px`` model pixels (capped)."""
+    w, h = frame_size
+    th_in, tw_in = tile_input
+    head = np.maximum(0.0, samples[:, 1] - 1.05 * samples[:, 2])
+    order = np.argsort(head, kind="stable")  # top to bottom by head row
+    todo, head = samples[order], head[order]
+    tiles: list[Pass] = []
+    while len(todo):
+        tall = float(todo[0, 1] - head[0])  # the topmost person's box height, frame pixels
+        s = min(max_upscale, min_px / float(todo[0, 2]), th_in / (1.1 * tall + 1.0))
+        th, tw = min(h, th_in / s), min(w, tw_in / s)
+        y0 = float(np.clip(head[0], 0, h - th))
+        # a person belongs to this band when their whole box (feet row v, head row) fits in it
+        in_band = (head >= y0 - 1) & (todo[:, 1] <= y0 + th + 1)
+        in_band[0] = True
+        band = todo[in_band]
+        hmax = float(band[:, 2].max())
+        overlap = min(tw * 0.9, 0.6 * hmax + 8)
+        n = 1 if tw >= w else math.ceil((w - overlap) / (tw - overlap))
+        xs = np.linspace(0, w - tw, n) if n > 1 else [max(0.0, (w - tw) / 2)]
+        for x0 in xs:
+            # keep a tile only when some person of the band stands whole inside it
+            cx = band[:, 0]
+            half = 0.25 * band[:, 2]
+            if ((cx - half >= x0 - 1) & (cx + half <= x0 + tw + 1)).any():
+                tiles.append(Pass(int(round(x0)), int(round(y0)), int(round(tw)), int(round(th)), tuple(tile_input),
+                                  heights=(float(band[:, 2].min()), hmax)))
+        todo, head = todo[~in_band], head[~in_band]
+    return tiles
+
+
+def make_plan(frame_size: tuple[int, int], settings: DetectorSettings, samples: np.ndarray | None = None, *,
+              dynamic_input: bool = True) -> TilingPlan:
+    """The detection plan for ``frame_size`` (width, height) under ``settings``.
+
+    ``samples``: (u, v, height) from :func:`person_heights` for a calibrated camera,
+    None for the frame-size policy. ``dynamic_input``: whether the model runs at any
+    input size (MoveNet); a fixed-size model (a YOLO export) runs every pass at its own
+    ``input_size``.
+    """
+    w, h = frame_size
+    tile_input = tuple(settings.tile_input_size) if dynamic_input else tuple(settings.input_size)
+    full = _full_pass(frame_size, settings.input_size)
+    if settings.tiling == "off":
+        return TilingPlan(frame_size, (full,), "off")
+    if settings.tiling == "explicit":
+        tiles = [Pass(x, y, min(tw, w - x), min(th, h - y), tile_input) for x, y, tw, th in settings.tiles
+                 if x < w and y < h]
+        return TilingPlan(frame_size, (full, *tiles), "explicit")
+    source = "calibration" if samples is not None else "frame size"
+    if samples is None or not len(samples):
+        samples = uncalibrated_samples(frame_size)
+    min_px, max_px = settings.person_px
+    budget = settings.max_input_px
+    # the people the full-frame pass sees at a reliable size need no tile
+    need = samples[samples[:, 2] * full.scale < min_px]
+    target = float(min_px)
+    while True:
+        tiles = _tiles_for(need, frame_size, tile_input, target, settings.max_upscale) if len(need) else []
+        cost = full.cost_px + sum(t.cost_px for t in tiles)
+        if cost <= budget or target < 8:
+            break
+        target *= 0.9
+    missed = ""
+    if len(need) and target < min_px - 1e-6:
+        small = need[need[:, 2] * min(settings.max_upscale, target / need[:, 2].min()) < min_px]
+        if len(small):
+            missed = (f"people {small[:, 2].min():.0f}-{small[:, 2].max():.0f} px tall are seen at about "
+                      f"{target:.0f} model px (reliable from {min_px}); raise detector.max_input_px "
+                      f"({budget:,}) to see them larger")
+    elif len(need):
+        too_small = need[need[:, 2] * settings.max_upscale < min_px]
+        if len(too_small):
+            missed = (f"people {too_small[:, 2].min():.0f}-{too_small[:, 2].max():.0f} px tall need more than "
+                      f"detector.max_upscale ({settings.max_upscale:g})")
+    return TilingPlan(frame_size, (full, *tiles), source, missed, samples)
+
+
+def plan_for_camera(camera: Camera | None, frame_size: tuple[int, int], settings: DetectorSettings, *,
+                    floor_outline=None, dynamic_input: bool = True) -> TilingPlan:
+    """The plan of a camera (calibrated: from its geometry; else: from the frame size) for ``frame_size`` frames."""
+    samples = None
+    if settings.tiling == "auto" and camera is not None and camera.intrinsics is not None and (
+            camera.extrinsics is not None or camera.mount is not None):
+        samples = person_heights(camera.scaled_to(*frame_size), frame_size, floor_outline)
+    return make_plan(frame_size, settings, samples, dynamic_input=dynamic_input)
+
+
+def merge_passes(results: list[tuple[Pass, Detections]], frame_size: tuple[int, int], nms_iou: float) -> Detections:
+    """One set of detections from the passes' (already frame-pixel) detections.
+
+    A box touching a tile edge that lies inside the frame is a cut person: dropped
+    when it overlaps a box from another pass (that one sees more of them). Then boxes
+    are merged across passes, best score first: a box overlapping a kept one from
+    another pass by IoU above ``nms_iou`` or by :data:`CROSS_PASS_IOS` of the smaller
+    box is the same person.
+    """
+    w, h = frame_size
+    parts, origin, cut = [], [], []
+    for i, (p, dets) in enumerate(results):
+        if not len(dets):
+            continue
+        b = dets.xyxy
+        touches = np.zeros(len(dets), bool)
+        if not p.full_frame:
+            if p.x > 0:
+                touches |= b[:, 0] <= p.x + EDGE_MARGIN
+            if p.y > 0:
+                touches |= b[:, 1] <= p.y + EDGE_MARGIN
+            if p.x + p.w < w:
+                touches |= b[:, 2] >= p.x + p.w - EDGE_MARGIN
+            if p.y + p.h < h:
+                touches |= b[:, 3] >= p.y + p.h - EDGE_MARGIN
+        parts.append(dets)
+        origin.append(np.full(len(dets), i))
+        cut.append(touches)
+    if not parts:
+        return Detections.empty(with_keypoints=any(d.keypoints is not None for _, d in results))
+    if len(parts) == 1:
+        return parts[0][~cut[0]] if cut[0].any() and len(results) == 1 else parts[0]
+    kp = [d.keypoints for d in parts]
+    dets = Detections(np.concatenate([d.xyxy for d in parts]), np.concatenate([d.scores for d in parts]),
+                      np.concatenate(kp) if all(k is not None for k in kp) else None)
+    origin_a, cut_a = np.concatenate(origin), np.concatenate(cut)
+    b = dets.xyxy
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    ix = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ix * iy
+    ios = inter / np.minimum(area[:, None], area[None, :])
+    iou = inter / (area[:, None] + area[None, :] - inter)
+    other = origin_a[:, None] != origin_a[None, :]
+    same = other & ((iou > nms_iou) | (ios > CROSS_PASS_IOS))
+    # a cut box that overlaps anything from another pass goes first
+    drop = cut_a & (other & (inter > 0)).any(axis=1)
+    order = np.lexsort((-dets.scores, cut_a))  # whole boxes before cut ones, best first
+    keep: list[int] = []
+    removed = drop.copy()
+    for i in order:
+        if removed[i]:
+            continue
+        keep.append(int(i))
+        removed |= same[i]
+    keep_a = np.asarray(sorted(keep, key=lambda k: -dets.scores[k]), dtype=np.int64)
+    return dets[keep_a]
+
+
+class TiledDetector(Detector):
+    """Runs a detector over a :class:`TilingPlan`'s passes and merges the results.
+
+    The plan is made per frame size, on the first frame of that size (``plan_for``),
+    from ``camera`` (None: the frame-size policy). ``on_plan`` is called with each new
+    plan (the node logs it; the debug video draws it).
+    """
+
+    def __init__(self, base: Detector, settings: DetectorSettings, camera: Camera | None = None, *,
+                 floor_outline=None, on_plan=None):
+        self.base = base
+        self.settings = settings
+        self.camera = camera
+        self.floor_outline = floor_outline
+        self.on_plan = on_plan
+        self.input_size = base.input_size
+        self.name = base.name
+        self.plans: dict[tuple[int, int], TilingPlan] = {}
+        self.plan: TilingPlan | None = None
+        self.dynamic_input = bool(getattr(base, "dynamic_input", False))
+
+    def plan_for(self, frame_size: tuple[int, int]) -> TilingPlan:
+        """The plan for frames of ``frame_size`` (width, height), made once and kept."""
+        plan = self.plans.get(frame_size)
+        if plan is None:
+            plan = plan_for_camera(self.camera, frame_size, self.settings, floor_outline=self.floor_outline,
+                                   dynamic_input=self.dynamic_input)
+            self.plans[frame_size] = plan
+            if self.on_plan is not None:
+                self.on_plan(plan)
+        self.plan = plan
+        return plan
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        """People in one BGR frame: every pass of the plan, mapped back and merged."""
+        h, w = frame.shape[:2]
+        plan = self.plan_for((w, h))
+        results = []
+        for p in plan.passes:
+            crop = frame if p.full_frame else frame[p.y:p.y + p.h, p.x:p.x + p.w]
+            dets = (self.base.detect_at(crop, p.input_size) if self.dynamic_input else self.base.detect(crop))
+            if not p.full_frame and len(dets):
+                dets = dets.shifted(p.x, p.y)
+            results.append((p, dets))
+        return merge_passes(results, (w, h), self.settings.nms_iou)
+
+    def close(self) -> None:
+        """Close the wrapped detector."""
+        self.base.close()
+
+
+def build_detector(base: Detector, settings: DetectorSettings, camera: Camera | None = None, **kwargs) -> Detector:
+    """``base`` wrapped in a :class:`TiledDetector` unless ``settings.tiling`` is 'off'."""
+    if settings.tiling == "off":
+        return base
+    return TiledDetector(base, settings, camera, **kwargs)
+
+
+__all__ = ["Pass", "TilingPlan", "TiledDetector", "make_plan", "plan_for_camera", "person_heights",
+           "merge_passes", "build_detector"]
