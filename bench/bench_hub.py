@@ -9,30 +9,30 @@ subscribers drain the same N in the same run, in the same process:
 - the ceiling: a bare paho-mqtt client that only counts its messages (QoS 1, acked
   by paho after the callback, as the hub's are);
 - the hub: ``HubService`` as ``storesense hub`` runs it (decode, store in SQLite WAL
-  or PostgreSQL before the PUBACK, offer engine, live feed, HTTP server idle), and
-  then nothing may be missing: every event id is checked in the database.
+  or PostgreSQL in batched transactions, each message's PUBACK sent after the commit
+  that holds it, offer engine, live feed, HTTP server idle), and then nothing may be
+  missing: every event id is checked in the database.
 
-The broker is a private mosquitto started on a free port (``max_queued_messages 0``:
-unlimited, so the queue holds all N; ``max_inflight_messages 20``, mosquitto's
-default), or the embedded amqtt broker when mosquitto is not installed.
+The broker is the store's own, started as ``storesense store up`` starts it
+(:func:`~storesense.transport.local_broker.start_local_broker`, its generated
+config) on a free port: ``--broker mosquitto`` (default; persistence with a 5 s
+autosave, ``max_inflight_messages 1000``), ``nats`` (nats-server's MQTT listener,
+JetStream on disk) or ``amqtt``.
 
 Checkout API. Against the same hub over HTTP (keep-alive, one client): GET a cart,
 POST a checkout (local payment provider, settlement written), GET the text receipt,
 each R times on different sessions; p50/p99 next to a bare FastAPI endpoint on the
 same uvicorn set-up (the framework's floor).
 
-    python bench/bench_hub.py [--events 20000] [--requests 300] [--postgres URL|none] [--pg-events 3000]
-                              [--json out.json]
+    python bench/bench_hub.py [--events 20000] [--requests 300] [--postgres URL|none] [--pg-events 20000]
+                              [--broker mosquitto|nats|amqtt] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import platform
-import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -59,7 +59,8 @@ from storesense.contracts import (
 )
 from storesense.hub.auth import TerminalRegistry
 from storesense.hub.service import HttpServer, HubService
-from storesense.transport import EmbeddedBroker, parse_mqtt_url
+from storesense.transport import parse_mqtt_url
+from storesense.transport.local_broker import start_local_broker
 
 CFG = load_store_config(example_store_path())
 STORE = CFG.store.id
@@ -69,40 +70,15 @@ TOKEN = "bench-token"
 # --------------------------------------------------------------------------- broker
 
 
-class Mosquitto:
-    """A private mosquitto on a free port, queueing without limit for offline persistent sessions."""
-
-    def __init__(self, binary: str):
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-hub-mosquitto-"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"max_queued_messages 0\nmax_inflight_messages 20\nuser {getpass.getuser()}\n"
-                        f"log_dest file {self.dir / 'log'}\n")
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.name = subprocess.run([binary, "-h"], capture_output=True, text=True).stdout.splitlines()[0]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
-
-
-def start_broker():
-    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if binary:
-        return Mosquitto(binary)
-    broker = EmbeddedBroker().start()
-    broker.name = "embedded amqtt broker"  # type: ignore[attr-defined]
+def start_broker(engine: str):
+    """The store's own broker as ``storesense store up`` starts it (generated config), on a free port."""
+    broker = start_local_broker("127.0.0.1", 0, tempfile.mkdtemp(prefix="bench-hub-broker-"), engine=engine)
+    if broker.engine == "amqtt":
+        broker.name = "embedded amqtt broker"
+    else:
+        flag = "--version" if broker.engine == "nats" else "-h"
+        out = subprocess.run([broker.binary, flag], capture_output=True, text=True).stdout.splitlines()
+        broker.name = f"{broker.engine}: {out[0] if out else broker.binary}"
     return broker
 
 
@@ -326,12 +302,13 @@ def main() -> None:
     parser.add_argument("--postgres", default=None,
                         help="PostgreSQL URL for a second hub run ('none' to skip; default: the local test database "
                              "when reachable)")
-    parser.add_argument("--pg-events", type=int, default=3000,
-                        help="messages for the PostgreSQL run (a commit per message: much slower)")
+    parser.add_argument("--pg-events", type=int, default=20000, help="messages for the PostgreSQL run")
+    parser.add_argument("--broker", default="mosquitto", choices=["mosquitto", "nats", "amqtt", "auto"],
+                        help="the store broker to run the drain through")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
-    broker = start_broker()
+    broker = start_broker(args.broker)
     work = Path(tempfile.mkdtemp(prefix="bench-hub-"))
     results: dict = {"machine": f"{platform.machine()}, {platform.python_version()}", "broker": broker.name,
                      "events": args.events}

@@ -48,7 +48,7 @@ def hub(
         console.print(f"hub ingesting storesense/{cfg.store.id}/# from {url} into {service.store.db.where}; "
                       f"API and live page at {service.http.url} (OpenAPI: {service.http.url}docs) - Ctrl-C to stop",
                       highlight=False, soft_wrap=True)
-        wait_for_stop()
+        wait_for_stop(service.healthy)
     finally:
         if service is not None:
             service.stop()

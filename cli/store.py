@@ -46,16 +46,44 @@ def start_broker_if_needed(cfg, mqtt: Optional[str], listen: Optional[str], data
     return broker.url, broker
 
 
-def wait_for_stop() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+def sd_notify(state: str) -> bool:
+    """Tell systemd ``state`` (``READY=1``, ``WATCHDOG=1``, ``STOPPING=1``) when run as a notify unit."""
+    import os
+    import socket
+
+    where = os.environ.get("NOTIFY_SOCKET")
+    if not where:
+        return False
+    if where.startswith("@"):
+        where = "\0" + where[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), where)
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_stop(healthy=lambda: True) -> None:
+    """Block until Ctrl-C or SIGTERM, telling systemd's watchdog every few seconds while ``healthy()``.
+
+    A part that died (``healthy()`` false) stops the pings, so a unit with
+    ``WatchdogSec`` is restarted by systemd.
+    """
+    import os
+
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    every = max(0.5, int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6) if os.environ.get("WATCHDOG_USEC") else 5.0
+    sd_notify("READY=1")
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(every):
+            if healthy():
+                sd_notify("WATCHDOG=1")
     except KeyboardInterrupt:
         pass
     finally:
+        sd_notify("STOPPING=1")
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -89,7 +117,8 @@ def up(
         console.print(f"store {cfg.store.id} up: edge nodes publish to {endpoint}; broker {url}; hub API and live "
                       f"page at {hub.http.url} (database {hub.store.db.where}) - Ctrl-C to stop",
                       highlight=False, soft_wrap=True)
-        wait_for_stop()
+        wait_for_stop(lambda: fusion.error is None and fusion._thread is not None and fusion._thread.is_alive()
+                      and hub.healthy())
         console.print("stopping: fusion, hub, broker", highlight=False)
     finally:
         if fusion is not None:

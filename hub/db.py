@@ -101,6 +101,16 @@ class Database:
             row = self._connection().execute(self.sql(text), tuple(params)).fetchone()
             return tuple(row) if row is not None else None
 
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """PostgreSQL: send the statements inside without waiting for each result (psycopg's pipeline
+        mode; results are read at the end); SQLite: nothing changes. Use inside :meth:`transaction`."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        with self._lock, self._connection().pipeline():
+            yield
+
     def table_exists(self, name: str) -> bool:
         """True when a table of that name exists (in PostgreSQL: on the search path)."""
         if self.dialect == "sqlite":

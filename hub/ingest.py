@@ -1,50 +1,64 @@
-"""The hub's MQTT ingest: a persistent QoS 1 subscription into the durable store.
+"""The hub's MQTT ingest: a persistent QoS 1 subscription into the durable store, committed in batches.
 
 The subscription uses a fixed client id with a persistent session, so messages
-published while the hub restarts wait at the broker. Each message is written to
-the :class:`~storesense.hub.store.HubStore` inside the client's callback, and
-paho sends the PUBACK only after that callback returns (paho-mqtt 2.x,
-``Client._handle_publish``: ``_handle_on_message`` then ``_send_puback``), so an
-acknowledged message is always stored: a hub killed at any moment has either
-stored a message or will get it again from the broker. Redelivered messages
-are dropped by event id (in memory by the subscriber's decoder, durably by the
-store).
+published while the hub restarts wait at the broker. Deliveries go into a queue
+on paho's network thread; one writer thread takes whatever has arrived (up to
+:data:`MAX_BATCH` messages), stores it in one transaction
+(:meth:`~storesense.hub.store.HubStore.ingest_many`) and only then acknowledges
+those messages (paho's manual acknowledgement: the PUBACK of a message leaves
+after the commit that holds it, and after the commits of everything received
+before it). A hub killed at any moment has either stored a message or will get
+it again from the broker; redelivered messages are dropped by event id (in
+memory by the subscriber's decoder, durably by the store).
 
-When the database fails the callback retries with a growing pause instead of
-returning, so the message is not acknowledged; if it still fails when the hub
-is stopped, the message is left unacknowledged by dropping the connection
-before the callback returns, and the broker redelivers it. Malformed payloads
-are counted by the subscriber's decoder and skipped.
+When the database fails the writer retries the batch with a growing pause and
+acknowledges nothing meanwhile; if it still fails when the hub is stopped, the
+messages stay unacknowledged and the broker redelivers them to the next run.
+Malformed payloads are counted by the subscriber's decoder and skipped (and
+acknowledged in turn, so the broker does not send them again).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
 
-from ..contracts import Envelope
+from ..contracts import Decoder, Envelope
 from ..transport import MqttSubscriber
 from .store import HubStore
 
 log = logging.getLogger(__name__)
 
-#: pauses between attempts to store a message while the database fails (seconds)
+#: pauses between attempts to store a batch while the database fails (seconds)
 RETRY_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+#: most messages committed in one transaction
+MAX_BATCH = 500
+
+_Delivery = tuple[Envelope | None, str, Callable[[], None]]
 
 
 class HubIngest:
-    """Subscribes to ``storesense/<store>/#`` and stores every message."""
+    """Subscribes to ``storesense/<store>/#`` and stores every message, committing in batches."""
 
-    def __init__(self, url: str, store_id: str, db: HubStore, *, client_id: str | None = None):
+    def __init__(self, url: str, store_id: str, db: HubStore, *, client_id: str | None = None,
+                 max_batch: int = MAX_BATCH):
         self.db = db
+        self.max_batch = max_batch
         self.stored = 0
         self.duplicates = 0
         self.store_failures = 0
+        self.commits = 0
         self._stopping = threading.Event()
+        self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
         self.subscriber = MqttSubscriber(
             url, store=store_id, client_id=client_id or f"storesense-hub-{store_id}",
-            on_message=self._on_message, on_availability=self._on_availability,
+            on_message=lambda msg, topic: None, on_availability=self._on_availability,
+            on_delivery=self._on_delivery,
         )
 
     @property
@@ -52,47 +66,116 @@ class HubIngest:
         """Messages skipped as malformed or unknown."""
         return self.subscriber.decoder.rejected_total
 
-    def _on_message(self, msg: Envelope, topic: str) -> None:
-        attempt = 0
-        while True:
-            try:
-                added = self.db.ingest(msg, topic)
-                break
-            except Exception as exc:  # noqa: BLE001 - database trouble: do not let paho acknowledge
-                self.store_failures += 1
-                if self._stopping.is_set():
-                    log.error("hub stopping while %s on %s cannot be stored (%s): leaving it unacknowledged",
-                              msg.event_id, topic, exc)
-                    self._drop_connection()
-                    raise
-                pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
-                log.warning("cannot store %s from %s (%s); retrying in %.2f s", msg.event_id, topic, exc, pause)
-                attempt += 1
-                self._stopping.wait(pause)
-        if added:
-            self.stored += 1
-        else:
-            self.duplicates += 1
-
-    def _drop_connection(self) -> None:
-        """Close the socket under paho so the PUBACK of the message being handled cannot go out."""
-        sock = self.subscriber._client.socket()  # noqa: SLF001 - the one way to withhold paho's automatic ack
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+    def _on_delivery(self, msg: Envelope | None, topic: str, ack: Callable[[], None]) -> None:
+        self._queue.put((msg, topic, ack))
 
     def _on_availability(self, node: str, state: str) -> None:
         self.db.set_availability(node, state, time.time())
 
+    # ------------------------------------------------------------------ writer thread
+
+    def _take_batch(self, timeout: float) -> list[_Delivery] | None:
+        """Everything queued now (at least one, waiting up to ``timeout``), or None at the end."""
+        try:
+            first = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # end after this batch
+                break
+            batch.append(item)
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._take_batch(0.5)
+            if batch is None:
+                return
+            if batch and not self._commit(batch):
+                return
+
+    def _commit(self, batch: list[_Delivery]) -> bool:
+        """Store ``batch`` in one transaction, then acknowledge it; False when stopped before it could."""
+        items = [(msg, topic) for msg, topic, _ in batch if msg is not None]
+        attempt = 0
+        while True:
+            try:
+                added = self.db.ingest_many(items) if items else []
+                break
+            except Exception as exc:  # noqa: BLE001 - database trouble: acknowledge nothing
+                self.store_failures += 1
+                if self._stopping.is_set():
+                    log.error("hub stopping while %d message(s) cannot be stored (%s): leaving them "
+                              "unacknowledged for the broker to redeliver", len(items), exc)
+                    return False
+                pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
+                log.warning("cannot store %d message(s) (%s); retrying in %.2f s", len(items), exc, pause)
+                attempt += 1
+                self._stopping.wait(pause)
+        self.commits += 1
+        new = sum(added)
+        self.stored += new
+        self.duplicates += len(added) - new
+        for _, _, ack in batch:
+            ack()
+        return True
+
+    # ------------------------------------------------------------------ life cycle
+
     def start(self, timeout: float = 10.0) -> HubIngest:
-        """Connect and subscribe; raises TransportError when the broker is unreachable."""
+        """Start the writer, connect and subscribe; raises TransportError when the broker is unreachable."""
         self._stopping.clear()
-        self.subscriber.connect(timeout)
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._write_loop, name="hub-ingest-writer", daemon=True)
+            self._writer.start()
+        try:
+            self.subscriber.connect(timeout)
+        except BaseException:
+            self._end_writer(2.0)
+            raise
         return self
 
-    def stop(self) -> None:
-        """Disconnect (the persistent session keeps later messages at the broker)."""
+    @property
+    def running(self) -> bool:
+        """True while the writer thread runs."""
+        return self._writer is not None and self._writer.is_alive()
+
+    def _end_writer(self, timeout: float) -> None:
+        self._queue.put(None)
+        if self._writer is not None:
+            self._writer.join(timeout)
+            self._writer = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Store and acknowledge what has arrived, then disconnect (later messages wait at the broker)."""
         self._stopping.set()
+        self._end_writer(timeout)
         self.subscriber.close()
+        left = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[0] is not None:
+                left.append(item[0])
+        if left:
+            # not stored, not acknowledged: the broker sends them again, and a restarted
+            # ingest must not drop them as already seen
+            log.info("%d message(s) left unstored for the broker to redeliver", len(left))
+            self.subscriber.decoder = _fresh_decoder(self.subscriber.decoder)
+
+
+def _fresh_decoder(old: Decoder) -> Decoder:
+    """A decoder with ``old``'s counters but no memory of seen event ids."""
+    new = Decoder(old.name, dedupe=old.dedupe, memory=old.memory)
+    new.accepted, new.rejected, new.duplicates = old.accepted, old.rejected, old.duplicates
+    return new

@@ -117,6 +117,11 @@ class HubService:
         self._purger.start()
         return self
 
+    def healthy(self) -> bool:
+        """True while the HTTP server and the ingest's writer run (the broker link may be reconnecting)."""
+        http = self.http._thread
+        return http is not None and http.is_alive() and self.ingest.running
+
     def purge_now(self) -> dict[str, int]:
         """Apply the retention limits once."""
         r = self.config.hub.retention

@@ -217,17 +217,37 @@ class HubStore:
 
     def ingest(self, msg: Envelope, topic: str = "", received_ts: float | None = None) -> bool:
         """Store one message; returns False (changing nothing) when its event_id was already stored."""
+        return self.ingest_many([(msg, topic)], received_ts)[0]
+
+    def ingest_many(self, items: list[tuple[Envelope, str]], received_ts: float | None = None) -> list[bool]:
+        """Store ``(message, topic)`` pairs in one transaction, in order; per pair, whether it was new.
+
+        Listeners hear about the new ones after the commit. On an exception
+        nothing of the batch is stored.
+        """
         now = time.time() if received_ts is None else received_ts
+        added: list[bool] = []
         with self.db.transaction() as db:
-            added = db.execute(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING",
-                (msg.event_id, msg.type, msg.source, msg.seq, msg.ts, now, topic, encode(msg).decode()),  # type: ignore[attr-defined]
-            )
-            if added == 0:
-                return False
-            self._project(msg, now)
-        self._notify(HubChange("message", msg=msg, shopper=getattr(msg, "shopper", None)))
-        return True
+            # which are new, in one query (this transaction is the only writer of events: the lock)
+            ids = list({msg.event_id for msg, _ in items})
+            known = {r[0] for r in db.query(
+                f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(ids))})", ids)} if ids else set()
+            with db.pipeline():  # PostgreSQL: the batch's statements without a round trip each
+                for msg, topic in items:
+                    new = msg.event_id not in known
+                    if new:
+                        known.add(msg.event_id)
+                        db.execute(
+                            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING",
+                            (msg.event_id, msg.type, msg.source, msg.seq, msg.ts, now, topic,  # type: ignore[attr-defined]
+                             encode(msg).decode()),
+                        )
+                        self._project(msg, now)
+                    added.append(new)
+        for (msg, _), new in zip(items, added):
+            if new:
+                self._notify(HubChange("message", msg=msg, shopper=getattr(msg, "shopper", None)))
+        return added
 
     def _project(self, msg: Envelope, now: float) -> None:
         db = self.db

@@ -7,8 +7,9 @@
    which speaks MQTT 3.1.1 and keeps QoS 1 sessions and retained messages in
    JetStream on disk;
 2. ``mosquitto`` when its binary is on the machine, with persistence saved
-   every ``autosave_interval`` seconds and on changes (mosquitto otherwise saves
-   only on a clean shutdown: a SIGKILLed broker loses what it queued);
+   every ``autosave_interval`` (5) seconds (mosquitto otherwise saves only on a
+   clean shutdown: a SIGKILLed broker loses what it queued; with autosave it
+   loses at most the last 5 s);
 3. ``amqtt`` (:class:`~storesense.transport.broker.EmbeddedBroker`, in-process,
    sessions kept only while the process lives).
 
@@ -37,9 +38,12 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("nats", "mosquitto", "amqtt")
 
-#: mosquitto writes its persistence file this often (seconds) and after this many changes
-MOSQUITTO_AUTOSAVE_S = 10
-MOSQUITTO_AUTOSAVE_CHANGES = 1
+#: mosquitto writes its persistence file this often (seconds); autosave_on_changes stays false, which
+#: makes that a time (with it true mosquitto reads the number as a count of changes and rewrites the
+#: whole file that often: a queue of 100,000 messages would be rewritten every few messages)
+MOSQUITTO_AUTOSAVE_S = 5
+#: mosquitto's limit of QoS 1 messages in flight to one client (its default, 20, caps the hub's batches)
+MOSQUITTO_MAX_INFLIGHT = 1000
 
 
 def find_binary(name: str) -> str | None:
@@ -109,8 +113,9 @@ def mosquitto_config(*, host: str, port: int, data_dir: str | Path, user: str | 
         "persistence true",
         f"persistence_location {Path(data_dir).resolve()}/",
         f"autosave_interval {MOSQUITTO_AUTOSAVE_S}",
-        f"autosave_on_changes {'true' if MOSQUITTO_AUTOSAVE_CHANGES else 'false'}",
+        "autosave_on_changes false",
         "max_queued_messages 1000000",
+        f"max_inflight_messages {MOSQUITTO_MAX_INFLIGHT}",
         f"user {user or getpass.getuser()}",
     ]
     if log_path is not None:

@@ -321,6 +321,14 @@ class MqttSubscriber(_MqttClient):
     is redelivered if the subscriber dies before its callback returned. An
     exception from a callback is logged and counted in ``callback_errors``; the
     message then counts as handled.
+
+    Manual acknowledgement: given ``on_delivery(msg, topic, ack)`` (instead of
+    ``on_message``), every delivery goes there (``msg`` is None for one the
+    subscriber handled itself: malformed, duplicate, availability, empty), and
+    its PUBACK is sent only when the receiver calls ``ack()``, typically after
+    the commit that holds it (paho's ``manual_ack``). An ``ack()`` from before a
+    reconnect is not sent on the new connection: the broker redelivers that
+    message instead.
     """
 
     def __init__(
@@ -334,8 +342,11 @@ class MqttSubscriber(_MqttClient):
         on_availability: Callable[[str, str], None] | None = None,
         clean_session: bool = False,
         keepalive: int = 30,
+        on_delivery: Callable[[Envelope | None, str, Callable[[], None]], None] | None = None,
     ):
         super().__init__(url, client_id, clean_session=clean_session, keepalive=keepalive)
+        self.on_delivery = on_delivery
+        self._client.manual_ack_set(on_delivery is not None)
         self.store = store
         if topics is None:
             self.topics = [f"storesense/{store}/#"]
@@ -373,29 +384,50 @@ class MqttSubscriber(_MqttClient):
         self._suback.set()
 
     def _on_mqtt_message(self, client, userdata, message) -> None:
-        # Runs on paho's network thread; paho sends the PUBACK after this returns.
+        # Runs on paho's network thread; paho sends the PUBACK after this returns,
+        # or, with on_delivery, when the receiver calls the ack it is handed.
+        msg, topic = self._decode_message(message)
+        try:
+            if self.on_delivery is not None:
+                self.on_delivery(msg, topic, self._ack_for(message))
+            elif msg is not None:
+                self.on_message(msg, topic)
+        except Exception:  # noqa: BLE001 - a user callback must not break the network thread
+            self.callback_errors += 1
+            log.exception("%s: message handler failed on %s", self.client_id, topic)
+
+    def _ack_for(self, message) -> Callable[[], None]:
+        """The acknowledgement of one delivery, sent only on the connection it came on."""
+        mid, qos, connection, client = message.mid, message.qos, self.connects, self._client
+
+        def ack() -> None:
+            if qos and self.connects == connection and self.connected:
+                client.ack(mid, qos)
+
+        return ack
+
+    def _decode_message(self, message) -> tuple[Envelope | None, str]:
+        """The message to hand on (None: skipped or handled here) and its topic."""
         try:
             topic = message.topic
         except UnicodeDecodeError:
             self.decoder.rejected["topic not UTF-8"] += 1
             log.warning("%s: skipped message on a topic that is not UTF-8", self.client_id)
-            return
+            return None, ""
         try:
             payload = message.payload
             if not payload:
                 log.debug("%s: ignored empty payload on %s", self.client_id, topic)
-                return
+                return None, topic
             node = _availability_node(topic)
             if node is not None:
                 self._handle_availability(node, payload, topic)
-                return
-            msg = self.decoder.decode(payload, origin=topic)
-            if msg is None:
-                return
-            self.on_message(msg, topic)
+                return None, topic
+            return self.decoder.decode(payload, origin=topic), topic
         except Exception:  # noqa: BLE001 - a user callback must not break the network thread
             self.callback_errors += 1
             log.exception("%s: message handler failed on %s", self.client_id, topic)
+            return None, topic
 
     def _handle_availability(self, node: str, payload: bytes, topic: str) -> None:
         state = payload.decode("utf-8", errors="replace").strip()

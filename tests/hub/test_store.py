@@ -236,27 +236,40 @@ def test_a_bad_database_url_is_a_clear_error():
         HubStore("postgresql://u:secret@127.0.0.1:1/x")
 
 
-def test_ingest_retries_a_failing_database_instead_of_acknowledging(monkeypatch):
-    """The MQTT callback does not return (so paho does not PUBACK) until the message is stored."""
+def test_ingest_retries_a_failing_database_and_acknowledges_only_after_the_commit(monkeypatch):
+    """A batch is acknowledged after the transaction holding it commits, never before, and never on a failure."""
     from storesense.hub import ingest as ingest_mod
     from storesense.hub.ingest import HubIngest
+
+    events: list[str] = []
 
     class Flaky:
         def __init__(self):
             self.calls = 0
 
-        def ingest(self, msg, topic):
+        def ingest_many(self, items):
             self.calls += 1
             if self.calls < 3:
+                events.append("fail")
                 raise OSError("disk I/O error")
-            return True
+            events.append(f"commit {len(items)}")
+            return [True] * len(items)
 
     monkeypatch.setattr(ingest_mod, "RETRY_PAUSES", (0.001,))
     flaky = Flaky()
     hub = HubIngest("mqtt://127.0.0.1:1", "demo-shop", flaky)  # type: ignore[arg-type]
     _, msgs = _session()
-    hub._on_message(msgs[0], "t")
-    assert flaky.calls == 3 and hub.stored == 1 and hub.store_failures == 2
+    batch = [(msgs[0], "t", lambda: events.append("ack 0")), (None, "t", lambda: events.append("ack skipped")),
+             (msgs[1], "t", lambda: events.append("ack 1"))]
+    assert hub._commit(batch)
+    assert events == ["fail", "fail", "commit 2", "ack 0", "ack skipped", "ack 1"]
+    assert flaky.calls == 3 and hub.stored == 2 and hub.store_failures == 2 and hub.commits == 1
+    # stopping while the database still fails: nothing is acknowledged
+    events.clear()
+    flaky.calls = 0
+    hub._stopping.set()
+    assert not hub._commit(batch)
+    assert events == ["fail"]
 
 
 def test_postgres_store_reconnects_after_losing_its_connection(store):
