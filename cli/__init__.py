@@ -18,6 +18,7 @@ import typer
 
 from ..errors import StoresenseError
 from . import calibrate, config, demo, edge, eval, fusion, hub
+from . import deploy as deploy_cli
 from . import store as store_cli
 from .common import err_console
 
@@ -34,6 +35,7 @@ app.add_typer(calibrate.calibrate_app, name="calibrate")
 app.add_typer(eval.eval_app, name="eval")
 app.add_typer(eval.datasets_app, name="datasets")
 app.add_typer(store_cli.store_app, name="store")
+app.add_typer(deploy_cli.deploy_app, name="deploy")
 
 
 @app.callback()
