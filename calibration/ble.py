@@ -108,6 +108,42 @@ class ReferenceTag:
     x: float
     y: float
     height: float = DEFAULT_TAG_HEIGHT_M
+    node: str | None = None  # the receiver that advertises as this tag (it does not hear itself)
+
+
+def peer_references(anchors: Mapping[str, Anchor], peers: Mapping[str, str]) -> list[ReferenceTag]:
+    """Receivers that also advertise, as reference tags at their antennas (``peers``: node id -> its tag id).
+
+    What the receivers hear of each other then fits their path loss without a
+    walk test (as ESPresense-companion does). The fitted 1 m level is for a
+    transmitter as strong as the receivers' own radios; phones differ by a few
+    dB, so reference tags or a walk test, when there are some, refine it.
+    """
+    unknown = sorted(set(peers) - set(anchors))
+    if unknown:
+        raise StoresenseError(f"peers: node(s) {', '.join(unknown)} are not BLE nodes of the store "
+                              f"(it has {', '.join(sorted(anchors))})")
+    return [ReferenceTag(tag, anchors[node].x, anchors[node].y, anchors[node].z, node) for node, tag in peers.items()]
+
+
+def load_peers(path: str | Path) -> dict[str, str]:
+    """Which tag id each receiver advertises as: CSV ``node,tag`` (node id -> tag id)."""
+    path = Path(path)
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    except OSError as exc:
+        raise StoresenseError(f"{path}: cannot read peers: {exc.strerror}") from None
+    if not lines or [h.strip().lower() for h in lines[0].split(",")][:2] != ["node", "tag"]:
+        raise StoresenseError(f"{path}:1: expected a header 'node,tag'")
+    out: dict[str, str] = {}
+    for n, ln in enumerate(lines[1:], 2):
+        parts = [p.strip() for p in ln.split(",")]
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise StoresenseError(f"{path}:{n}: expected 'node,tag', got {ln!r}")
+        out[parts[0]] = parts[1]
+    if not out:
+        raise StoresenseError(f"{path}: no peers")
+    return out
 
 
 def load_references(path: str | Path) -> list[ReferenceTag]:
@@ -155,6 +191,8 @@ def recalibrate_from_references(anchors: Mapping[str, Anchor], sightings: Iterab
         if not isinstance(msg, BleSighting) or msg.tag not in where or msg.node not in anchors:
             continue
         ref = where[msg.tag]
+        if ref.node == msg.node:  # a receiver hearing its own advertisements
+            continue
         d = float(anchors[msg.node].distance(np.array([ref.x, ref.y]), ref.height))
         ds, rs = samples.setdefault(msg.node, ([], []))
         ds.append(d)
@@ -217,11 +255,14 @@ def nodes_yaml(anchors: Mapping[str, Anchor]) -> str:
 
 
 def recalibrate_from_recording(recording: str | Path, references: str | Path | None, *,
-                               config_path: str | Path | None = None, messages: list | None = None):
+                               config_path: str | Path | None = None, messages: list | None = None,
+                               peers: str | Path | None = None):
     """Refit the store's BLE nodes from a recording of reference tags (``storesense calibrate ble REC``).
 
     ``messages`` are the sightings already read (e.g. from a walk-test CSV); without
-    them the JSONL ``recording`` is replayed. Returns the store's anchors, the fits,
+    them the JSONL ``recording`` is replayed. ``peers`` (CSV ``node,tag``) names the
+    tag ids the receivers advertise as: what they hear of each other counts as
+    reference samples at their antennas (:func:`peer_references`). Returns the store's anchors, the fits,
     the samples per fitted node (3-D distances and RSSI, for :func:`plot_fits`) and
     a line to print. Raises StoresenseError on bad input.
     """
@@ -229,22 +270,25 @@ def recalibrate_from_recording(recording: str | Path, references: str | Path | N
     from ..ips.pathloss import anchors_from_config
     from ..transport.recording import replay
 
-    if references is None:
-        raise StoresenseError(f"{recording}: a recording needs --references (the reference tags' positions)")
+    if references is None and peers is None:
+        raise StoresenseError(f"{recording}: a recording needs --references (the reference tags' positions) "
+                              "and/or --peers (the tags the receivers advertise as)")
     cfg = load_store_config(config_path or example_store_path())
     anchors = anchors_from_config(cfg)
-    refs = load_references(references)
+    refs = (load_references(references) if references is not None else []) + \
+        (peer_references(anchors, load_peers(peers)) if peers is not None else [])
     msgs = [m for m in (messages if messages is not None else replay(recording)) if isinstance(m, BleSighting)]
     fits = recalibrate_from_references(anchors, msgs, refs)
     where = {r.tag: r for r in refs}
     samples = {}
     for n in fits:
-        sel = [m for m in msgs if m.node == n and m.tag in where]
+        sel = [m for m in msgs if m.node == n and m.tag in where and where[m.tag].node != n]
         d = np.array([float(anchors[n].distance(np.array([where[m.tag].x, where[m.tag].y]), where[m.tag].height))
                       for m in sel])
         samples[n] = (d, np.array([m.rssi_smoothed if m.rssi_smoothed is not None else m.rssi for m in sel]))
+    n_peer = sum(r.node is not None for r in refs)
     line = (f"re-calibrated {len(fits)} of {len(anchors)} nodes from {len(msgs)} sightings of "
-            f"{len(refs)} reference tags")
+            f"{len(refs) - n_peer} reference tags" + (f" and {n_peer} receivers heard by each other" if n_peer else ""))
     return anchors, fits, samples, line
 
 

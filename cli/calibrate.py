@@ -23,11 +23,14 @@ def calibrate_ble(
     config: Optional[Path] = CONFIG_OPTION,
     output: Optional[Path] = typer.Option(None, help="Write the fitted ble_nodes entries (YAML) here."),
     plot: Optional[Path] = typer.Option(None, help="Write a PNG of RSSI vs distance with the fitted curves."),
+    peers: Optional[Path] = typer.Option(None, help="Receivers that also advertise: CSV node,tag (the tag id each "
+                                         "node advertises as); what they hear of each other fits them too."),
 ) -> None:
     """Fit each BLE node's path-loss model (RSSI at 1 m, exponent) with a robust loss; print the residuals."""
     from ..datasets.loaders.ble_calibration import run_calibrate_ble
 
-    fits, lines = run_calibrate_ble(data, references=references, config_path=config, output=output, plot=plot)
+    fits, lines = run_calibrate_ble(data, references=references, config_path=config, output=output, plot=plot,
+                                    peers=peers)
     table = Table(show_edge=False)
     for col in ("node", "RSSI@1m dBm", "exponent", "samples", "RMSE dB", "MAD dB", "p90 |res| dB"):
         table.add_column(col, justify="left" if col == "node" else "right")

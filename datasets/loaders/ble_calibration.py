@@ -34,8 +34,8 @@ def fit_kolakowski(folder: str | Path):
 
 
 def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None, config_path: str | Path | None = None,
-                      output: str | Path | None = None, plot: str | Path | None = None
-                      ) -> tuple[list[PathLossFit], list[str]]:
+                      output: str | Path | None = None, plot: str | Path | None = None,
+                      peers: str | Path | None = None) -> tuple[list[PathLossFit], list[str]]:
     """``storesense calibrate ble``: fit from a Kolakowski folder or a reference-tag recording.
 
     Returns the fits and lines to print (files written). Raises StoresenseError on bad input.
@@ -47,7 +47,8 @@ def run_calibrate_ble(data: str | Path, *, references: str | Path | None = None,
         anchors, fits, samples, line = fit_kolakowski(data)
     elif is_sightings_csv(data):
         anchors, fits, samples, line = recalibrate_from_recording(data, references, config_path=config_path,
-                                                                  messages=read_sightings_csv(data))
+                                                                  messages=read_sightings_csv(data), peers=peers)
     else:
-        anchors, fits, samples, line = recalibrate_from_recording(data, references, config_path=config_path)
+        anchors, fits, samples, line = recalibrate_from_recording(data, references, config_path=config_path,
+                                                                  peers=peers)
     return list(fits.values()), [line] + write_fits(anchors, fits, samples, output=output, plot=plot)

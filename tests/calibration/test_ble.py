@@ -110,6 +110,51 @@ def test_calibrate_ble_cli_on_a_recording(tmp_path):
         run_calibrate_ble(tmp_path / "rec.jsonl")
 
 
+def test_receivers_calibrate_each_other_from_a_csv(tmp_path):
+    """No walk test: each receiver also advertises; what the others hear of it fits them (CSV input)."""
+    from typer.testing import CliRunner
+
+    from storesense.cli import app
+    from storesense.config import example_store_path, load_store_config
+    from storesense.datasets.loaders.walk_test import write_sightings_csv
+    from storesense.ips.pathloss import anchors_from_config
+
+    cfg = load_store_config(example_store_path())
+    anchors = anchors_from_config(cfg)
+    true = {n: (-55.0 - 2.0 * k, 1.8 + 0.2 * k) for k, n in enumerate(sorted(anchors))}  # not the config's
+    peers = {n: f"node-tag-{n}" for n in anchors}
+    rng = np.random.default_rng(7)
+    st = {n: Stamper(n, run_id="p") for n in anchors}
+    msgs = []
+    for k in range(30):
+        for src, tag in peers.items():
+            for n, a in anchors.items():
+                d = float(a.distance(np.array([anchors[src].x, anchors[src].y]), anchors[src].z))
+                p0, ex = true[n]
+                rssi = -30.0 if n == src else p0 - 10 * ex * np.log10(d) + rng.normal(0, 2.0)  # own adverts: ignored
+                msgs.append(st[n].make(BleSighting, 100.0 + k, node=n, tag=tag, rssi=round(rssi, 1)))
+    write_sightings_csv(msgs, tmp_path / "peers.csv")
+    (tmp_path / "nodes.csv").write_text("node,tag\n" + "".join(f"{n},{t}\n" for n, t in peers.items()))
+    out = CliRunner().invoke(app, ["calibrate", "ble", str(tmp_path / "peers.csv"), "--peers",
+                                   str(tmp_path / "nodes.csv"), "--output", str(tmp_path / "nodes.yaml")])
+    assert out.exit_code == 0, out.output
+    assert "5 receivers heard by each other" in out.output
+    import yaml
+
+    fitted = {e["id"]: e for e in yaml.safe_load((tmp_path / "nodes.yaml").read_text())["ble_nodes"]}
+    for n, (p0, ex) in true.items():
+        if n == "ble-mid":  # its peers are 5.9-8.1 m away (span < 2): exponent kept, level fitted where it hears them
+            assert fitted[n]["path_loss_exponent"] == anchors[n].exponent
+            at7 = fitted[n]["rssi_at_1m"] - 10 * fitted[n]["path_loss_exponent"] * np.log10(7.0)
+            assert at7 == pytest.approx(p0 - 10 * ex * np.log10(7.0), abs=1.0)
+            continue
+        assert fitted[n]["rssi_at_1m"] == pytest.approx(p0, abs=2.0), n
+        assert fitted[n]["path_loss_exponent"] == pytest.approx(ex, abs=0.3), n
+    (tmp_path / "bad.csv").write_text("node,tag\nble-zz,x\n")
+    res = CliRunner().invoke(app, ["calibrate", "ble", str(tmp_path / "peers.csv"), "--peers", str(tmp_path / "bad.csv")])
+    assert isinstance(res.exception, StoresenseError) and "ble-zz" in str(res.exception)
+
+
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"Kolakowski BLE dataset not found at {DATA}")
 def test_fit_on_the_kolakowski_anchors():
     from storesense.datasets.loaders.kolakowski import TAG_HEIGHT_M, KolakowskiDataset
