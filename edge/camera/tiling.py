@@ -154,6 +154,17 @@ def _full_pass(frame_size: tuple[int, int], input_size: tuple[int, int]) -> Pass
     return Pass(0, 0, w, h, tuple(input_size), full_frame=True)
 
 
+def _largest_full_pass(frame_size: tuple[int, int], budget: int) -> Pass:
+    """The full-frame pass with the largest input (multiples of 32, frame aspect) within ``budget`` (+5 %)."""
+    w, h = frame_size
+    s = min(1.0, math.sqrt(budget * 1.05 / (w * h)))
+    while True:
+        ih, iw = max(32, math.ceil(h * s / 32) * 32), max(32, math.ceil(w * s / 32) * 32)
+        if ih * iw <= budget * 1.05 or s < 0.05:
+            return Pass(0, 0, w, h, (ih, iw), full_frame=True)
+        s *= 0.97
+
+
 def _tiles_for(samples: np.ndarray, frame_size: tuple[int, int], tile_input: tuple[int, int], min_px: float,
                max_upscale: float) -> list[Pass]:
     """Bands of overlapping tiles, top to bottom, covering every sample at ``min_px`` model pixels (capped)."""
@@ -164,13 +175,20 @@ def _tiles_for(samples: np.ndarray, frame_size: tuple[int, int], tile_input: tup
     todo, head = samples[order], head[order]
     tiles: list[Pass] = []
     while len(todo):
-        tall = float(todo[0, 1] - head[0])  # the topmost person's box height, frame pixels
-        s = min(max_upscale, min_px / float(todo[0, 2]), th_in / (1.1 * tall + 1.0))
-        th, tw = min(h, th_in / s), min(w, tw_in / s)
-        y0 = float(np.clip(head[0], 0, h - th))
-        # a person belongs to this band when their whole box (feet row v, head row) fits in it
-        in_band = (head >= y0 - 1) & (todo[:, 1] <= y0 + th + 1)
+        in_band = np.zeros(len(todo), bool)
         in_band[0] = True
+        for _ in range(4):  # the band's scale serves its smallest member; a larger scale narrows the band
+            members = todo[in_band]
+            tall = float((members[:, 1] - head[in_band]).max())  # tallest box in the band, frame pixels
+            s = min(max_upscale, min_px / float(members[:, 2].min()), th_in / (1.1 * tall + 1.0))
+            th, tw = min(h, th_in / s), min(w, tw_in / s)
+            y0 = float(np.clip(head[0], 0, h - th))
+            # a person belongs to this band when their whole box (feet row v, head row) fits in it
+            new = (head >= y0 - 1) & (todo[:, 1] <= y0 + th + 1)
+            new[0] = True
+            if (new == in_band).all():
+                break
+            in_band = new
         band = todo[in_band]
         hmax = float(band[:, 2].max())
         overlap = min(tw * 0.9, 0.6 * hmax + 8)
@@ -219,8 +237,21 @@ def make_plan(frame_size: tuple[int, int], settings: DetectorSettings, samples: 
         if cost <= budget or target < 8:
             break
         target *= 0.9
+    big = _largest_full_pass(frame_size, budget)
+    if (source == "calibration" and tiles and dynamic_input and big.scale > full.scale
+            and min(t.scale for t in tiles) * 1.15 <= big.scale):
+        # tiles barely larger than one bigger full-frame pass within the budget: that pass serves better (the
+        # tiles' other gain, lifting the model's cap of six people per pass, is then not worth the lower scale;
+        # without calibration the crowd is unknown, and the tiles stay)
+        full, tiles = big, []
+        target = min(float(min_px), float(need[:, 2].min()) * big.scale)
+        need = need[need[:, 2] * big.scale < min_px]
     missed = ""
-    if len(need) and target < min_px - 1e-6:
+    if len(need) and not tiles:
+        missed = (f"people {need[:, 2].min():.0f}-{need[:, 2].max():.0f} px tall are seen at "
+                  f"{need[:, 2].min() * full.scale:.0f} model px and up (reliable from {min_px}); raise "
+                  f"detector.max_input_px ({budget:,}) to see them larger")
+    elif len(need) and target < min_px - 1e-6:
         small = need[need[:, 2] * min(settings.max_upscale, target / need[:, 2].min()) < min_px]
         if len(small):
             missed = (f"people {small[:, 2].min():.0f}-{small[:, 2].max():.0f} px tall are seen at about "
