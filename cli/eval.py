@@ -44,28 +44,54 @@ def eval_carts(
     seeds: int = typer.Option(1, min=1, help="Number of seeds per level (seed, seed+1, ...)."),
     shoppers: Optional[int] = typer.Option(None, min=1, help="Shoppers per scenario (default: the level's)."),
     plot: Optional[Path] = typer.Option(None, help="Folder for carts-<level>.png: true walks and fused sessions."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results (per level, per seed, per shopper) "
+                                                                 "as JSON to this file."),
 ) -> None:
-    """Simulate shoppers at each difficulty level and score receipts, identity and positions."""
+    """Simulate shoppers at each difficulty level and score receipts, identity and positions.
+
+    Seeds below 1000 were used to tune the fusion's parameters; figures worth
+    reporting come from seeds of 1000 and above.
+    """
+    import json
+
     from ..datasets.scoring.carts import LEVEL_NAMES, evaluate_levels
 
+    if level not in ("all", *LEVEL_NAMES):
+        raise StoresenseError(f"eval carts --level: unknown level {level!r}; choose all, {', '.join(LEVEL_NAMES)}")
     cfg = load_config(config)
     levels = LEVEL_NAMES if level == "all" else (level,)
+    seed_list = list(range(seed, seed + seeds))
+    per_seed: dict = {}
     with console.status("evaluating") as status:
-        results = evaluate_levels(cfg, levels, seeds=list(range(seed, seed + seeds)), shoppers=shoppers,
-                                  progress=lambda text: status.update(text), plot_dir=plot)
-    table = Table(title=f"storesense eval carts - {cfg.store.name}, seeds {seed}..{seed + seeds - 1}")
-    for col in ("level", "shoppers", "exact", "precision", "recall", "review", "id sw", "err p50", "err p90",
-                "obs/s"):
+        results = evaluate_levels(cfg, levels, seeds=seed_list, shoppers=shoppers,
+                                  progress=lambda text: status.update(text), plot_dir=plot, per_seed=per_seed)
+    tuned = [s for s in seed_list if s < 1000]
+    note = f"; seeds {tuned[0]}..{tuned[-1]} were used for tuning" if tuned else "; none used for tuning"
+    table = Table(title=f"storesense eval carts - {cfg.store.name}, seeds {seed}..{seed + seeds - 1}{note}")
+    for col in ("level", "shoppers", "exact", "precision", "recall", "review", "lines rev", "wrong flagged",
+                "silent/100", "unbillable", "id sw", "err p50", "err p90", "obs/s"):
         table.add_column(col, justify="right", no_wrap=True)
     for name, r in results.items():
         table.add_row(name, str(r.shoppers), f"{100 * r.exact_rate:.1f}%", f"{100 * r.precision:.1f}%",
-                      f"{100 * r.recall:.1f}%", f"{100 * r.review_share:.1f}%", str(r.identity_switches),
+                      f"{100 * r.recall:.1f}%", f"{100 * r.review_share:.1f}%", f"{100 * r.line_review_share:.1f}%",
+                      f"{100 * r.flagged_wrong_share:.0f}% of {r.wrong_lines}", f"{r.silent_errors_per_100:.1f}",
+                      str(r.unbillable), str(r.identity_switches),
                       f"{r.floor_error(0.5):.2f} m", f"{r.floor_error(0.9):.2f} m", f"{r.observations_per_s:,.0f}")
     console.print(table)
     console.print("exact: receipts exactly right; precision/recall: billed items; review: cart changes flagged; "
-                  "id sw: sessions jumping between true shoppers; err: floor error where a camera sees the shopper")
+                  "lines rev: receipt lines with a flagged change; wrong flagged: wrong receipt lines that carried a "
+                  "flag; silent/100: wrong lines without a flag per 100 shoppers; unbillable: receipts of sessions "
+                  "that never got a tag (their items are lost); id sw: sessions jumping between true shoppers; "
+                  "err: floor error where a camera sees the shopper")
     if plot:
         console.print(f"plots: {plot}/carts-<level>.png")
+    if json_out is not None:
+        data = {"command": "eval carts", "store": cfg.store.id, "seeds": seed_list, "tuning_seeds": tuned,
+                "levels": {name: {"total": {k: v for k, v in r.to_json().items() if k != "per_shopper"},
+                                  "seeds": {str(sd): sc.to_json() for sd, sc in per_seed.get(name, {}).items()}}
+                           for name, r in results.items()}}
+        json_out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_out}")
 
 
 @eval_app.command("mot")

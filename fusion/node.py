@@ -92,6 +92,8 @@ class FusionNode:
         gate_margin_m: float = 0.3,
         appearance: bool = True,
         reference_s: float = 8.0,
+        reference_quality: float = 0.8,
+        reference_clear_m: float = 1.0,
         look_own_ok: float = 0.4,
         look_swap_margin: float = 0.15,
         look_swap_votes: int = 3,
@@ -118,6 +120,8 @@ class FusionNode:
         self.gate_margin_m = gate_margin_m
         self.appearance = appearance
         self.reference_s = reference_s
+        self.reference_quality = reference_quality
+        self.reference_clear_m = reference_clear_m
         self.look_own_ok = look_own_ok
         self.look_swap_margin = look_swap_margin
         self.look_swap_votes = look_swap_votes
@@ -219,11 +223,13 @@ class FusionNode:
         session = self.identity.session_of(track.id)
         if session is None or ts - session.opened_ts > self.reference_s:
             return
+        if obs.appearance.quality < self.reference_quality:
+            return  # partly hidden by someone: their colours may be mixed in
         x, y = track.xy
-        for other in self.tracker.tracks.values():  # someone next to them: their colours may be mixed in
+        for other in self.tracker.tracks.values():  # someone right next to them: which one is which is unsure
             if other is not track and other.confirmed and ts - other.last_camera_ts < 0.5:
                 ox, oy = other.xy
-                if (ox - x) ** 2 + (oy - y) ** 2 < 1.0:
+                if (ox - x) ** 2 + (oy - y) ** 2 < self.reference_clear_m ** 2:
                     return
         session.look.add(vec, ts, long_weight=0.0)
 

@@ -14,9 +14,18 @@ scenario's messages and compares what it published with the truth:
   shopper, where a camera saw the shopper (median and p90): localisation
   alone, since who it is is scored by the identity switches.
 
-Sessions are paired with true shoppers by their check-in tag when they have
-one, otherwise by entry and exit times (Hungarian, :func:`pair_by_times`, which
-the demo also pairs its receipts with).
+Sessions are paired with true shoppers by their check-in tag. A session that
+never got a tag cannot be billed to anyone in a real store: its receipt is
+counted as **unbillable** and its items as lost, never credited by timing.
+(:func:`pair_by_times`, pairing by entry and exit times, remains for the demo's
+printout.)
+
+Per shopper (:attr:`CartScore.per_shopper`, written by ``eval carts --json``):
+truth, billed, exact, the receipt lines sent to review, wrong lines (a SKU whose
+billed quantity differs from the truth) and whether each was flagged, and the
+identity switches of the shopper's session. Wrong lines flagged and silent
+errors (wrong lines without a flag) measure whether the review queue gets what
+is doubtful.
 """
 
 from __future__ import annotations
@@ -49,6 +58,12 @@ class CartScore:
     observations: int = 0
     fusion_seconds: float = 0.0
     counters: dict[str, int] = field(default_factory=dict)
+    unbillable: int = 0
+    wrong_lines: int = 0
+    wrong_lines_flagged: int = 0
+    receipt_lines: int = 0
+    receipt_lines_flagged: int = 0
+    per_shopper: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def exact_rate(self) -> float:
@@ -75,6 +90,35 @@ class CartScore:
         return float(np.quantile(self.floor_errors, q)) if len(self.floor_errors) else float("nan")
 
     @property
+    def flagged_wrong_share(self) -> float:
+        """Share of wrong receipt lines that carried a review flag."""
+        return self.wrong_lines_flagged / self.wrong_lines if self.wrong_lines else 1.0
+
+    @property
+    def silent_errors_per_100(self) -> float:
+        """Wrong receipt lines without a review flag per 100 shoppers."""
+        return 100.0 * (self.wrong_lines - self.wrong_lines_flagged) / self.shoppers if self.shoppers else 0.0
+
+    @property
+    def line_review_share(self) -> float:
+        """Share of receipt lines sent to review."""
+        return self.receipt_lines_flagged / self.receipt_lines if self.receipt_lines else 0.0
+
+    def to_json(self) -> dict:
+        """The score as a plain dict (per-shopper diagnostics included)."""
+        return {"shoppers": self.shoppers, "receipts": self.receipts, "unbillable": self.unbillable,
+                "exact": self.exact, "exact_rate": round(self.exact_rate, 4), "precision": round(self.precision, 4),
+                "recall": round(self.recall, 4), "changes": self.changes, "review_changes": self.review_changes,
+                "review_share": round(self.review_share, 4), "receipt_lines": self.receipt_lines,
+                "receipt_lines_flagged": self.receipt_lines_flagged, "wrong_lines": self.wrong_lines,
+                "wrong_lines_flagged": self.wrong_lines_flagged,
+                "silent_errors_per_100": round(self.silent_errors_per_100, 2),
+                "identity_switches": self.identity_switches,
+                "floor_error_p50": round(self.floor_error(0.5), 4), "floor_error_p90": round(self.floor_error(0.9), 4),
+                "observations_per_s": round(self.observations_per_s, 1), "counters": dict(sorted(self.counters.items())),
+                "per_shopper": self.per_shopper}
+
+    @property
     def observations_per_s(self) -> float:
         """Person observations fused per second of fusion time."""
         return self.observations / self.fusion_seconds if self.fusion_seconds else float("nan")
@@ -95,19 +139,10 @@ def pair_by_times(shoppers, receipts, max_cost_s: float = 30.0) -> list[tuple[in
     return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < max_cost_s]
 
 
-def _pair_sessions(node: FusionNode, scenario, receipts: dict) -> dict[str, str]:
-    """Session id -> true shopper id."""
+def _pair_sessions(node: FusionNode, scenario) -> dict[str, str]:
+    """Session id -> true shopper id, by check-in tag only (an untagged session is unbillable)."""
     by_tag = {s.tag: s.id for s in scenario.shoppers}
-    pairs: dict[str, str] = {}
-    for sid, session in node.sessions.items():
-        if session.tag in by_tag:
-            pairs[sid] = by_tag[session.tag]
-    taken = set(pairs.values())
-    rest_s = [s for s in scenario.shoppers if s.id not in taken]
-    rest_r = [r for sid, r in receipts.items() if sid not in pairs]
-    for i, j in pair_by_times(rest_s, rest_r):
-        pairs[rest_r[j].shopper] = rest_s[i].id
-    return pairs
+    return {sid: by_tag[session.tag] for sid, session in node.sessions.items() if session.tag in by_tag}
 
 
 def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str | None = None) -> CartScore:
@@ -124,15 +159,20 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
     seconds = time.perf_counter() - started
 
     receipts = {m.shopper: m for m in out if m.type == "receipt"}
-    pairs = _pair_sessions(node, scenario, receipts)
+    pairs = _pair_sessions(node, scenario)
     truth = {s.id: s.cart() for s in scenario.shoppers}
     billed_by_shopper: dict[str, dict[str, int]] = {}
+    flagged_by_shopper: dict[str, set[str]] = {}
+    sessions_of: dict[str, list[str]] = {}
     for sid, r in receipts.items():
         who = pairs.get(sid)
         if who is not None:
+            sessions_of.setdefault(who, []).append(sid)
             lines = billed_by_shopper.setdefault(who, {})
             for line in r.lines:
                 lines[line.sku] = lines.get(line.sku, 0) + line.quantity
+            flagged_by_shopper.setdefault(who, set()).update(
+                c.sku for c in node.sessions[sid].ledger.changes.values() if c.needs_review)
     exact = sum(1 for s in scenario.shoppers if billed_by_shopper.get(s.id, {}) == truth[s.id]
                 and s.id in billed_by_shopper)
     items_true = sum(sum(c.values()) for c in truth.values())
@@ -141,22 +181,42 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
                       for who, cart in truth.items() for sku, q in cart.items())
 
     changes = [m.change for m in out if m.type == "cart_event" and m.change is not None]
-    switches, errors = _locations(out, scenario)
+    switches, errors, switches_of = _locations(out, scenario)
     if plot:
         plot_sessions(config, scenario, out, pairs, plot)
+    per_shopper, wrong, wrong_flagged, n_lines, n_flagged = [], 0, 0, 0, 0
+    for s in scenario.shoppers:
+        billed, want = billed_by_shopper.get(s.id, {}), truth[s.id]
+        flagged = flagged_by_shopper.get(s.id, set())
+        skus = sorted(set(billed) | set(want))
+        wrong_skus = [k for k in skus if billed.get(k, 0) != want.get(k, 0)]
+        wrong += len(wrong_skus)
+        wrong_flagged += sum(1 for k in wrong_skus if k in flagged)
+        n_lines += len(billed)
+        n_flagged += sum(1 for k in billed if k in flagged)
+        per_shopper.append({
+            "shopper": s.id, "tag": s.tag, "sessions": sessions_of.get(s.id, []), "truth": dict(sorted(want.items())),
+            "billed": dict(sorted(billed.items())), "exact": s.id in billed_by_shopper and billed == want,
+            "review": sorted(flagged & set(billed)), "wrong_lines": wrong_skus,
+            "wrong_flagged": [k for k in wrong_skus if k in flagged],
+            "identity_switches": sum(switches_of.get(sid, 0) for sid in sessions_of.get(s.id, []))})
     return CartScore(
         shoppers=len(scenario.shoppers), receipts=len(receipts), exact=exact, items_true=items_true,
         items_billed=items_billed, items_right=items_right, changes=len(changes),
         review_changes=sum(c.needs_review for c in changes), identity_switches=switches,
         floor_errors=np.asarray(errors), observations=node.counters.get("in.person_observation", 0),
         fusion_seconds=seconds, counters=dict(node.counters),
+        unbillable=sum(1 for sid in receipts if sid not in pairs), wrong_lines=wrong,
+        wrong_lines_flagged=wrong_flagged, receipt_lines=n_lines, receipt_lines_flagged=n_flagged,
+        per_shopper=per_shopper,
     )
 
 
-def _locations(out: list[Envelope], scenario) -> tuple[int, list[float]]:
+def _locations(out: list[Envelope], scenario) -> tuple[int, list[float], dict[str, int]]:
+    """Identity switches (all, and per session) and floor errors of the published locations."""
     locs = [m for m in out if m.type == "shopper_location"]
     if not locs:
-        return 0, []
+        return 0, [], {}
     ids = [s.id for s in scenario.shoppers]
     times = np.array([m.ts for m in locs])
     truth_xy = np.stack([s.positions(times) if hasattr(s, "positions")
@@ -165,6 +225,7 @@ def _locations(out: list[Envelope], scenario) -> tuple[int, list[float]]:
                          for s in scenario.shoppers], axis=1)  # (T, S, 2)
     current: dict[str, str] = {}
     switches = 0
+    per_session: dict[str, int] = {}
     errors = []
     for k, m in enumerate(locs):
         d = np.hypot(truth_xy[k, :, 0] - m.x, truth_xy[k, :, 1] - m.y)
@@ -174,20 +235,23 @@ def _locations(out: list[Envelope], scenario) -> tuple[int, list[float]]:
             who = ids[nearest]
             if m.shopper in current and current[m.shopper] != who:
                 switches += 1
+                per_session[m.shopper] = per_session.get(m.shopper, 0) + 1
             current[m.shopper] = who
         if nearest >= 0 and np.isfinite(d[nearest]) and any(src != "ble" for src in m.sources):
             errors.append(float(d[nearest]))  # localisation; who it is counts in the identity switches
-    return switches, errors
+    return switches, errors, per_session
 
 
 LEVEL_NAMES = ("quiet", "busy", "crowded")
 
 
 def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shoppers: int | None = None,
-                    progress=None, plot_dir=None) -> dict[str, CartScore]:
+                    progress=None, plot_dir=None, per_seed: dict | None = None) -> dict[str, CartScore]:
     """Simulate and score each difficulty level over ``seeds``; scores are summed per level.
 
     With ``plot_dir``, the first seed of each level is drawn to ``carts-<level>.png`` there.
+    ``per_seed`` (a dict) receives each level's score per seed: ``per_seed[level][seed]``.
+    Seeds below 1000 are the ones parameters were tuned on; report on 1000 and above.
     """
     from ..sim.simulator import simulate
 
@@ -207,6 +271,8 @@ def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shop
                 Path(plot_dir).mkdir(parents=True, exist_ok=True)
                 plot = str(Path(plot_dir) / f"carts-{level}.png")
             score = score_carts(config, scenario, plot=plot)
+            if per_seed is not None:
+                per_seed.setdefault(level, {})[seed] = score
             total = score if total is None else _add(total, score)
         results[level] = total  # type: ignore[assignment]
     return results
@@ -224,6 +290,11 @@ def _add(a: CartScore, b: CartScore) -> CartScore:
         identity_switches=a.identity_switches + b.identity_switches,
         floor_errors=np.concatenate([a.floor_errors, b.floor_errors]), observations=a.observations + b.observations,
         fusion_seconds=a.fusion_seconds + b.fusion_seconds, counters=counters,
+        unbillable=a.unbillable + b.unbillable, wrong_lines=a.wrong_lines + b.wrong_lines,
+        wrong_lines_flagged=a.wrong_lines_flagged + b.wrong_lines_flagged,
+        receipt_lines=a.receipt_lines + b.receipt_lines,
+        receipt_lines_flagged=a.receipt_lines_flagged + b.receipt_lines_flagged,
+        per_shopper=a.per_shopper + b.per_shopper,
     )
 
 
