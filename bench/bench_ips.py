@@ -138,6 +138,21 @@ def main() -> None:
     rows.append((f"storesense particle filter ({int(setup.params['pf_particles'])} particles)",)
                 + run(tracker_fn("particle"), obs, args.repeat))
 
+    # the fusion node's path: sightings -> BleLocator (its observation window) -> Kalman fusion of trilateration
+    # (setup_from_config: no radio map), as fusion/ble.py runs it
+    from storesense.datasets.loaders.kolakowski import track_sightings
+    from storesense.ips.setup import make_setup
+
+    node_setup = make_setup(setup.anchors, setup.walkable, None, setup.tag_height)
+    sightings = track_sightings(track)
+    fused = []
+    start = time.process_time()
+    for _ in range(args.repeat):
+        locator = node_setup.locator("kalman")
+        fused = locator.run(sightings)
+    rate = args.repeat * len(fused) / (time.process_time() - start)
+    rows.append((f"fusion node: locator + Kalman(tri), window {node_setup.history_s('kalman'):g} s", rate, fused))
+
     print(f"BLE positioning, {len(obs)} observations of 6 anchors (Kolakowski robot track), "
           f"{args.repeat} passes, one core\n")
     print(f"{'method':<52} {'fixes/s/core':>13} {'median err m':>13}")
