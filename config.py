@@ -190,6 +190,11 @@ class DetectorSettings(_Model):
     )
     threads: int = Field(default=0, ge=0, description="ONNX Runtime intra-op threads; 0 lets it choose.")
     score_threshold: float = Field(default=0.25, ge=0.0, le=1.0, description="Drop people scored below this.")
+    tile_score_threshold: float = Field(
+        default=0.1, ge=0.0, le=1.0,
+        description="Score threshold of tile passes (the full-frame pass keeps score_threshold): MoveNet scores "
+        "the small people tiles are for 0.1-0.3 even when it finds them (0.1: detection precision 91 % on the "
+        "rescaled MOT proxy); the tracker's own thresholds decide which detections start tracks.")
     nms_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU above which boxes are merged (NMS).")
     tiling: Literal["auto", "explicit", "off"] = Field(
         default="auto",
@@ -204,7 +209,7 @@ class DetectorSettings(_Model):
         "tile_input_size (detections are mapped back and merged across tile borders).",
     )
     tile_input_size: tuple[int, int] = Field(
-        default=(192, 256), description="Model input height and width of a tile pass, multiples of 32."
+        default=(256, 320), description="Model input height and width of a tile pass, multiples of 32."
     )
     person_px: tuple[int, int] = Field(
         default=(80, 176),
@@ -215,11 +220,11 @@ class DetectorSettings(_Model):
         default=1.5, ge=0.25, le=4.0, description="Largest model-pixels-per-frame-pixel scale a tile may use."
     )
     max_input_px: int = Field(
-        default=300_000,
+        default=450_000,
         ge=4096,
-        description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget: "
-        "about 5 processed fps on two x86 cores at 300,000); the plan lowers its scales to fit and says which "
-        "person heights it then misses.",
+        description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget; "
+        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node); the plan lowers its scales to fit and "
+        "says which person heights it then misses.",
     )
 
     @field_validator("input_size", "tile_input_size")

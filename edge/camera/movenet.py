@@ -75,10 +75,12 @@ class MoveNetDetector(Detector):
         """People with 17 keypoints each in one BGR frame."""
         return self.detect_at(frame, self.input_size)
 
-    def detect_at(self, frame: np.ndarray, input_size: tuple[int, int]) -> Detections:
-        """People in ``frame`` letterboxed to ``input_size`` (h, w; multiples of 32) instead of the default."""
+    def detect_at(self, frame: np.ndarray, input_size: tuple[int, int], score_threshold: float | None = None) -> Detections:
+        """People in ``frame`` letterboxed to ``input_size`` (h, w; multiples of 32) instead of the default,
+        scored at least ``score_threshold`` (default: the settings')."""
         if tuple(input_size) != tuple(self.input_size) and not self.dynamic_input:
             raise StoresenseError(f"{self.path}: fixed input {self.input_size}, cannot run at {tuple(input_size)}")
         tensor, box = self.preprocess(frame, tuple(input_size))
         out = self.session.run(None, {self._input_name: tensor})[0]
-        return detections_from_movenet(out, box, self.settings.score_threshold, self.settings.nms_iou)
+        threshold = self.settings.score_threshold if score_threshold is None else score_threshold
+        return detections_from_movenet(out, box, threshold, self.settings.nms_iou)

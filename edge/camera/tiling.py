@@ -374,7 +374,12 @@ class TiledDetector(Detector):
         results = []
         for p in plan.passes:
             crop = frame if p.full_frame else frame[p.y:p.y + p.h, p.x:p.x + p.w]
-            dets = (self.base.detect_at(crop, p.input_size) if self.dynamic_input else self.base.detect(crop))
+            if not self.dynamic_input:
+                dets = self.base.detect(crop)
+            elif p.full_frame:
+                dets = self.base.detect_at(crop, p.input_size)
+            else:  # tiles are for people the model scores low even when it finds them: their own threshold
+                dets = self.base.detect_at(crop, p.input_size, self.settings.tile_score_threshold)
             if not p.full_frame and len(dets):
                 dets = dets.shifted(p.x, p.y)
             results.append((p, dets))

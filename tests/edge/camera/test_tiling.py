@@ -24,7 +24,7 @@ class BrightBlobs(Detector):
     input_size = (192, 256)
     dynamic_input = True
 
-    def detect_at(self, frame: np.ndarray, input_size) -> Detections:
+    def detect_at(self, frame: np.ndarray, input_size, score_threshold=None) -> Detections:
         bright = frame[:, :, 0] > 200
         cols = np.flatnonzero(bright.any(axis=0))
         if not len(cols):
