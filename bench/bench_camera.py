@@ -25,6 +25,10 @@ Ultralytics and torch are not storesense dependencies; use a separate virtualenv
     .venv-bench/bin/pip install -e .
     YOLO_OFFLINE=1 .venv-bench/bin/python bench/bench_camera.py --frames 150 --rounds 3 --yolo-onnx
 
+``--auto 768x576 1280x720`` measures the node alone (no Ultralytics needed) at the auto detection
+plan on the video resized to each size: processed fps, p50/p99 latency and peak RSS, each size in a
+fresh process.
+
 (``torch==2.13.0`` alone installs from the local wheel too, but PyPI's
 torchvision does not load beside it and Ultralytics' predictor imports
 torchvision.)
@@ -127,6 +131,65 @@ def summarise(runs: list[dict]) -> dict:
             "frames": runs[0]["frames"]}
 
 
+def _resized_video(video: Path, size: tuple[int, int], frames: int, folder: Path) -> Path:
+    """The first ``frames`` frames of ``video`` resized to ``size`` (width, height), as an .avi (MJPG) in ``folder``."""
+    import cv2
+
+    out = folder / f"{video.stem}-{size[0]}x{size[1]}.avi"
+    cap = cv2.VideoCapture(str(video))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), cap.get(cv2.CAP_PROP_FPS) or 25, size)
+    for _ in range(frames):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA if frame.shape[1] > size[0] else cv2.INTER_LINEAR))
+    writer.release()
+    cap.release()
+    return out
+
+
+def _auto_run(video: str, size: tuple[int, int], threads: int, queue) -> None:
+    """In a fresh process: the whole node (uncalibrated camera of ``size``, auto plan) over ``video``."""
+    import resource
+
+    store = load_store_config(example_store_path())
+    cam = store.camera("cam1").model_copy(update={"resolution": size, "intrinsics": None, "mount": None,
+                                                  "extrinsics": None, "homography": None, "shelf_faces": [],
+                                                  "detector": DetectorSettings(threads=threads)})
+    store = store.model_copy(update={"cameras": [cam]})
+    plans: list[str] = []
+    node = CameraNode(store, "cam1", processing_fps=0, status_interval_s=1.0, on_plan=plans.append,
+                      emit=lambda msg: encode(msg))
+    frames = iter(node.open(video))
+    for _ in range(5):  # warm-up
+        node.step(next(frames))
+    latencies, start = [], time.perf_counter()
+    for frame in frames:
+        latencies.append(node.step(frame) * 1000)
+    seconds = time.perf_counter() - start
+    queue.put({"size": list(size), "frames": len(latencies), "fps": len(latencies) / seconds,
+               "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
+               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[-1] if plans else ""})
+
+
+def bench_auto(video: Path, sizes: list[tuple[int, int]], frames: int, threads: int = 0) -> list[dict]:
+    """The node at the auto detection plan (uncalibrated camera) on ``video`` resized to each size, each in
+    a fresh process (so its peak RSS is its own): processed fps, p50/p99 latency, peak RSS, the plan."""
+    import multiprocessing as mp
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            path = _resized_video(video, size, frames + 5, Path(tmp))
+            ctx = mp.get_context("spawn")
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_auto_run, args=(str(path), size, threads, queue))
+            proc.start()
+            out.append(queue.get())
+            proc.join()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the comparison (optionally write it as JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -139,10 +202,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
     ap.add_argument("--yolo-onnx", action="store_true", help="also run the node on YOLO11n-pose exported to ONNX")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--auto", nargs="+", default=None, metavar="WxH",
+                    help="instead: the node alone at the auto detection plan on the video resized to each size "
+                         "(fps, p50/p99 latency, peak RSS); needs no Ultralytics")
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"{args.video}: video not found (the MOT15 TUD videos live in ../shared/data/mot15)", file=sys.stderr)
         return 2
+    if args.auto:
+        sizes = [tuple(int(v) for v in text.lower().split("x")) for text in args.auto]
+        load_start = os.getloadavg()[0]
+        rows = bench_auto(args.video, sizes, args.frames, args.threads)
+        print(f"video {args.video.name}, {args.frames} frames per size, {os.cpu_count()} CPUs "
+              f"({platform.processor() or platform.machine()}), onnxruntime {__import__('onnxruntime').__version__}, "
+              f"load average {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
+        for row in rows:
+            print(f"{row['size'][0]}x{row['size'][1]}: {row['fps']:.1f} fps, p50 {row['p50_ms']:.0f} ms, "
+                  f"p99 {row['p99_ms']:.0f} ms, peak RSS {row['rss_mb']:.0f} MB\n{row['plan']}")
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return 0
     try:
         import torch
         import ultralytics
