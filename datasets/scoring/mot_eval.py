@@ -132,7 +132,8 @@ def evaluate_sequences(
         raise StoresenseError("no sequence folders given")
     model_detector = load_model_detector(model) if detector == "model" else None
     if make_tracker is None:
-        make_tracker = tracker_for if model_detector is None else (lambda seq: model_tracker(model_detector))
+        make_tracker = tracker_for if model_detector is None else (
+            lambda seq: model_tracker(model_detector, seq.frame_rate))
     runs = []
     for seq in sequences:
         gt = seq.ground_truth()
@@ -162,11 +163,11 @@ def tracker_for(seq: MotSequence) -> CameraTracker:
     return CameraTracker(max_age_frames=max(1, round(max_age_s * seq.frame_rate)), **params)
 
 
-def model_tracker(detector) -> CameraTracker:
-    """The tracker the camera node itself pairs with ``detector`` (``camera_node.default_tracker``)."""
+def model_tracker(detector, fps: float | None = None) -> CameraTracker:
+    """The tracker the camera node itself pairs with ``detector`` at ``fps`` (``camera_node.default_tracker``)."""
     from ...edge.camera.node import default_tracker
 
-    return default_tracker(detector)
+    return default_tracker(detector, fps)
 
 
 def write_outputs(folder: Path, runs: list[SequenceRun], combined: MotScores, detector: str) -> None:

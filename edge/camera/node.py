@@ -59,18 +59,30 @@ class Tracker(Protocol):
         """Forget all tracks."""
 
 
-def default_tracker(detector: Detector) -> Tracker:
-    """The project's ``CameraTracker`` with score thresholds suited to the detector's scores.
+#: CameraTracker parameters paired with MoveNet (``max_age_s`` in seconds), chosen by leave-one-sequence-out
+#: cross-validation of ``bench/tune_tracker.py --cv --detections model`` over TUD-Campus, TUD-Stadtmitte and
+#: their rescaled small-people proxies (docs/benchmarks.md, "Camera tracker"): MoveNet scores small people
+#: 0.1-0.3, so tracks start from 0.15.
+MOVENET_TRACKER_PARAMS = {"high_thresh": 0.15, "low_thresh": 0.1, "match_iou": 0.4, "min_hits": 1, "max_age_s": 0.8,
+                          "low_match_iou": 0.5, "lost_match_iou": 0.3, "tentative_match_iou": 0.3}
+
+
+def default_tracker(detector: Detector, fps: float | None = None) -> Tracker:
+    """The project's ``CameraTracker`` with parameters suited to the detector's scores.
 
     MoveNet's person scores run lower than YOLO's (a clearly visible person often
-    scores 0.3-0.6), so its high/low split is lowered accordingly.
+    scores 0.3-0.6, a small one 0.1-0.3): it gets :data:`MOVENET_TRACKER_PARAMS`,
+    lost tracks kept ``max_age_s`` at ``fps`` processed frames per second (30 frames
+    when ``fps`` is not given).
     """
     try:
         from .tracker import CameraTracker
     except ImportError as exc:
         raise StoresenseError(f"the per-camera tracker (storesense.edge.camera.tracker) cannot be imported: {exc}") from None
     if detector.name.startswith("movenet"):
-        return CameraTracker(high_thresh=0.3, low_thresh=0.1)
+        params = dict(MOVENET_TRACKER_PARAMS)
+        max_age_s = params.pop("max_age_s")
+        return CameraTracker(max_age_frames=max(1, round(max_age_s * fps)) if fps else 30, **params)
     return CameraTracker()
 
 
@@ -124,7 +136,8 @@ class CameraNode:
             floor_outline=config.floor.outline, on_plan=self._on_plan)
         self._configured_camera = self.camera
         self._frame_size: tuple[int, int] | None = None
-        self.tracker = tracker if tracker is not None else default_tracker(self.detector)
+        self.tracker = tracker if tracker is not None else default_tracker(
+            self.detector, self.camera.fps if processing_fps is None or processing_fps <= 0 else processing_fps)
         calibrated = self.camera.homography is not None or (
             self.camera.intrinsics is not None and (self.camera.extrinsics or self.camera.mount))
         self.projector = FloorProjector(self.camera) if calibrated else None
