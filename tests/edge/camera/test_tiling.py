@@ -159,3 +159,13 @@ def test_calibration_is_scaled_to_a_source_of_the_same_aspect_and_refused_otherw
     np.testing.assert_allclose(big.shelf_faces[0].polygon, np.asarray(cam.shelf_faces[0].polygon) * 2)
     with pytest.raises(ConfigError, match=r"768x432 frames .* resolution 640x480"):
         cam.scaled_to(768, 432)
+
+
+def test_debug_drawing_shows_the_tiles():
+    from storesense.edge.camera.drawing import draw_debug
+
+    plan = make_plan((768, 576), DetectorSettings())
+    image = draw_debug(np.zeros((576, 768, 3), np.uint8), Detections.empty(), plan=plan)
+    for p in plan.passes[1:]:
+        assert image[p.y + p.h // 2, p.x].any() and image[p.y, p.x + p.w // 2].any()  # left and top edges drawn
+    assert not image[560:570, 20:30].any()  # outlines only: the frame's inside stays untouched
