@@ -37,7 +37,7 @@ SPACE = {
     "new_track_thresh": [None, 0.6, 0.7, 0.8, 0.9, 0.95],
     "match_iou": [0.15, 0.05, 0.1, 0.2, 0.3, 0.4],
     "min_hits": [1, 2, 3, 4],
-    "max_age_s": [0.25, 0.1, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
+    "max_age_s": [0.25, 0.1, 0.5, 0.75, 1.0, 1.2, 1.5, 2.0, 3.0],
     "low_match_iou": [0.4, 0.2, 0.3, 0.5],
     "lost_match_iou": [None, 0.2, 0.3, 0.4, 0.5, 0.6],
     "tentative_match_iou": [0.3, 0.1, 0.2, 0.4, 0.5],
@@ -90,8 +90,14 @@ def evaluate_bytetrack(params: dict, sequences: list) -> tuple[float, float, flo
     return c.HOTA, c.MOTA, c.IDF1
 
 
-def search(sequences: list, tracker: str, rounds: int, log=print) -> tuple[dict, tuple]:
-    """Coordinate search on ``sequences``: (best parameters, their combined (HOTA, MOTA, IDF1))."""
+#: CameraTracker's constructor defaults in SPACE's terms (--start defaults: a search start that has seen no data).
+CONSTRUCTOR_START = {"high_thresh": 0.5, "new_track_thresh": None, "match_iou": 0.2, "min_hits": 2,
+                     "max_age_s": 1.2, "low_match_iou": 0.5, "lost_match_iou": None, "tentative_match_iou": 0.3}
+
+
+def search(sequences: list, tracker: str, rounds: int, log=print, start: dict | None = None) -> tuple[dict, tuple]:
+    """Coordinate search on ``sequences`` from ``start`` (default: each value list's first entry):
+    (best parameters, their combined (HOTA, MOTA, IDF1))."""
     cache: dict[tuple, tuple] = {}
 
     def score(params: dict) -> tuple:
@@ -104,6 +110,8 @@ def search(sequences: list, tracker: str, rounds: int, log=print) -> tuple[dict,
 
     space = SPACE if tracker == "ours" else BYTETRACK_SPACE
     best = {k: v[0] for k, v in space.items()}
+    if start:
+        best.update({k: v for k, v in start.items() if k in space})
     best_score = score(best)
     for _ in range(rounds):
         improved = False
@@ -146,14 +154,14 @@ def model_detections(seq, cache_dir: Path | None) -> list:
     return frames
 
 
-def cross_validate(sequences: list, rounds: int) -> dict:
+def cross_validate(sequences: list, rounds: int, start: dict | None = None) -> dict:
     """Leave-one-sequence-out: tune ours on the others, score it on the held-out sequence next to
     ByteTrack at its constructor defaults; the pooled held-out scores are the cross-validated figures."""
     folds = {}
     ours_scores, bt_scores = [], []
     for i, (seq, frames, gt) in enumerate(sequences):
         train = sequences[:i] + sequences[i + 1:]
-        best, _ = search(train, "ours", rounds, log=lambda text: None)
+        best, _ = search(train, "ours", rounds, log=lambda text: None, start=start)
         held = [(seq, frames, gt)]
         ours = _scores(best, held, "ours")
         bt = _scores({}, held, "bytetrack")
@@ -202,6 +210,8 @@ def main() -> None:
                         help="public det/det.txt, or the camera node's own detector (tiled, shipped settings)")
     parser.add_argument("--cache", type=Path, default=None, help="folder caching the model's detections")
     parser.add_argument("--json", type=Path, default=None, help="write the --cv result here")
+    parser.add_argument("--start", choices=("shipped", "defaults"), default="shipped",
+                        help="search start: the shipped values (found on all sequences) or the constructor defaults")
     args = parser.parse_args()
     if args.detections == "model":
         SPACE.update(MODEL_SPACE)
@@ -213,7 +223,8 @@ def main() -> None:
                   else model_detections(seq, args.cache))
         sequences.append((seq, frames, seq.ground_truth()))
     if args.cv:
-        result = cross_validate(sequences, args.rounds)
+        result = cross_validate(sequences, args.rounds,
+                                start=CONSTRUCTOR_START if args.start == "defaults" else None)
         if args.json is not None:
             args.json.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
         return
