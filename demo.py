@@ -12,18 +12,21 @@ cart scoring pairs them (:func:`~storesense.datasets.scoring.carts.pair_by_times
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import StoreConfig
-from .contracts import Receipt
+from .contracts import NodeStatus, Receipt, Stamper
 from .transport.recording import Recorder
 from .datasets.scoring.carts import pair_by_times
 from .datasets.sim.synthetic import Scenario, TruthShopper, generate_scenario
 from .errors import StoresenseError
 from .fusion.service import FusionService
+from .hub.auth import TerminalRegistry
 from .hub.ingest import HubIngest
 from .hub.service import start_live_page
 from .hub.store import HubStore
@@ -53,7 +56,7 @@ class DemoResult:
     checks: list[ReceiptCheck]
     counters: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    db_path: str = ""
+    db_path: str = ""  # empty when the hub's database was a temporary one (removed after the run)
 
     @property
     def all_match(self) -> bool:
@@ -73,14 +76,56 @@ def match_receipts(shoppers: list[TruthShopper], receipts: list[Receipt]) -> lis
     return sorted(checks, key=lambda c: c.truth.enter_ts if c.truth else float("inf"))
 
 
+#: the till the demo registers, so the checkout API can be tried against it (docs/hub.md, "Till integration")
+DEMO_TERMINAL = "demo-till"
+#: seconds of simulated time between the simulated nodes' heartbeats when the demo is paced
+HEARTBEAT_S = 5.0
+
+
+@dataclass
+class DemoPage:
+    """Where the demo's hub answers: the live page and API URL, and the demo till's token."""
+
+    url: str
+    port: int
+    terminal: str
+    token: str
+
+
+def with_heartbeats(messages: list, period_s: float = HEARTBEAT_S) -> list:
+    """``messages`` plus a ``NodeStatus`` (online) every ``period_s`` from each node that announced itself.
+
+    A real camera, BLE or shelf node heartbeats every few seconds; the simulators announce each node once.
+    When the demo plays at a watchable pace, the hub would (rightly) call a node silent for 15 s offline.
+    """
+    first = {m.node: m for m in messages if isinstance(m, NodeStatus)}
+    if not first or not messages:
+        return list(messages)
+    end = max(m.ts for m in messages)
+    beats = []
+    for node, announce in first.items():
+        stamper = Stamper(node, f"{announce.source}-heartbeat")
+        ts = announce.ts + period_s
+        while ts < end:
+            beats.append(stamper.make(NodeStatus, round(ts, 3), node=node, kind=announce.kind, state="online"))
+            ts += period_s
+    return sorted([*messages, *beats], key=lambda m: m.ts)
+
+
 def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: str | None = None,
              record_dir: str | None = None, progress=None, timeout_s: float = 60.0, page_port: int | None = 0,
-             on_page=None, page_linger_s: float = 0.0, level: str = "quiet") -> DemoResult:
+             on_page=None, page_linger_s: float = 0.0, level: str = "quiet", speed: float | None = None,
+             on_receipt=None, keep_page=None) -> DemoResult:
     """Run the end-to-end demo; ``progress(done, total, stage)`` reports streaming progress.
 
     ``level`` (quiet, busy, crowded) is the store simulator's difficulty level;
-    ``"simple"`` runs the Foundation's simple generator instead. The hub's live page is served on ``page_port`` (0: a free port; None: not at all) and its URL
-    handed to ``on_page(url)``; ``page_linger_s`` keeps it up that long after the run.
+    ``"simple"`` runs the Foundation's simple generator instead. The hub's live page and API are served
+    on ``page_port`` (0: a free port; None: not at all) with a till registered, and a :class:`DemoPage`
+    handed to ``on_page`` before the store opens. ``speed`` paces the store: simulated seconds per wall
+    second (1.0: real time; None: as fast as it goes, for scripts and CI), with node heartbeats.
+    ``on_receipt(check)`` hears each :class:`ReceiptCheck` as its shopper leaves. After the run,
+    ``keep_page(page)`` (blocking, e.g. until Ctrl-C) or ``page_linger_s`` keeps the page up.
+    A temporary database (no ``db_path``) is removed when the demo ends.
     """
     started = time.monotonic()
     if level == "simple":  # the Foundation's simple generator
@@ -89,9 +134,12 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
         from .datasets.sim.simulator import simulate
 
         scenario = simulate(config, level, shoppers=shoppers, seed=seed)
+    messages = with_heartbeats(scenario.messages) if speed else list(scenario.messages)
     store_id = config.store.id
-    workdir = Path(tempfile.mkdtemp(prefix="storesense-demo-"))
-    db_path = db_path or str(workdir / "hub.db")
+    workdir = None
+    if db_path is None:
+        workdir = Path(tempfile.mkdtemp(prefix="storesense-demo-"))
+        db_path = str(workdir / "hub.db")
     broker = None
     url = config.transports.mqtt.url
     if url is None:
@@ -107,21 +155,42 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
     edge = None
     edge_rec: Recorder | None = None
     page = None
+    reported: set[str] = set()
+
+    def report_receipts(now_ts: float) -> None:
+        """Hand each newly stored receipt to ``on_receipt``, checked against the shoppers gone by then."""
+        if on_receipt is None or db.count("receipt") <= len(reported):
+            return
+        receipts = db.receipts()
+        gone = [t for t in scenario.shoppers if t.exit_ts <= now_ts + 1e-6]
+        for check in match_receipts(gone, receipts):
+            if check.receipt is not None and check.receipt.receipt_id not in reported:
+                reported.add(check.receipt.receipt_id)
+                on_receipt(check)
+
     try:
         hub.start()
         if page_port is not None:
-            page = start_live_page(config, db, port=page_port)[0]
+            token = secrets.token_urlsafe(16)
+            page = start_live_page(config, db, port=page_port,
+                                   terminals=TerminalRegistry.from_tokens({DEMO_TERMINAL: token}))[0]
             if on_page:
-                on_page(page.url)
+                on_page(DemoPage(page.url, page.port, DEMO_TERMINAL, token))
         fusion.start()
-        total = len(scenario.messages)
+        total = len(messages)
         thread = fusion.serve_in_thread(poll_s=0.2, until=total)
 
         edge = ZmqPublisher(endpoint, store=store_id)
         if not edge.wait_for_subscriber(5.0):
             raise StoresenseError("the fusion node did not subscribe to the edge stream within 5 s")
         edge_rec = Recorder(Path(record_dir) / "edge.jsonl", store_id) if record_dir else None
-        for i, msg in enumerate(scenario.messages, 1):
+        t0_wall, t0_sim = time.monotonic(), (messages[0].ts if messages else 0.0)
+        for i, msg in enumerate(messages, 1):
+            if speed:
+                wait = t0_wall + (msg.ts - t0_sim) / speed - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                    report_receipts(msg.ts)
             edge.publish(msg)
             if edge_rec:
                 edge_rec.write(msg)
@@ -147,13 +216,17 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
             time.sleep(0.05)
         fusion.close()
         receipts = db.receipts()
-        if page is not None and page_linger_s > 0:
-            time.sleep(page_linger_s)
+        report_receipts(float("inf"))
         counters = dict(fusion.counters)
         counters["hub.stored"] = hub.stored
         counters["hub.malformed"] = hub.subscriber.decoder.rejected_total
-        return DemoResult(scenario, match_receipts(scenario.shoppers, receipts), counters,
-                          time.monotonic() - started, db_path)
+        result = DemoResult(scenario, match_receipts(scenario.shoppers, receipts), counters,
+                            time.monotonic() - started, "" if workdir else db_path)
+        if page is not None and keep_page is not None:
+            keep_page(result)
+        elif page is not None and page_linger_s > 0:
+            time.sleep(page_linger_s)
+        return result
     finally:
         if edge_rec is not None:
             edge_rec.close()
@@ -166,3 +239,5 @@ def run_demo(config: StoreConfig, *, shoppers: int = 6, seed: int = 1, db_path: 
         db.close()
         if broker is not None:
             broker.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -47,6 +47,7 @@ from ..contracts import (
     CheckIn,
     Envelope,
     HandShelfInteraction,
+    NodeStatus,
     PersonObservation,
     Receipt,
     ShopperLocation,
@@ -153,6 +154,10 @@ class FusionNode:
     def handle(self, msg: Envelope) -> None:
         """Take one input message (it may be held briefly to restore timestamp order)."""
         self.counters[f"in.{msg.type}"] += 1  # type: ignore[attr-defined]
+        if isinstance(msg, NodeStatus):  # edge nodes have no MQTT link: their health reaches the hub through us
+            self.counters["out.node_status"] += 1
+            self.emit(msg)  # unchanged (its own node, event id and ts), so the hub stores it idempotently
+            return
         late_before = self.reorder.late
         due = self.reorder.push(msg)
         if self.reorder.late > late_before:

@@ -29,7 +29,7 @@ def floor(ctx: Ctx) -> dict:
 
 @router.get("/api/nodes", tags=["live"], summary="Node health: which camera, BLE or shelf node is offline")
 def nodes(ctx: Ctx) -> list[dict]:
-    return node_health(ctx.config, ctx.store)
+    return ctx.feed.nodes() if ctx.feed is not None else node_health(ctx.config, ctx.store)
 
 
 @router.get("/api/live/snapshot", tags=["live"], summary="Shoppers, open carts and node health now")

@@ -109,3 +109,153 @@ def test_shoppers_appear_and_move_on_the_live_page(embedded_broker, tmp_path, br
     finally:
         pub.close()
         hub.stop()
+
+
+def test_a_camera_whose_status_stream_stops_goes_offline_on_the_page(embedded_broker, tmp_path, browser_page):
+    """Edge heartbeats travel edge -> ZeroMQ -> fusion -> MQTT -> hub; a camera that falls silent shows offline."""
+    import threading
+    import time
+
+    from storesense.fusion.service import FusionService
+    from storesense.transport import ZmqPublisher
+
+    hub = HubService(CFG, db=tmp_path / "hub.db", mqtt_url=embedded_broker.url, terminals=TerminalRegistry(),
+                     client_id=f"browser-hub-{uuid.uuid4().hex[:6]}", port=0).start()
+    hub.ctx.feed.stale_after_s = 1.5  # three heartbeats of 0.5 s
+    fusion = FusionService(CFG, run_id="health", mqtt_url=embedded_broker.url,
+                           mqtt_client_id=f"health-fusion-{uuid.uuid4().hex[:6]}")
+    endpoint = fusion.listen("tcp://127.0.0.1:*")
+    fusion.start()
+    fusion.serve_in_thread(poll_s=0.1)
+    edge = ZmqPublisher(endpoint, store=CFG.store.id)
+    assert edge.wait_for_subscriber(5.0)
+    alive = {"cam2": True, "cam10": True, "ble-mid": True}
+    stop = threading.Event()
+
+    def heartbeats():
+        stampers = {n: Stamper(n, run_id="health") for n in alive}
+        while not stop.is_set():
+            for node, on in alive.items():
+                if on:
+                    kind = "ble" if node.startswith("ble") else "camera"
+                    edge.publish(stampers[node].make(NodeStatus, time.time(), node=node, kind=kind, state="online"))
+            stop.wait(0.5)
+
+    beat = threading.Thread(target=heartbeats, daemon=True)
+    beat.start()
+    page = browser_page
+    try:
+        page.goto(hub.http.url)
+        page.wait_for_selector("#status.live", timeout=15000)
+        for node in alive:
+            page.wait_for_selector(f'#nodes [data-node="{node}"][data-state="online"]', timeout=10000)
+        # every configured node is listed, the never-heard ones as unknown, cameras in natural order
+        rows = page.locator('#nodes tr[data-kind="camera"], #nodes tr[data-kind="ble"], #nodes tr[data-kind="shelf"]')
+        assert rows.count() == len(CFG.cameras) + len(CFG.ble_nodes) + len(CFG.weight_sensors)
+        assert page.locator('#nodes [data-node="cam1"]').get_attribute("data-state") == "unknown"
+        cams = [r for r in page.locator('#nodes tr[data-kind="camera"]').evaluate_all(
+            "rows => rows.map(r => r.dataset.node)")]
+        assert cams == [f"cam{i}" for i in range(1, 11)]
+        assert "last report" in page.locator('#nodes [data-node="cam2"]').inner_text()
+
+        alive["cam2"] = False  # the camera node dies: no goodbye, its heartbeats just stop
+        page.wait_for_selector('#nodes [data-node="cam2"][data-state="offline"]', timeout=10000)
+        assert page.locator('#nodes [data-node="cam10"]').get_attribute("data-state") == "online"
+        assert page.locator('#nodes [data-node="ble-mid"]').get_attribute("data-state") == "online"
+        assert "1 node offline" in page.locator("#counts").inner_text()
+        assert any(n["node"] == "cam2" and n["state"] == "offline" and n["stale"]
+                   for n in hub.ctx.feed.nodes())
+
+        alive["cam2"] = True  # it comes back
+        page.wait_for_selector('#nodes [data-node="cam2"][data-state="online"]', timeout=10000)
+    finally:
+        stop.set()
+        beat.join(2)
+        edge.close()
+        fusion.stop(2.0)
+        fusion.close()
+        hub.stop()
+
+
+def test_the_demo_page_during_the_run(tmp_path, browser_page):
+    """`storesense demo --speed`: shoppers move, nodes are online, carts are grouped, ids are whole, the page reads."""
+    import threading
+
+    from storesense.demo import run_demo
+
+    pages, results, errors = [], [], []
+    opened = threading.Event()
+    release = threading.Event()
+
+    def on_page(p):
+        pages.append(p)
+        opened.set()
+
+    def run():
+        try:
+            results.append(run_demo(CFG, shoppers=6, seed=1, speed=8.0, on_page=on_page,
+                                    keep_page=lambda result: release.wait(60)))
+        except Exception as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+            opened.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    page = browser_page
+    try:
+        assert opened.wait(60), "the demo never served its page"
+        assert not errors, errors
+        page.goto(pages[0].url)
+        page.wait_for_selector("#status.live", timeout=15000)
+        # shoppers appear and move while the demo runs
+        page.wait_for_function("document.querySelectorAll('#shoppers [data-shopper]').length >= 2", timeout=30000)
+        first = page.locator("#shoppers [data-shopper]").first
+        sid = first.get_attribute("data-shopper")
+        dot = page.locator(f'#shoppers [data-shopper="{sid}"]')
+        before = (dot.get_attribute("data-x"), dot.get_attribute("data-y"))
+        page.wait_for_function(
+            f"(() => {{ const g = document.querySelector('#shoppers [data-shopper=\"{sid}\"]');"
+            f" return !g || g.getAttribute('data-x') !== '{before[0]}' || g.getAttribute('data-y') !== '{before[1]}'; }})()",
+            timeout=15000)
+        # every simulated camera, BLE and shelf node reports online through the fusion node
+        n_nodes = len(CFG.cameras) + len(CFG.ble_nodes) + len(CFG.weight_sensors)
+        page.wait_for_function(
+            f"document.querySelectorAll('#nodes tr[data-state=\"online\"]').length >= {n_nodes}", timeout=15000)
+        assert page.locator('#nodes tr[data-state="unknown"]').count() == 0
+        # distinct colours for the shoppers on the floor; their numbers sit inside their dots
+        fills = page.locator("#shoppers [data-shopper] circle").evaluate_all("cs => cs.map(c => c.getAttribute('fill'))")
+        assert len(set(fills)) == len(fills)
+        # the legend explains the plan
+        legend = page.locator("#legend").inner_text()
+        for word in ("shopper", "shelf", "counter", "entry", "exit", "checkout", "light"):
+            assert word in legend
+        # full session ids, the ones the API takes
+        page.wait_for_selector("#carts [data-cart]", timeout=15000)
+        shown = page.locator("#carts [data-cart] code.sid").first.inner_text()
+        api = page.request.get(pages[0].url + "api/sessions",
+                               headers={"Authorization": f"Bearer {pages[0].token}"}).json()
+        assert shown in {s["shopper"] for s in api}
+        page.screenshot(path=str(Path(os.environ.get("STORESENSE_SCREENSHOT_DIR", tmp_path)) / "hub-live-demo.png"))
+
+        # shoppers leave: their carts move out of "shopping now" into "not yet paid"
+        page.wait_for_selector("#carts-closed [data-cart]", timeout=40000)
+        counts = page.locator("#counts").inner_text()
+        assert "1 shoppers" not in counts and "1 open carts" not in counts and "1 nodes" not in counts
+        # labels never overlap: shelf letters apart from each other, no zone text over them (the legend
+        # names the zones), and each shopper's number inside its own dot
+        rect = "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+        shelves = page.locator("#layer-shelves text").evaluate_all(rect)
+        assert len(shelves) == len(CFG.shelves)
+        for i, a in enumerate(shelves):
+            for b in shelves[i + 1:]:
+                assert not (min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])), (a, b)
+        assert page.locator("#layer-zones text").count() == 0
+        for sid in page.locator("#shoppers [data-shopper]").evaluate_all("gs => gs.map(g => g.dataset.shopper)"):
+            (c,), (t,) = (page.locator(f'#shoppers [data-shopper="{sid}"] {tag}').evaluate_all(rect)
+                          for tag in ("circle", "text"))
+            assert c[0] - 1 <= t[0] and t[2] <= c[2] + 1 and c[1] - 1 <= t[1] and t[3] <= c[3] + 1, (sid, c, t)
+    finally:
+        release.set()
+        thread.join(90)
+    assert not errors, errors
+    assert results and results[0].all_match
