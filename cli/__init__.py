@@ -19,6 +19,7 @@ import typer
 from ..errors import StoresenseError
 from . import calibrate, config, demo, edge, eval, fusion, hub
 from . import deploy as deploy_cli
+from . import hq as hq_cli
 from . import store as store_cli
 from .common import err_console
 
@@ -29,6 +30,7 @@ app.command()(fusion.simulate)
 app.command()(fusion.fusion)
 app.command()(fusion.replay)
 app.command()(hub.hub)
+app.command()(hq_cli.hq)
 app.add_typer(config.config_app, name="config")
 app.add_typer(edge.edge_app, name="edge")
 app.add_typer(calibrate.calibrate_app, name="calibrate")

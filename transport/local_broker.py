@@ -104,6 +104,59 @@ def nats_server_config(*, host: str, mqtt_port: int, data_dir: str | Path, serve
     return "\n".join(lines) + "\n"
 
 
+#: the topics a store keeps for headquarters (MQTT topic storesense/<store>/<part>/... is NATS subject
+#: storesense.<store>.<part>....): receipts, cart events and states, zone events, node health; never
+#: shopper positions or offers (personal movement stays in the store)
+CHAIN_PARTS = ("receipts", "carts", "zones", "nodes")
+
+
+def store_stream_name(store_id: str) -> str:
+    """The JetStream stream on a store's nats-server that keeps what headquarters needs."""
+    return f"STORE_{store_id}"
+
+
+def store_stream_subjects(store_id: str) -> list[str]:
+    """The NATS subjects the store stream captures (see :data:`CHAIN_PARTS`)."""
+    return [f"storesense.{store_id}.{part}.>" for part in CHAIN_PARTS]
+
+
+def ensure_store_stream(nats_url: str, store_id: str, *, max_age_s: float, max_bytes: int = -1,
+                        timeout: float = 10.0) -> None:
+    """Create (or update) the store's stream on its nats-server: file storage, kept ``max_age_s`` seconds.
+
+    The store's MQTT publishes (QoS 0 and 1) land in it whether or not the link
+    to headquarters is up; the HQ stream sources from it over the leaf node link
+    and picks up where it stopped after an outage.
+    """
+    import asyncio
+
+    try:
+        import nats
+        from nats.js import api
+    except ImportError:  # pragma: no cover - nats-py is a dependency
+        raise TransportError("the store -> HQ chain needs nats-py (pip install nats-py)") from None
+
+    config = api.StreamConfig(name=store_stream_name(store_id), subjects=store_stream_subjects(store_id),
+                              storage=api.StorageType.FILE, retention=api.RetentionPolicy.LIMITS,
+                              max_age=max_age_s, max_bytes=max_bytes, discard=api.DiscardPolicy.OLD)
+
+    async def create():
+        nc = await nats.connect(nats_url, connect_timeout=timeout, max_reconnect_attempts=0)
+        try:
+            js = nc.jetstream(timeout=timeout)
+            try:
+                await js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                await js.update_stream(config)  # exists with other limits
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(create())
+    except Exception as exc:  # noqa: BLE001 - one line naming the server
+        raise TransportError(f"store stream {store_stream_name(store_id)} on {nats_url}: {exc}") from None
+
+
 def mosquitto_config(*, host: str, port: int, data_dir: str | Path, user: str | None = None,
                      log_path: str | Path | None = None) -> str:
     """A mosquitto configuration with persistence that survives a crash (autosave) in ``data_dir``."""
