@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections import Counter
 from typing import Annotated, Literal, Union
@@ -41,6 +42,21 @@ SCHEMA_VERSION = 1
 SCHEMA_VERSIONS: dict[str, tuple[int, ...]] = {"person_observation": (1, 2)}
 #: length of a person's appearance descriptor (2 body regions × 12 colour bins)
 APPEARANCE_BINS = 24
+
+# Limits of strict decoding (see :func:`decode`): what storage holds and what a node can parse safely.
+#: most bytes in one encoded message
+MAX_MESSAGE_BYTES = 256 * 1024
+#: deepest nesting of JSON objects and arrays in a message (the real messages need 4)
+MAX_DEPTH = 8
+#: largest integer magnitude anywhere in a message (a signed 64-bit integer, what SQL stores)
+MAX_INT = 2**63 - 1
+#: longest event id or source id
+MAX_ID_CHARS = 128
+#: what an event id or a node id may look like: letters, digits and ``._:-``, starting with a letter or digit
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
+
+#: a decoder logs each kind of rejected message at most once per this many seconds
+LOG_EVERY_S = 10.0
 
 #: Namespace for deterministic event ids (uuid5 of source, run id and seq).
 EVENT_NAMESPACE = uuid.UUID("6c1f3a52-8f0e-4a55-9f43-2a1de0c1a7b1")
@@ -126,9 +142,12 @@ class Envelope(_Model):
     """Fields every message carries."""
 
     v: Literal[1] = Field(default=SCHEMA_VERSION, description="Schema version.")
-    event_id: str = Field(min_length=1, description="Unique id used to drop duplicates.")
-    source: str = Field(min_length=1, description="Node that produced the message.")
-    seq: int = Field(ge=1, description="Per-source sequence number.")
+    event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
+                          description="Unique id used to drop duplicates (letters, digits and ``._:-``, "
+                                      "at most 128 characters).")
+    source: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
+                        description="Node that produced the message (same characters as ``event_id``).")
+    seq: int = Field(ge=1, le=MAX_INT, description="Per-source sequence number.")
     ts: float = Field(description="Timestamp in seconds.")
 
 
@@ -400,24 +419,67 @@ def encode(msg: Envelope) -> bytes:
     return msg.model_dump_json().encode("utf-8")
 
 
+def _check_tree(obj: object) -> None:
+    """Raise :class:`MessageError` when parsed JSON nests deeper than :data:`MAX_DEPTH`, holds an
+    integer beyond 64 bits or a string that is not valid Unicode (a lone surrogate from ``\\ud800``)."""
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > MAX_DEPTH:
+                raise MessageError(f"nested deeper than {MAX_DEPTH} levels")
+            for key, value in item.items():
+                _check_text(key)
+                stack.append((value, depth + 1))
+        elif isinstance(item, list):
+            if depth > MAX_DEPTH:
+                raise MessageError(f"nested deeper than {MAX_DEPTH} levels")
+            stack.extend((value, depth + 1) for value in item)
+        elif isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and not -MAX_INT - 1 <= item <= MAX_INT:
+            raise MessageError("integer out of the signed 64-bit range")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MessageError("string is not valid Unicode (a lone surrogate)") from None
+
+
 def decode(data: bytes | str) -> Envelope:
-    """Parse and validate one message; raise :class:`MessageError` with the reason."""
+    """Parse and validate one message strictly; raise :class:`MessageError` with the reason.
+
+    Besides the message's own schema: at most :data:`MAX_MESSAGE_BYTES`, valid UTF-8 with no
+    lone surrogates, nested at most :data:`MAX_DEPTH` deep, integers within 64 bits (NaN and
+    Infinity are refused by every message's fields), event and source ids of :data:`ID_PATTERN`. No input raises anything else.
+    """
     if isinstance(data, (bytes, bytearray, memoryview)):
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise MessageError(f"too large ({len(data)} bytes, limit {MAX_MESSAGE_BYTES})")
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MessageError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     else:
         text = data
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise MessageError(f"too large ({len(text)} characters, limit {MAX_MESSAGE_BYTES})")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MessageError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise MessageError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise MessageError(f"not JSON ({str(exc).splitlines()[0][:80]})") from None
     if not isinstance(obj, dict):
         raise MessageError(f"expected a JSON object, got {type(obj).__name__}")
+    _check_tree(obj)
     kind = obj.get("type")
-    if kind not in MESSAGE_TYPES:
-        raise MessageError(f"unknown message type {kind!r}")
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+        raise MessageError(f"unknown message type {_short(kind)}")
     versions = SCHEMA_VERSIONS.get(kind, (SCHEMA_VERSION,))
     if obj.get("v") not in versions:
         raise MessageError(f"unsupported schema version {obj.get('v')!r} of {kind} "
@@ -426,6 +488,33 @@ def decode(data: bytes | str) -> Envelope:
         return MESSAGE_TYPES[kind].model_validate(obj)
     except ValidationError as exc:
         raise MessageError(f"invalid {kind}: {describe_validation_error(exc)}") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # a validator's own failure: still one line
+        raise MessageError(f"invalid {kind}: {_short(exc)}") from None
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for log lines about untrusted input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    """``text`` safe for one log line: escapes for what is not printable UTF-8, cut to ``limit``."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in safe[:limit])
+    return safe if len(text) <= limit else safe + "…"
+
+
+def topic_matches(msg: Envelope, topic: str) -> bool:
+    """Whether ``msg`` belongs on ``topic``: its type, source and subject (shopper, zone, node,
+    fixture) are the ones :func:`topic_for` puts in the topic, for the store the topic names."""
+    parts = topic.split("/", 2)
+    if len(parts) < 3 or parts[0] != "storesense" or not parts[1]:
+        return False
+    try:
+        return topic_for(parts[1], msg) == topic
+    except (KeyError, ValueError):
+        return False
 
 
 class Decoder:
@@ -437,23 +526,36 @@ class Decoder:
     dropped.
     """
 
-    def __init__(self, name: str = "node", *, dedupe: bool = True, memory: int = 100_000):
+    def __init__(self, name: str = "node", *, dedupe: bool = True, memory: int = 100_000,
+                 check_topic: bool = False, log_every_s: float = LOG_EVERY_S):
         self.name = name
         self.dedupe = dedupe
         self.memory = memory
+        self.check_topic = check_topic
+        self.log_every_s = log_every_s
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
         self.duplicates = 0
         self._seen: dict[str, None] = {}
+        self._logged: dict[str, tuple[float, int]] = {}  # reason -> (last logged, skipped since)
 
     def decode(self, data: bytes | str, origin: str = "?") -> Envelope | None:
-        """Decode ``data`` received on ``origin`` (a topic or file:line)."""
+        """Decode ``data`` received on ``origin`` (a topic or file:line).
+
+        With ``check_topic`` the origin is the MQTT / ZeroMQ topic and the message must belong
+        on it (:func:`topic_matches`): a ``cart_state`` on a location topic, or a cart event
+        under a camera's topic, is rejected before its event id is remembered.
+        """
         try:
             msg = decode(data)
+            if self.check_topic and not topic_matches(msg, origin):
+                raise MessageError(f"topic mismatch: a {msg.type} from {msg.source!r} "  # type: ignore[attr-defined]
+                                   f"does not belong on this topic")
         except MessageError as exc:
-            reason = str(exc)
-            self.rejected[reason.split(" (")[0].split(":")[0]] += 1
-            log.warning("%s: skipped message on %s: %s", self.name, origin, reason)
+            self._reject(str(exc), origin)
+            return None
+        except Exception as exc:  # noqa: BLE001 - no input may raise into a node's loop
+            self._reject(f"undecodable ({type(exc).__name__})", origin)
             return None
         if self.dedupe:
             if msg.event_id in self._seen:
@@ -464,6 +566,19 @@ class Decoder:
                 self._seen.pop(next(iter(self._seen)))
         self.accepted += 1
         return msg
+
+    def _reject(self, reason: str, origin: str) -> None:
+        """Count a rejected message and log it in one line, at most once per ``log_every_s`` per kind."""
+        key = reason.split(" (")[0].split(":")[0]
+        self.rejected[key] += 1
+        now = time.monotonic()
+        last, skipped = self._logged.get(key, (-float("inf"), 0))
+        if now - last < self.log_every_s:
+            self._logged[key] = (last, skipped + 1)
+            return
+        self._logged[key] = (now, 0)
+        more = f" ({skipped} more like it not logged)" if skipped else ""
+        log.warning("%s: skipped message on %s: %s%s", self.name, _printable(origin), reason, more)
 
     @property
     def rejected_total(self) -> int:

@@ -176,6 +176,7 @@ class HubIngest:
 
 def _fresh_decoder(old: Decoder) -> Decoder:
     """A decoder with ``old``'s counters but no memory of seen event ids."""
-    new = Decoder(old.name, dedupe=old.dedupe, memory=old.memory)
+    new = Decoder(old.name, dedupe=old.dedupe, memory=old.memory, check_topic=old.check_topic,
+                  log_every_s=old.log_every_s)
     new.accepted, new.rejected, new.duplicates = old.accepted, old.rejected, old.duplicates
     return new

@@ -360,7 +360,7 @@ class MqttSubscriber(_MqttClient):
             raise TransportError(f"MQTT subscriber {client_id}: no topics to subscribe to")
         self.on_message = on_message
         self.on_availability = on_availability
-        self.decoder = Decoder(client_id)
+        self.decoder = Decoder(client_id, check_topic=True)
         self.callback_errors = 0
         self._suback = threading.Event()
         self._sub_refused: str | None = None

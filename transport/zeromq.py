@@ -112,7 +112,7 @@ class ZmqSubscriber:
         self._sock, self.endpoint = _zmq_socket(zmq.SUB, "subscriber", endpoint, bind,
                                                 {zmq.RCVHWM: ZMQ_HWM, zmq.LINGER: 0},
                                                 [t.encode("utf-8") for t in topics])
-        self.decoder = Decoder(f"zmq-sub {endpoint}")
+        self.decoder = Decoder(f"zmq-sub {endpoint}", check_topic=True)
 
     def recv(self, timeout_s: float = 1.0) -> Envelope | None:
         """The next valid message, or None on timeout or when the next one is malformed or a duplicate."""
