@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 
+from ...geometry.polygons import distance_to_polygon
 from ..carts import build_cart, final_receipt, receipt_text
 from ..payments import PaymentResult
 from ..store import HubStateError
@@ -33,6 +34,32 @@ def sessions(ctx: Ctx, _: CheckoutTerminal,
                               closed_ts=s.closed_ts, items=sum(l.quantity for l in lines),
                               total=cart.total if cart else 0.0, needs_review=any(l.needs_review for l in lines)))
     return out
+
+
+@router.get("/api/sessions/near", summary="Open sessions standing in or near a zone (the till's own), nearest first")
+def sessions_near(ctx: Ctx, _: CheckoutTerminal,
+                  zone: str | None = Query(None, description="Zone id (default: the store's first checkout zone)."),
+                  max_m: float = Query(1.5, ge=0.0, le=50.0, description="How far outside the zone still counts.")
+                  ) -> list[dict]:
+    zones = {z.id: z for z in ctx.config.zones}
+    if zone is None:
+        checkout = [z for z in ctx.config.zones if z.kind == "checkout"]
+        if not checkout:
+            raise HTTPException(400, "the store config has no checkout zone: name one with ?zone= (ids: "
+                                     + ", ".join(sorted(zones)) + ")")
+        zone = checkout[0].id
+    if zone not in zones:
+        raise HTTPException(404, f"no zone {zone!r} in the store config (ids: {', '.join(sorted(zones))})")
+    polygon = zones[zone].polygon
+    out = []
+    for shopper, x, y, ts in ctx.store.locations():
+        d = distance_to_polygon(x, y, polygon)
+        if d <= max_m:
+            cart = build_cart(ctx.config, ctx.store, shopper)
+            out.append({"shopper": shopper, "zone": zone, "distance_m": round(d, 2), "x": x, "y": y, "ts": ts,
+                        "items": sum(l.quantity for l in cart.lines) if cart else 0,
+                        "total": cart.total if cart else 0.0})
+    return sorted(out, key=lambda r: (r["distance_m"], -r["ts"]))
 
 
 @router.get("/api/carts/{shopper}", response_model=CartOut,

@@ -227,8 +227,12 @@ def test_the_demo_page_during_the_run(tmp_path, browser_page):
         assert len(set(fills)) == len(fills)
         # the legend explains the plan
         legend = page.locator("#legend").inner_text()
-        for word in ("shopper", "shelf", "counter", "entry", "exit", "checkout", "light"):
+        kinds = {z.kind for z in CFG.zones} - {"store", "aisle"}
+        assert kinds and {"offer", "exit"} <= kinds
+        for word in ("shopper", "shelf", "counter", "light", *(k.replace("offer", "offer zone") for k in kinds)):
             assert word in legend
+        if "checkout" not in kinds:
+            assert "checkout" not in legend  # no key for what the plan does not show
         # full session ids, the ones the API takes
         page.wait_for_selector("#carts [data-cart]", timeout=15000)
         shown = page.locator("#carts [data-cart] code.sid").first.inner_text()
