@@ -514,6 +514,14 @@ class MqttSettings(_Model):
     )
     data_dir: str = Field(default="storesense-broker", description="Folder the store's own broker keeps its "
                                                                     "sessions and queued messages in.")
+    hq_leaf: str | None = Field(
+        default=None,
+        description="nats-leaf://host:port of headquarters' nats-server: the store's own broker (engine nats) "
+                    "links to it as a leaf node and keeps receipts, cart, zone and node events in a JetStream "
+                    "stream HQ sources from (docs/scale.md). Empty: no chain.",
+    )
+    hq_keep_h: float = Field(default=168.0, gt=0.0, description="Hours the store's chain stream keeps events "
+                                                                 "(how long HQ may be unreachable without a loss).")
 
     @field_validator("listen")
     @classmethod
@@ -522,6 +530,13 @@ class MqttSettings(_Model):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:1883 or 0.0.0.0:1883")
         return v
+
+    @field_validator("hq_leaf")
+    @classmethod
+    def _hq_leaf(cls, v):
+        if v and not v.startswith(("nats-leaf://", "nats://", "tls://")):
+            raise ValueError("must be a leaf node URL such as nats-leaf://hq.example.com:7422")
+        return v or None
 
     @field_validator("url")
     @classmethod

