@@ -73,6 +73,8 @@ def replay(
     from ..transport.recording import replay as replay_file
     from ..transport import ZmqPublisher
 
+    if not recording.is_file():  # say so now, not after waiting for a fusion node
+        raise StoresenseError(f"{recording}: no such file" if not recording.exists() else f"{recording}: not a file")
     cfg = load_config(config)
     endpoint = to or cfg.transports.zmq.observations
     pub = ZmqPublisher(endpoint, store=cfg.store.id)
