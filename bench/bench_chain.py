@@ -16,7 +16,8 @@ stopped, ``--events`` chain events (the recording's, with fresh event ids) are
 published through the store's MQTT listener (QoS as in production); the HQ stream
 sources them. Then :class:`~storesense.hub.hq.HqConsumer` starts and drains them into
 PostgreSQL; the rate is events over the time from its start to the last row
-committed, and every event id is checked in the table (the table is dropped after).
+committed, and every event id is checked in the table (the table is dropped after);
+the HQ stream must then be empty (interest retention: acked events leave it).
 
     python bench/bench_chain.py [--seeds 1 2] [--events 20000] [--postgres URL] [--json out.json]
 """
@@ -37,7 +38,7 @@ from pathlib import Path
 from storesense.config import MqttSettings, example_store_path, load_store_config
 from storesense.contracts import encode, topic_for
 from storesense.demo import run_demo
-from storesense.hub.hq import HqConsumer, HqDatabase
+from storesense.hub.hq import HQ_STREAM, HqConsumer, HqDatabase
 from storesense.transport.local_broker import CHAIN_PARTS, ProcessBroker, find_binary, free_port, start_store_broker
 from storesense.transport.mqtt import MqttPublisher
 from storesense.transport.recording import replay
@@ -125,17 +126,31 @@ def measure_catch_up(store: str, chained: list, events: int, pg_url: str) -> dic
         drain_s = time.perf_counter() - t1
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
+        time.sleep(1.0)
+        left = asyncio.run(_hq_stream_messages(f"nats://127.0.0.1:{hq_nats}"))
         stored = {r[0] for r in db.conn.execute(f"SELECT event_id FROM {table}")}
         missing = len(ids - stored)
         return {"events": events, "publish_s": round(publish_s, 2), "drain_s": round(drain_s, 2),
                 "drain_events_per_s": round(consumer.stored / drain_s), "stored": consumer.stored,
-                "missing": missing, "duplicates_dropped": consumer.duplicates}
+                "missing": missing, "duplicates_dropped": consumer.duplicates,
+                "hq_stream_messages_after": left}
     finally:
         db.conn.execute(f"DROP TABLE IF EXISTS {table}")
         db.conn.commit()
         db.close()
         store_server.stop()
         hq_server.stop()
+
+
+async def _hq_stream_messages(url: str) -> int:
+    """Messages still in the HQ stream (interest retention: 0 once the consumer acked them all)."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        return (await nc.jetstream().stream_info(HQ_STREAM)).state.messages
+    finally:
+        await nc.close()
 
 
 def main() -> None:

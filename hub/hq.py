@@ -10,8 +10,8 @@ The chain runs on NATS JetStream, not on a replicator of ours:
   (``transports.mqtt.hq_leaf``); the HQ stream ``STORESENSE_HQ`` *sources* from
   every store stream through ``$JS.<store>.API``, so JetStream resumes each
   source at the last sequence it copied once the link or HQ is back;
-* :class:`HqConsumer` (``storesense hq``) reads the HQ stream with a durable
-  pull consumer, writes each batch into PostgreSQL in one transaction keyed on
+* :class:`HqConsumer` (``storesense hq``) reads the HQ stream (interest
+  retention: it holds only what HQ has not stored yet) with a durable pull consumer, writes each batch into PostgreSQL in one transaction keyed on
   ``(store_id, event_id)`` (``ON CONFLICT DO NOTHING``) and acknowledges the
   messages only after the commit: a crash or lost ack redelivers, and the key
   drops the second copy. Every store event is stored exactly once.
@@ -116,27 +116,39 @@ class HqDatabase:
         self.conn.close()
 
 
-async def ensure_hq_stream(js, stores: list[str], *, max_age_s: float) -> None:
-    """Create the HQ stream sourcing every store stream over its JetStream domain; add new stores to it."""
+async def ensure_hq_stream(js, *, max_age_s: float) -> None:
+    """Create the HQ stream (no sources yet) when missing.
+
+    Interest retention: a message leaves the HQ stream once the HQ consumer has
+    acknowledged it (it is in PostgreSQL by then), so the HQ stream holds only the
+    backlog; ``max_age_s`` bounds it when the consumer is gone for good. The
+    sources are added by :func:`add_store_sources` after the durable consumer
+    exists, so no sourced message can arrive before there is interest in it.
+    """
     from nats.js import api
     from nats.js.errors import NotFoundError
 
-    def source(store: str) -> api.StreamSource:
-        return api.StreamSource(name=store_stream_name(store),
-                                external=api.ExternalStream(api=f"$JS.{store}.API"))
-
     try:
-        info = await js.stream_info(HQ_STREAM)
+        await js.stream_info(HQ_STREAM)
     except NotFoundError:
-        await js.add_stream(api.StreamConfig(name=HQ_STREAM, sources=[source(s) for s in stores],
-                                             storage=api.StorageType.FILE, max_age=max_age_s))
-        return
+        await js.add_stream(api.StreamConfig(name=HQ_STREAM, subjects=[], storage=api.StorageType.FILE,
+                                             retention=api.RetentionPolicy.INTEREST, max_age=max_age_s))
+
+
+async def add_store_sources(js, stores: list[str]) -> list[str]:
+    """Source every store stream (over its JetStream domain) into the HQ stream; returns the stores added."""
+    from nats.js import api
+
+    info = await js.stream_info(HQ_STREAM)
     have = {s.name for s in (info.config.sources or [])}
     missing = [s for s in stores if store_stream_name(s) not in have]
     if missing:
         config = info.config
-        config.sources = list(config.sources or []) + [source(s) for s in missing]
+        config.sources = list(config.sources or []) + [
+            api.StreamSource(name=store_stream_name(s), external=api.ExternalStream(api=f"$JS.{s}.API"))
+            for s in missing]
         await js.update_stream(config)
+    return missing
 
 
 class HqConsumer:
@@ -180,8 +192,11 @@ class HqConsumer:
             raise TransportError(f"HQ NATS server {self.nats_url}: {exc}") from None
         try:
             js = nc.jetstream()
-            await ensure_hq_stream(js, self.stores, max_age_s=self.max_age_s)
+            await ensure_hq_stream(js, max_age_s=self.max_age_s)
             sub = await js.pull_subscribe("storesense.>", durable=self.durable, stream=HQ_STREAM)
+            added = await add_store_sources(js, self.stores)
+            if added:
+                log.info("HQ: now sourcing %s", ", ".join(added))
             while not stop.is_set():
                 try:  # a fetch that was in flight when the server went away can hang: bound it here too
                     msgs = await asyncio.wait_for(sub.fetch(self.batch, timeout=1.0), 3.0)
