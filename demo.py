@@ -91,6 +91,12 @@ class DemoPage:
     terminal: str
     token: str
 
+    @property
+    def live_url(self) -> str:
+        """The live page's address with the till's token in the fragment (the page keeps it; the
+        fragment never reaches the server): the feed needs a viewer token."""
+        return f"{self.url}#token={self.token}"
+
 
 def with_heartbeats(messages: list, period_s: float = HEARTBEAT_S) -> list:
     """``messages`` plus a ``NodeStatus`` (online) every ``period_s`` from each node that announced itself.

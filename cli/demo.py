@@ -55,7 +55,7 @@ def demo(
     printed: set[str] = set()
 
     def on_page(page) -> None:
-        console.print(f"[bold]live store page: {page.url}[/]", highlight=False)
+        console.print(f"[bold]live store page: {page.live_url}[/]", highlight=False, soft_wrap=True)
         console.print(f"till API: export STORESENSE_HUB={page.url.rstrip('/')} STORESENSE_TOKEN={page.token}"
                       f"   (terminal {page.terminal}; docs/hub.md, 'Till integration')", highlight=False, soft_wrap=True)
         if pace is None:

@@ -11,8 +11,9 @@ reads; it lists each terminal, the hash of its token and what it may do::
 A token is a random 256-bit string shown once when it is made
 (:func:`add_terminal`, or ``storesense hub --add-terminal till-1``); the hub
 keeps only its hash and compares hashes in constant time. Roles:
-``checkout`` (read carts, settle, correct lines) and ``review`` (decide
-flagged lines).
+``checkout`` (read carts, settle, correct lines), ``review`` (decide
+flagged lines) and ``viewer`` (the live page's feed: every shopper's position
+and every open cart; a screen in the back office holds only this role).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError, describe_validation_error
 
-Role = Literal["checkout", "review"]
-ROLES: tuple[str, ...] = ("checkout", "review")
+Role = Literal["checkout", "review", "viewer"]
+ROLES: tuple[str, ...] = ("checkout", "review", "viewer")
 
 
 class TerminalEntry(BaseModel):

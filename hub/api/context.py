@@ -1,7 +1,8 @@
 """What the API works on (:class:`HubContext`) and the dependencies its routers share.
 
 A route reaches the context through :data:`Ctx` (the application's ``state.ctx``), and a
-terminal through :data:`CheckoutTerminal` or :data:`ReviewTerminal`: a bearer token the
+terminal through :data:`CheckoutTerminal`, :data:`ReviewTerminal` or :data:`ViewerTerminal`
+(the live feed): a bearer token the
 registry does not know is answered 401, one without the role 403.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ...config import StoreConfig
@@ -92,5 +93,14 @@ def terminal_with(role: str) -> Callable[..., Terminal]:
     return check
 
 
+def live_viewer(ctx: Ctx, creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+                token: str | None = Query(None, max_length=256, include_in_schema=False)) -> Terminal:
+    """A dependency for the live feed: a terminal with the ``viewer`` role, by bearer token or,
+    for the browser's ``EventSource`` (which cannot send headers), a ``token`` query parameter."""
+    return terminal_with("viewer")(ctx, creds or (HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+                                                  if token else None))
+
+
 CheckoutTerminal = Annotated[Terminal, Depends(terminal_with("checkout"))]
 ReviewTerminal = Annotated[Terminal, Depends(terminal_with("review"))]
+ViewerTerminal = Annotated[Terminal, Depends(live_viewer)]

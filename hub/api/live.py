@@ -1,4 +1,8 @@
-"""The live store page and its feed (no token, read only): floor plan, node health, snapshot and events."""
+"""The live store page and its feed (read only): floor plan, node health, snapshot and events.
+
+The page, the floor plan and node health are open; the feed (every shopper's position and every open
+cart) needs a terminal token with the ``viewer`` role, as a bearer token or a ``token`` query parameter.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from ..live import floor_plan, node_health
-from .context import Ctx
+from .context import Ctx, ViewerTerminal
 
 router = APIRouter()
 
@@ -33,12 +37,12 @@ def nodes(ctx: Ctx) -> list[dict]:
 
 
 @router.get("/api/live/snapshot", tags=["live"], summary="Shoppers, open carts and node health now")
-def snapshot(ctx: Ctx) -> dict:
+def snapshot(ctx: Ctx, _viewer: ViewerTerminal) -> dict:
     return ctx.feed.snapshot()  # type: ignore[union-attr]
 
 
 @router.get("/api/live/events", tags=["live"], summary="Server-sent events: a snapshot, then every change")
-async def live_events(request: Request, ctx: Ctx) -> StreamingResponse:
+async def live_events(request: Request, ctx: Ctx, _viewer: ViewerTerminal) -> StreamingResponse:
     feed = ctx.feed
     queue = feed.subscribe()  # type: ignore[union-attr]
 
