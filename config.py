@@ -499,7 +499,10 @@ class MqttSettings(_Model):
 
     url: str | None = Field(
         default=None,
-        description="mqtt://[user:pass@]host:port of an external broker; empty starts the embedded one.",
+        description="mqtt://[user:pass@]host:port of an external broker; empty starts the embedded one. "
+                    "mqtts://user@host:8883?ca=FILE&cert=FILE&key=FILE&password_file=FILE is TLS with this "
+                    "node's client certificate and login (password from the file or STORESENSE_MQTT_PASSWORD; "
+                    "docs/security.md).",
     )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive in seconds.")
     listen: str = Field(
@@ -541,8 +544,8 @@ class MqttSettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v):
-        if v and not v.startswith(("mqtt://", "tcp://")):
-            raise ValueError("must start with mqtt:// (e.g. mqtt://127.0.0.1:1883)")
+        if v and not v.startswith(("mqtt://", "tcp://", "mqtts://", "ssl://")):
+            raise ValueError("must start with mqtt:// or mqtts:// (e.g. mqtt://127.0.0.1:1883)")
         return v or None
 
 

@@ -16,10 +16,14 @@ forever: every wait takes a timeout.
 from __future__ import annotations
 
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -30,6 +34,7 @@ from ..errors import TransportError
 log = logging.getLogger(__name__)
 
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
 #: paho's reconnect back-off after a lost connection: from 0.2 s doubling up to 5 s.
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
@@ -37,34 +42,93 @@ RECONNECT_MAX_S = 5.0
 # --------------------------------------------------------------------------- URLs
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
-    """Split ``mqtt://[user:pass@]host[:port]`` (or ``tcp://...``) into host, port, user, password.
+@dataclass(frozen=True)
+class MqttEndpoint:
+    """Where and how to reach a broker, from :func:`parse_mqtt_endpoint`.
 
-    The port defaults to 1883. Raises :class:`TransportError` naming the URL when it
-    is not of that form.
+    ``tls`` is set by ``mqtts://``; ``ca``, ``cert`` and ``key`` are file paths (PEM) of the CA that
+    signed the broker's certificate and of this node's own client certificate and key. The password
+    is never part of the object's text (``repr`` hides it).
+    """
+
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+#: query parameters an MQTT URL may carry (all file paths)
+URL_OPTIONS = ("ca", "cert", "key", "password_file")
+#: environment variable with the MQTT password when neither the URL nor a password file gives one
+PASSWORD_ENV = "STORESENSE_MQTT_PASSWORD"
+
+_URL_FORM = "mqtt[s]://[user[:pass]@]host[:port][?ca=FILE&cert=FILE&key=FILE&password_file=FILE]"
+
+
+def parse_mqtt_endpoint(url: str) -> MqttEndpoint:
+    """Read ``mqtt://`` / ``tcp://`` (port 1883) or ``mqtts://`` / ``ssl://`` (TLS, port 8883) URLs.
+
+    ``?ca=`` ``&cert=`` ``&key=`` name the TLS files, ``&password_file=`` a file holding the
+    password (first line); with neither a password in the URL nor a file, a user's password comes
+    from the environment variable :data:`PASSWORD_ENV`. Raises :class:`TransportError` naming the
+    URL (password hidden) when it is not of that form or a named file cannot be read.
     """
 
     def bad(why: str) -> TransportError:
-        return TransportError(f"invalid MQTT URL {_redact(url)!r}: {why} (expected mqtt://[user:pass@]host[:port])")
+        return TransportError(f"invalid MQTT URL {_redact(url)!r}: {why} (expected {_URL_FORM})")
 
     if not isinstance(url, str) or not url.strip():
-        raise TransportError(f"invalid MQTT URL {url!r}: expected mqtt://[user:pass@]host[:port]")
+        raise TransportError(f"invalid MQTT URL {url!r}: expected {_URL_FORM}")
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
         raise bad(str(exc)) from None
-    if parts.scheme not in ("mqtt", "tcp"):
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
         raise bad(f"unsupported scheme {parts.scheme or '(none)'!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
     if not parts.hostname:
         raise bad("no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise bad("unexpected path or query")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise bad("unexpected path")
     if port == 0:
         raise bad("port 0")
+    try:
+        query = parse_qs(parts.query, keep_blank_values=False, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise bad("unreadable query") from None
+    unknown = sorted(set(query) - set(URL_OPTIONS))
+    if unknown:
+        raise bad(f"unknown option {unknown[0]!r} (known: {', '.join(URL_OPTIONS)})")
+    options = {k: v[-1] for k, v in query.items()}
+    if not tls and any(k in options for k in ("ca", "cert", "key")):
+        raise bad("ca, cert and key need mqtts://")
+    if ("cert" in options) != ("key" in options):
+        raise bad("cert and key go together")
+    for name in ("ca", "cert", "key"):
+        if name in options and not Path(options[name]).is_file():
+            raise bad(f"{name} file {options[name]} does not exist")
     user = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port or DEFAULT_MQTT_PORT, user or None, password
+    if password is None and "password_file" in options:
+        try:
+            password = Path(options["password_file"]).read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, UnicodeDecodeError, IndexError) as exc:
+            raise bad(f"cannot read password_file {options['password_file']}: {exc}") from None
+    if password is None and user:
+        password = os.environ.get(PASSWORD_ENV) or None
+    return MqttEndpoint(parts.hostname, port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT), user or None,
+                        password, tls, options.get("ca"), options.get("cert"), options.get("key"))
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
+    """Host, port, user and password of an MQTT URL (see :func:`parse_mqtt_endpoint`)."""
+    ep = parse_mqtt_endpoint(url)
+    return ep.host, ep.port, ep.user, ep.password
 
 
 def _redact(url: object) -> str:
@@ -98,7 +162,9 @@ class _MqttClient:
 
     def __init__(self, url: str, client_id: str, clean_session: bool, keepalive: int):
         self.url = url
-        self.host, self.port, user, password = parse_mqtt_url(url)
+        self.endpoint = parse_mqtt_endpoint(url)
+        self.host, self.port, user, password = (self.endpoint.host, self.endpoint.port, self.endpoint.user,
+                                                self.endpoint.password)
         self.client_id = client_id
         self.keepalive = keepalive
         client = paho.Client(
@@ -109,6 +175,12 @@ class _MqttClient:
         )
         if user is not None:
             client.username_pw_set(user, password)
+        if self.endpoint.tls:
+            try:  # the broker's certificate is checked against the CA and its host name
+                client.tls_set(ca_certs=self.endpoint.ca, certfile=self.endpoint.cert, keyfile=self.endpoint.key,
+                               cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise TransportError(f"MQTT URL {_redact(url)}: cannot load TLS files: {exc}") from None
         client.max_queued_messages_set(0)  # unlimited: nothing is refused while the broker is away
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)  # type: ignore[arg-type]
         client.suppress_exceptions = True  # a failing callback must not kill the network thread
