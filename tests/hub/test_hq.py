@@ -146,3 +146,12 @@ def test_a_message_without_an_event_id_is_keyed_by_its_store_sequence():
     row = row_from_message("storesense.s1.receipts.p1", json.dumps(body).encode(), None)
     assert (row.event_id, row.type, row.ts) == ("e-1", "receipt", 3.5)
     assert row_from_message("other.subject", b"{}", None) is None
+
+
+def test_hq_refuses_a_database_that_is_not_postgresql(capsys):
+    from storesense.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["hq", "--db", "sqlite:///hq.db", "--store", "s1"])
+    assert exc.value.code == 2
+    assert "must be postgresql://" in capsys.readouterr().err
