@@ -5,6 +5,10 @@ Edge nodes' :class:`ZmqPublisher` connect to the fusion node's bound
 is an XPUB socket so :meth:`ZmqPublisher.wait_for_subscriber` can wait for the
 subscription to arrive instead of losing the first messages (ZeroMQ's "slow
 joiner"). No call here waits forever: every wait takes a timeout.
+
+With :class:`CurveKeys` the link is encrypted and authenticated (ZeroMQ CURVE): the fusion node's
+subscriber accepts only the listed edge nodes' public keys (pyzmq's authenticator); an unlisted or
+missing key gets no connection, so nothing it sends arrives, and it is logged once per key.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 from ..contracts import Decoder, Envelope, encode, topic_for
 from ..errors import TransportError
@@ -24,14 +32,72 @@ log = logging.getLogger(__name__)
 ZMQ_HWM = 100_000
 
 
-def _zmq_socket(kind: int, role: str, endpoint: str, bind: bool, options: dict[int, int],
-                subscriptions: list[bytes] = ()) -> tuple[zmq.Socket, str]:
+@dataclass(frozen=True)
+class CurveKeys:
+    """A node's CURVE key pair (Z85 text, as ``zmq.curve_keypair()`` and ``zmq.auth`` key files hold them).
+
+    For the fusion node (the server) ``allowed`` lists the public keys of the edge nodes it accepts;
+    for an edge node (a client) ``server_key`` is the fusion node's public key.
+    """
+
+    public: bytes
+    secret: bytes = field(repr=False)
+    server_key: bytes | None = None
+    allowed: frozenset[bytes] = frozenset()
+
+    @classmethod
+    def load(cls, secret_file: str | Path, *, server_key_file: str | Path | None = None,
+             allowed_dir: str | Path | None = None) -> CurveKeys:
+        """Keys from ``zmq.auth`` certificate files: this node's ``*.key_secret``, the server's public
+        ``*.key`` (clients) or a folder of accepted clients' public ``*.key`` files (the server)."""
+        try:
+            public, secret = zmq.auth.load_certificate(str(secret_file))
+            if secret is None:
+                raise ValueError("no secret key in it")
+            server = zmq.auth.load_certificate(str(server_key_file))[0] if server_key_file else None
+            allowed = frozenset(zmq.auth.load_certificates(str(allowed_dir)).keys()) if allowed_dir else frozenset()
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot load CURVE keys ({secret_file}): {exc}") from None
+        return cls(public, secret, server, allowed)
+
+
+class _AllowList:
+    """pyzmq authenticator callback: accepts listed client keys, logs each refused key once."""
+
+    def __init__(self, name: str, allowed: frozenset[bytes]):
+        self.name = name
+        self.allowed = allowed
+        self.refused: dict[bytes, int] = {}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """True for a listed key; a refused key is counted and logged the first time."""
+        if key in self.allowed:
+            return True
+        if key not in self.refused:
+            log.warning("%s: refused a ZeroMQ peer with an unlisted CURVE key %s", self.name, key.decode("ascii", "replace"))
+        self.refused[key] = self.refused.get(key, 0) + 1
+        return False
+
+
+def _curve_options(curve: CurveKeys | None, server: bool) -> dict[int, bytes | int]:
+    """Socket options for CURVE: the server's own keys, or a client's keys and the server's key."""
+    if curve is None:
+        return {}
+    if server:
+        return {zmq.CURVE_SERVER: 1, zmq.CURVE_PUBLICKEY: curve.public, zmq.CURVE_SECRETKEY: curve.secret}
+    if curve.server_key is None:
+        raise TransportError("a ZeroMQ CURVE client needs the server's public key")
+    return {zmq.CURVE_PUBLICKEY: curve.public, zmq.CURVE_SECRETKEY: curve.secret, zmq.CURVE_SERVERKEY: curve.server_key}
+
+
+def _zmq_socket(kind: int, role: str, endpoint: str, bind: bool, options: dict[int, int | bytes],
+                subscriptions: list[bytes] = (), context: zmq.Context | None = None) -> tuple[zmq.Socket, str]:
     """A socket of ``kind`` bound to or connected to ``endpoint``; returns it with the real endpoint.
 
     Binding ``tcp://host:*`` picks a free port, which the returned endpoint names. A failure closes
     the socket and raises :class:`TransportError` naming the endpoint.
     """
-    sock = zmq.Context.instance().socket(kind)
+    sock = (context or zmq.Context.instance()).socket(kind)
     try:
         for option, value in options.items():
             sock.setsockopt(option, value)
@@ -60,12 +126,13 @@ class ZmqPublisher:
     thread-safe: use one publisher per thread.
     """
 
-    def __init__(self, endpoint: str, *, store: str, bind: bool = False):
+    def __init__(self, endpoint: str, *, store: str, bind: bool = False, curve: CurveKeys | None = None):
         self.store = store
         self._subscribed = False
         self.published = 0
         self._sock, self.endpoint = _zmq_socket(zmq.XPUB, "publisher", endpoint, bind,
-                                                {zmq.SNDHWM: ZMQ_HWM, zmq.LINGER: 1000})
+                                                {zmq.SNDHWM: ZMQ_HWM, zmq.LINGER: 1000,
+                                                 **_curve_options(curve, server=False)})
 
     def wait_for_subscriber(self, timeout: float = 5.0) -> bool:
         """Block until a subscriber's subscription has arrived (True) or ``timeout`` s pass (False)."""
@@ -108,11 +175,37 @@ class ZmqSubscriber:
     subscriptions) only while the socket is used. Not thread-safe.
     """
 
-    def __init__(self, endpoint: str, *, bind: bool = True, topics: Iterable[str] = ("",)):
-        self._sock, self.endpoint = _zmq_socket(zmq.SUB, "subscriber", endpoint, bind,
-                                                {zmq.RCVHWM: ZMQ_HWM, zmq.LINGER: 0},
-                                                [t.encode("utf-8") for t in topics])
+    def __init__(self, endpoint: str, *, bind: bool = True, topics: Iterable[str] = ("",),
+                 curve: CurveKeys | None = None):
+        self._auth: ThreadAuthenticator | None = None
+        self._context: zmq.Context | None = None
+        self.allow_list: _AllowList | None = None
+        if curve is not None:
+            # one authenticator per context (it owns the context's ZAP endpoint): a context of its own
+            self._context = zmq.Context()
+            self.allow_list = _AllowList(f"zmq-sub {endpoint}", curve.allowed)
+            self._auth = ThreadAuthenticator(self._context)
+            self._auth.start()
+            self._auth.configure_curve_callback("*", credentials_provider=self.allow_list)
+        try:
+            self._sock, self.endpoint = _zmq_socket(zmq.SUB, "subscriber", endpoint, bind,
+                                                    {zmq.RCVHWM: ZMQ_HWM, zmq.LINGER: 0,
+                                                     **_curve_options(curve, server=True)},
+                                                    [t.encode("utf-8") for t in topics], self._context)
+        except BaseException:
+            self._close_auth()
+            raise
         self.decoder = Decoder(f"zmq-sub {endpoint}", check_topic=True)
+        if self.allow_list is not None:
+            self.allow_list.name = f"zmq-sub {self.endpoint}"
+
+    def _close_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
 
     def recv(self, timeout_s: float = 1.0) -> Envelope | None:
         """The next valid message, or None on timeout or when the next one is malformed or a duplicate."""
@@ -134,9 +227,10 @@ class ZmqSubscriber:
         return (topic, msg) if msg is not None else None
 
     def close(self) -> None:
-        """Close the socket."""
+        """Close the socket (and stop its CURVE authenticator)."""
         if not self._sock.closed:
             self._sock.close(linger=0)
+        self._close_auth()
 
     def __enter__(self) -> ZmqSubscriber:
         return self
