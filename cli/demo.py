@@ -48,7 +48,7 @@ def demo(
     Plain, it runs as fast as it can (seconds; for scripts and CI). With --live or --speed it plays the
     store at a watchable pace, prints each receipt as its shopper leaves and keeps the page up until Ctrl-C.
     """
-    from ..demo import run_demo
+    from ..demo import ReceiptCheck, run_demo
 
     cfg = load_config(config)
     pace = speed if speed is not None else (LIVE_SPEED if live else None)
@@ -62,9 +62,9 @@ def demo(
             console.print("  (this run takes a few seconds: add --live to watch it, or --linger SECONDS)",
                           highlight=False)
 
-    def on_receipt(check) -> None:
-        printed.add(check.receipt.receipt_id)
-        _print_receipt(check, cfg.store.currency)
+    def on_receipt(receipt) -> None:
+        printed.add(receipt.receipt_id)
+        _print_receipt(ReceiptCheck(None, receipt), cfg.store.currency, checked=False)
 
     def keep_page(result) -> None:
         _summary(result, cfg.store.currency, printed)
@@ -105,16 +105,22 @@ def _summary(result, currency: str, printed: set[str]) -> None:
     for check in result.checks:
         if check.receipt is None or check.receipt.receipt_id not in printed:
             _print_receipt(check, currency)
+        else:  # printed when its shopper left: now the verdict against the truth
+            who = check.truth.id if check.truth else "unknown shopper"
+            verdict = "[green]matches ground truth[/]" if check.matches else \
+                f"[red]differs from ground truth[/] {check.truth.cart() if check.truth else ''}"
+            console.print(f"{who}: session {check.receipt.shopper}  receipt {check.receipt.receipt_id}  {verdict}",
+                          highlight=False)
     ok = sum(c.matches for c in result.checks)
     style = "green" if result.all_match else "red"
     console.print(f"[{style}]{ok}/{len(result.scenario.shoppers)} receipts match the ground truth[/] "
                   f"({result.seconds:.1f} s)")
 
 
-def _print_receipt(check, currency: str) -> None:
-    """One shopper's receipt as a table, with whether it matches the ground truth."""
+def _print_receipt(check, currency: str, checked: bool = True) -> None:
+    """One shopper's receipt as a table, with whether it matches the ground truth (when ``checked``)."""
     truth, receipt = check.truth, check.receipt
-    who = truth.id if truth else "unknown shopper"
+    who = truth.id if truth else ("unknown shopper" if checked else "a shopper left")
     if receipt is None:
         console.print(f"[red]{who}: no receipt[/] (truth: {truth.cart() if truth else {}})")
         return
@@ -128,6 +134,10 @@ def _print_receipt(check, currency: str) -> None:
         table.add_row(str(line.quantity), line.name, f"{line.unit_price:.2f}", f"{line.amount:.2f}")
     table.add_row("", "[bold]total[/]", "", f"[bold]{receipt.total:.2f}[/]")
     console.print(table)
+    if not checked:
+        if receipt.needs_review:
+            console.print("  [yellow](has lines awaiting review)[/]")
+        return
     if check.matches:
         note = "[green]matches ground truth[/]"
     else:
