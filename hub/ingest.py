@@ -14,6 +14,9 @@ memory by the subscriber's decoder, durably by the store).
 When the database fails the writer retries the batch with a growing pause and
 acknowledges nothing meanwhile; if it still fails when the hub is stopped, the
 messages stay unacknowledged and the broker redelivers them to the next run.
+A poison message (one the database refuses while it takes other writes) goes to
+the ``dead_letters`` table with the reason after a few tries and is acknowledged,
+so one message never stops ingest.
 Malformed payloads are counted by the subscriber's decoder and skipped (and
 acknowledged in turn, so the broker does not send them again).
 """
@@ -26,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..contracts import Decoder, Envelope
+from ..contracts import Decoder, Envelope, encode
 from ..transport import MqttSubscriber
 from .store import HubStore
 
@@ -37,6 +40,16 @@ RETRY_PAUSES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 #: most messages committed in one transaction
 MAX_BATCH = 500
+
+#: failed attempts at a batch before its messages are tried one by one and poison is dead-lettered
+TRIES_BEFORE_SPLIT = 3
+
+#: where messages go that cannot be stored (a value the database refuses): kept with the reason
+DEAD_LETTER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dead_letters (
+    event_id TEXT PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL,
+    payload TEXT NOT NULL);
+"""
 
 _Delivery = tuple[Envelope | None, str, Callable[[], None]]
 
@@ -52,6 +65,9 @@ class HubIngest:
         self.duplicates = 0
         self.store_failures = 0
         self.commits = 0
+        self.dead_letters = 0
+        self.last_store_error: str | None = None
+        self._dead_letter_table = False
         self._stopping = threading.Event()
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -103,22 +119,34 @@ class HubIngest:
                 return
 
     def _commit(self, batch: list[_Delivery]) -> bool:
-        """Store ``batch`` in one transaction, then acknowledge it; False when stopped before it could."""
+        """Store ``batch`` in one transaction, then acknowledge it; False when stopped before it could.
+
+        After :data:`TRIES_BEFORE_SPLIT` failed attempts the messages are stored one by one: one
+        that still fails while the database takes a write (its dead letter) is poison and is
+        dead-lettered and acknowledged, so ingest moves on; while the database takes nothing,
+        nothing is acknowledged and the batch is retried.
+        """
         items = [(msg, topic) for msg, topic, _ in batch if msg is not None]
         attempt = 0
         while True:
             try:
                 added = self.db.ingest_many(items) if items else []
                 break
-            except Exception as exc:  # noqa: BLE001 - database trouble: acknowledge nothing
+            except Exception as exc:  # noqa: BLE001 - database trouble or a poison message: acknowledge nothing
                 self.store_failures += 1
+                self.last_store_error = f"{type(exc).__name__}: {exc}"[:300]
                 if self._stopping.is_set():
                     log.error("hub stopping while %d message(s) cannot be stored (%s): leaving them "
                               "unacknowledged for the broker to redeliver", len(items), exc)
                     return False
-                pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
-                log.warning("cannot store %d message(s) (%s); retrying in %.2f s", len(items), exc, pause)
                 attempt += 1
+                if attempt >= TRIES_BEFORE_SPLIT:
+                    singles = self._one_by_one(items)
+                    if singles is not None:
+                        added = singles
+                        break
+                pause = RETRY_PAUSES[min(attempt - 1, len(RETRY_PAUSES) - 1)]
+                log.warning("cannot store %d message(s) (%s); retrying in %.2f s", len(items), exc, pause)
                 self._stopping.wait(pause)
         self.commits += 1
         new = sum(added)
@@ -127,6 +155,36 @@ class HubIngest:
         for _, _, ack in batch:
             ack()
         return True
+
+    def _one_by_one(self, items: list[tuple[Envelope, str]]) -> list[bool] | None:
+        """Store each message alone, dead-lettering those that fail; None when the database takes no write."""
+        added = []
+        for msg, topic in items:
+            try:
+                added.extend(self.db.ingest_many([(msg, topic)]))
+                continue
+            except Exception as exc:  # noqa: BLE001 - this message, or the database?
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+            try:
+                self._dead_letter(msg, topic, reason)
+            except Exception as exc:  # noqa: BLE001 - the database takes nothing: not this message's fault
+                log.warning("cannot store message %s nor its dead letter (%s): the database fails", msg.event_id, exc)
+                return None
+            added.append(False)
+        return added
+
+    def _dead_letter(self, msg: Envelope, topic: str, reason: str) -> None:
+        """Keep a message that cannot be stored in the ``dead_letters`` table with the reason, and say so once."""
+        db = self.db.db
+        if not self._dead_letter_table:
+            db.script(DEAD_LETTER_SCHEMA)
+            self._dead_letter_table = True
+        with db.transaction():
+            db.execute("INSERT INTO dead_letters VALUES (?,?,?,?,?) ON CONFLICT (event_id) DO NOTHING",
+                       (msg.event_id, topic, reason, time.time(), encode(msg).decode("utf-8", "replace")))
+        self.dead_letters += 1
+        log.error("dead-lettered message %s on %s after %d failed attempts: %s", msg.event_id, topic,
+                  TRIES_BEFORE_SPLIT, reason)
 
     # ------------------------------------------------------------------ life cycle
 
