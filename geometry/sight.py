@@ -79,6 +79,19 @@ def segments_clear(free: np.ndarray, origin, resolution: float, a, b, *, samples
     a = np.asarray(a, dtype=float).reshape(-1, 2)
     b = np.asarray(b, dtype=float).reshape(-1, 2)
     d = b - a
+    if np.ndim(samples) == 0:  # one count for all: a (samples, n) grid of points, no per-segment bookkeeping
+        k = int(samples)
+        if k not in _LINSPACE:
+            _LINSPACE[k] = np.linspace(0.0, 1.0, k)
+        t = _LINSPACE[k][:, None]
+        x = a[:, 0] + t * d[:, 0]
+        y = a[:, 1] + t * d[:, 1]
+        cols = ((x - origin[0]) / resolution).astype(np.int64)
+        rows = ((y - origin[1]) / resolution).astype(np.int64)
+        ok = free[np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)]
+        if outside_blocked:
+            ok &= (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w) & (x >= origin[0]) & (y >= origin[1])
+        return ok.all(axis=0)
     counts = np.broadcast_to(np.asarray(samples, dtype=np.int64), (len(d),))
     for k in np.unique(counts).tolist():
         if k not in _LINSPACE:
