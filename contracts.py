@@ -52,8 +52,8 @@ MAX_DEPTH = 8
 MAX_INT = 2**63 - 1
 #: longest event id or source id
 MAX_ID_CHARS = 128
-#: what an event id or a node id may look like: letters, digits and ``._:-``, starting with a letter or digit
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
+#: what an event id or a node id may look like: letters, digits and ``_.:-`` (node ids as the config allows)
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 
 #: a decoder logs each kind of rejected message at most once per this many seconds
 LOG_EVERY_S = 10.0
@@ -143,7 +143,7 @@ class Envelope(_Model):
 
     v: Literal[1] = Field(default=SCHEMA_VERSION, description="Schema version.")
     event_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
-                          description="Unique id used to drop duplicates (letters, digits and ``._:-``, "
+                          description="Unique id used to drop duplicates (letters, digits and ``_.:-``, "
                                       "at most 128 characters).")
     source: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
                         description="Node that produced the message (same characters as ``event_id``).")
