@@ -23,7 +23,7 @@ def test_add_terminal_prints_a_token_once_and_stores_only_its_hash(tmp_path):
     assert token not in text and hash_token(token) in text
     assert path.stat().st_mode & 0o077 == 0  # readable by its owner only
     registry = TerminalRegistry.load(path)
-    assert registry.verify(token).id == "till-9" and registry.verify(token).roles == ("checkout", "review")
+    assert registry.verify(token).id == "till-9" and registry.verify(token).roles == ("checkout", "review", "viewer")
     assert registry.verify(token + "x") is None and registry.verify(None) is None
     # re-keying a terminal replaces its old token
     again = CliRunner().invoke(app, ["hub", "--terminals", str(path), "--add-terminal", "till-9"])
