@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import re
 import shutil
@@ -9,8 +11,8 @@ import subprocess
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import CartEvent, ShopperLocation, Stamper
@@ -81,10 +83,25 @@ def test_the_till_guide_runs_verbatim_against_the_demo():
         thread.join(30)
 
 
+class _AsgiClient:
+    """GET against the app in process through httpx's ASGI transport (starlette's TestClient breaks
+    on the oldest FastAPI/starlette the project allows together with httpx >= 0.28)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def get(self, url, **kwargs):
+        async def call():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
+                                         base_url="http://hub") as client:
+                return await client.get(url, **kwargs)
+        return asyncio.run(call())
+
+
 def _client(tmp_path, cfg=CFG):
     store = HubStore(str(tmp_path / "hub.db"))
     ctx = HubContext(cfg, store, TerminalRegistry.from_tokens({"till": "t0ken"}))
-    return TestClient(create_app(ctx)), store
+    return _AsgiClient(create_app(ctx)), store
 
 
 def test_sessions_near_a_zone_nearest_first(tmp_path):
