@@ -80,14 +80,33 @@ class Product(_Model):
     name: str = Field(min_length=1, description="Name printed on receipts.")
     price: float = Field(ge=0.0, description="Unit price in the store's currency.")
     unit_weight_g: float = Field(gt=0.0, description="Weight of one item in grams.")
+    width_m: float | None = Field(default=None, gt=0.0, le=2.0,
+                                  description="Width of one item along the shelf front, metres (empty: narrower "
+                                              "than its plate). An item wider than its plate rests across adjacent "
+                                              "plates: its load change is spread over 2-4 load cells and is one "
+                                              "event.")
 
 
 class Plate(_Model):
-    """One slot of a shelf holding one product (weighed when a sensor is attached)."""
+    """One slot of a shelf (weighed when a sensor is attached): its product(s) and where it sits.
+
+    The hierarchy is gondola -> shelf -> plate: a ``shelves[]`` entry is one shelving unit's front
+    (``gondola`` groups the units of one gondola), ``level`` is the shelf board within it and
+    ``position_m`` where the plate sits along that board. Plate ids are unique in the store; a SKU
+    may sit on several plates, and a plate may hold several SKUs (``sku`` and ``also``).
+    """
 
     id: str = Field(description="Plate id, unique in the store.")
-    sku: str = Field(description="Product on this plate (planogram).")
+    sku: str = Field(description="Main product on this plate (planogram).")
+    also: list[str] = Field(default_factory=list,
+                            description="Other products sharing this plate (planogram), by SKU.")
     level: int = Field(default=0, ge=0, description="Shelf level, 0 = bottom.")
+    position_m: float | None = Field(
+        default=None, ge=0.0,
+        description="Centre of the plate along the shelf front, metres from the front edge's first corner "
+                    "(empty: the plates of one level share the front evenly, in the order listed).")
+    width_m: float | None = Field(default=None, gt=0.0, le=5.0,
+                                  description="Width of the plate along the front, metres (empty: its even share).")
     height_m: float | None = Field(default=None, gt=0.0, le=3.0,
                                    description="Height of the plate above the floor in metres (default: "
                                                "0.3 + 0.45 × level, at most 1.65); tells which plate a hand "
@@ -99,14 +118,22 @@ class Plate(_Model):
         """Height of the plate above the floor, metres (``height_m`` or the default for its level)."""
         return self.height_m if self.height_m is not None else min(1.65, 0.3 + 0.45 * self.level)
 
+    @property
+    def skus(self) -> list[str]:
+        """Every product the planogram puts on this plate, the main one first."""
+        return [self.sku, *(k for k in self.also if k != self.sku)]
+
 
 class Shelf(_Model):
     """A shelf unit: a floor footprint (an obstacle) and its plates."""
 
     id: str = Field(description="Shelf id, unique.")
+    gondola: str | None = Field(default=None, description="Gondola this shelving unit belongs to (several units "
+                                                         "may share one); empty: a gondola of its own.")
     polygon: list[Point2] = Field(description="Footprint on the floor, metres.")
     access_point: Point2 = Field(description="Where a shopper stands to reach it, metres.")
-    plates: list[Plate] = Field(min_length=1, description="Plates / slots, each with its product.")
+    plates: list[Plate] = Field(min_length=1, description="Plates / slots, each with its product(s), shelf level "
+                                                          "and position along the front.")
 
     @field_validator("polygon")
     @classmethod
@@ -119,6 +146,20 @@ class Shelf(_Model):
         ap = np.asarray(self.access_point, dtype=float)
         edges = [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
         return min(edges, key=lambda e: float(np.linalg.norm((e[0] + e[1]) / 2 - ap)))
+
+    def plate_span(self, plate: "Plate") -> tuple[float, float]:
+        """Where ``plate`` sits along the front edge: (centre, width) in metres from the edge's first corner.
+
+        Configured ``position_m`` / ``width_m`` win; otherwise the plates of the plate's level share the
+        front evenly in the order listed.
+        """
+        same = [p for p in self.plates if p.level == plate.level]
+        a, b = self.front_edge()
+        length = float(np.linalg.norm(b - a))
+        k = next(i for i, p in enumerate(same) if p.id == plate.id)
+        even = length / len(same)
+        centre = plate.position_m if plate.position_m is not None else (k + 0.5) * even
+        return centre, plate.width_m if plate.width_m is not None else even
 
 
 class Intrinsics(_Model):
@@ -600,6 +641,22 @@ class RetentionSettings(_Model):
     purge_every_s: float = Field(default=60.0, gt=0.0, description="Seconds between purges while the hub runs.")
 
 
+class AnalyticsSettings(_Model):
+    """Store analytics rolled up at the hub (docs/analytics.md): anonymous hourly aggregates."""
+
+    k: int = Field(default=5, ge=1, description="k-anonymity: a cell, zone, shelf or hour with fewer visitors "
+                                                "than this is suppressed or merged in every output.")
+    cell_m: float = Field(default=0.5, gt=0.0, le=5.0, description="Side of a floor heatmap cell, metres.")
+    max_gap_s: float = Field(default=10.0, gt=0.0, description="A shopper's time between two positions counts "
+                                                               "in the first one's cell only when they are at most "
+                                                               "this many seconds apart.")
+    idle_close_s: float = Field(default=1800.0, gt=0.0, description="A session heard nothing from for this many "
+                                                                   "seconds without a receipt is counted as an "
+                                                                   "unclosed visit.")
+    publish_every_s: float = Field(default=3600.0, gt=0.0, description="Seconds between the hub's retained "
+                                                                       "analytics messages over MQTT.")
+
+
 class HubSettings(_Model):
     """The store hub: HTTP API and live page, wayfinding, offers and retention."""
 
@@ -612,6 +669,8 @@ class HubSettings(_Model):
     offers: list[OfferRule] = Field(default_factory=list, description="Zone offer rules.")
     max_offers_per_shopper: int = Field(default=3, ge=0, description="Most offers of any kind one shopper session gets.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Personal data retention.")
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings,
+                                         description="Anonymous store analytics (footfall, dwell, heatmap, zones).")
 
 
 # --------------------------------------------------------------------------- the store
@@ -634,27 +693,35 @@ class StoreConfig(_Model):
 
     @model_validator(mode="after")
     def _references(self):
-        def unique(items, what):
+        def unique(items, what, field="id"):
             seen = set()
             for i, it in enumerate(items):
-                key = getattr(it, "sku", None) or it.id
+                key = getattr(it, field)
                 if key in seen:
-                    raise ValueError(f"{what}[{i}]: duplicate id {key!r}")
+                    where = f"{what}[{i}]" if field == "id" else f"{what}[{i}].{field}"
+                    raise ValueError(f"{where}: duplicate {field} {key!r}")
                 seen.add(key)
             return seen
 
-        skus = unique(self.products, "products")
+        skus = unique(self.products, "products", "sku")
         shelves = unique(self.shelves, "shelves")
         unique(self.cameras, "cameras")
         unique(self.ble_nodes, "ble_nodes")
         unique(self.weight_sensors, "weight_sensors")
         unique(self.zones, "zones")
-        unique([p for s in self.shelves for p in s.plates], "plates")
         unique([g for z in self.zones for g in z.gates], "gates")
+        plate_at: dict[str, str] = {}
         for i, shelf in enumerate(self.shelves):
             for j, plate in enumerate(shelf.plates):
+                where = f"shelves[{i}].plates[{j}]"
+                if plate.id in plate_at:  # plate ids are unique in the store; SKUs may repeat
+                    raise ValueError(f"{where}.id: duplicate plate id {plate.id!r} (also {plate_at[plate.id]})")
+                plate_at[plate.id] = where
                 if plate.sku not in skus:
-                    raise ValueError(f"shelves[{i}].plates[{j}].sku: unknown product {plate.sku!r}")
+                    raise ValueError(f"{where}.sku: unknown product {plate.sku!r}")
+                for k, sku in enumerate(plate.also):
+                    if sku not in skus:
+                        raise ValueError(f"{where}.also[{k}]: unknown product {sku!r}")
         plates = {(s.id, p.id) for s in self.shelves for p in s.plates}
         for i, ws in enumerate(self.weight_sensors):
             if (ws.shelf, ws.plate) not in plates:

@@ -112,3 +112,36 @@ def test_cli_accepts_the_example_store():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
+
+
+def test_one_sku_on_two_plates_and_several_skus_on_one_plate_load(example_dict):
+    shelf = example_dict["shelves"][0]
+    shelf["plates"].append({"id": "A4", "sku": "MILK-1L", "level": 0, "position_m": 2.5, "width_m": 0.1})
+    shelf["plates"][1]["also"] = ["BUTTER-250", "TEA-20"]
+    shelf["gondola"] = "G1"
+    cfg = parse_store_config(example_dict, origin="x.yaml")
+    milk = [p.id for s in cfg.shelves for p in s.plates if p.sku == "MILK-1L"]
+    assert milk == ["A1", "A4"]
+    assert cfg.plate("A", "A2").skus == ["YOG-500", "BUTTER-250", "TEA-20"]
+    assert cfg.shelf("A").plate_span(cfg.plate("A", "A4")) == (2.5, 0.1)
+    centre, width = cfg.shelf("A").plate_span(cfg.plate("A", "A1"))  # two plates on level 0 share the 3.5 m front
+    assert abs(width - 1.75) < 1e-9 and abs(centre - 0.875) < 1e-9
+
+
+def test_duplicate_plate_id_is_one_line_naming_the_field(example_dict):
+    example_dict["shelves"][1]["plates"][0]["id"] = "A1"  # another shelf, another product, the same id
+    with pytest.raises(ConfigError) as err:
+        parse_store_config(example_dict, origin="x.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "x.yaml" in msg and "shelves[1].plates[0].id: duplicate plate id 'A1' (also shelves[0].plates[0])" in msg
+
+
+def test_duplicate_sku_and_unknown_shared_sku_are_named(example_dict):
+    example_dict["products"].append(dict(example_dict["products"][0]))
+    with pytest.raises(ConfigError, match=r"products\[9\]\.sku: duplicate sku 'MILK-1L'"):
+        parse_store_config(example_dict, origin="x.yaml")
+    example_dict["products"].pop()
+    example_dict["shelves"][0]["plates"][0]["also"] = ["NOPE"]
+    with pytest.raises(ConfigError, match=r"shelves\[0\]\.plates\[0\]\.also\[0\]: unknown product 'NOPE'"):
+        parse_store_config(example_dict, origin="x.yaml")
