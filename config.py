@@ -597,6 +597,12 @@ class ZmqSettings(_Model):
         default="tcp://127.0.0.1:5571",
         description="Endpoint the fusion node binds its SUB socket to; edge nodes connect their PUB.",
     )
+    curve_keys: str | None = Field(
+        default=None,
+        description="Folder of ZeroMQ CURVE keys (storesense security init writes it): the fusion node encrypts "
+                    "with fusion.key_secret and accepts only the edge nodes whose public keys lie in allowed/; "
+                    "an edge node uses <node>.key_secret and fusion.key. Empty: no encryption (trusted LAN only).",
+    )
 
     @field_validator("observations")
     @classmethod
@@ -604,6 +610,23 @@ class ZmqSettings(_Model):
         if not v.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError("must be a ZeroMQ endpoint such as tcp://127.0.0.1:5571")
         return v
+
+
+class FusionSettings(_Model):
+    """The fusion node's crash safety (docs/fusion.md, crash recovery)."""
+
+    journal: str | None = Field(
+        default=None,
+        description="File the live fusion node journals its input to; a start with a journal there rebuilds "
+                    "every open session, track and cart from it and carries on its run. Empty: no journal "
+                    "(a crash loses the shoppers in the store).",
+    )
+    journal_fsync_s: float = Field(default=1.0, ge=0.0, le=60.0,
+                                   description="Most seconds between fsyncs of the journal while messages flow "
+                                               "(a power loss loses at most this much input; 0: every message).")
+    journal_rotate_entries: int = Field(default=50_000, ge=1,
+                                        description="Entries after which the journal starts afresh, the next time "
+                                                    "the store is empty at a pause of the input.")
 
 
 class Transports(_Model):
@@ -689,6 +712,7 @@ class StoreConfig(_Model):
     weight_sensors: list[WeightSensor] = Field(default_factory=list, description="Shelf load cells.")
     zones: list[Zone] = Field(default_factory=list, description="Zones (entry, exit, aisles, offers).")
     transports: Transports = Field(default_factory=Transports, description="Broker and socket settings.")
+    fusion: FusionSettings = Field(default_factory=FusionSettings, description="Fusion node settings.")
     hub: HubSettings = Field(default_factory=HubSettings, description="Store hub settings.")
 
     @model_validator(mode="after")

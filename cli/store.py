@@ -97,12 +97,14 @@ def up(
     host: Optional[str] = typer.Option(None, help="HTTP address (default: the config's hub.http_host)."),
     port: Optional[int] = typer.Option(None, help="HTTP port (default: the config's hub.http_port; 0: a free one)."),
     terminals: Path = typer.Option(Path("hub-terminals.yaml"), help="Terminals file: ids and token hashes."),
-    run_id: str = typer.Option("fusion", help="Fusion run id (deterministic event ids)."),
+    run_id: Optional[str] = typer.Option(None, help="Fixed fusion run id (a deterministic replay); default: a fresh "
+                                                    "random one at each start, or the fusion journal's."),
 ) -> None:
     """Run broker, fusion node and hub together until Ctrl-C or SIGTERM."""
     from ..fusion.service import FusionService
     from ..hub.auth import TerminalRegistry
     from ..hub.service import HubService
+    from ..transport.zeromq import CurveKeys
 
     cfg = load_config(config)
     registry = TerminalRegistry.load(terminals) if terminals.exists() else TerminalRegistry()
@@ -110,8 +112,11 @@ def up(
     hub = fusion = None
     try:
         hub = HubService(cfg, db=db, mqtt_url=url, terminals=registry, host=host, port=port).start()
-        fusion = FusionService(cfg, run_id=run_id, mqtt_url=url).start()
-        endpoint = fusion.listen(cfg.transports.zmq.observations)
+        fusion = FusionService(cfg, run_id=run_id, mqtt_url=url, journal=cfg.fusion.journal,
+                               journal_fsync_s=cfg.fusion.journal_fsync_s,
+                               journal_rotate_entries=cfg.fusion.journal_rotate_entries).start()
+        curve = CurveKeys.fusion(cfg.transports.zmq.curve_keys) if cfg.transports.zmq.curve_keys else None
+        endpoint = fusion.listen(cfg.transports.zmq.observations, curve=curve)
         fusion.freeze_startup_state()
         fusion.serve_in_thread(poll_s=1.0)
         console.print(f"store {cfg.store.id} up: edge nodes publish to {endpoint}; broker {url}; hub API and live "

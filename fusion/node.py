@@ -102,7 +102,10 @@ class FusionNode:
     ):
         self.config = config
         self.emit = emit
-        self.stamper = Stamper(node_id, run_id)
+        # ids carry the store and the run: unique across restarts (a fresh random run id unless one is
+        # given, for a replay or a crash recovery) and across stores
+        self.run_id = run_id if run_id is not None else uuid.uuid4().hex
+        self.stamper = Stamper(node_id, f"{config.store.id}/{self.run_id}")
         self.tracker = tracker or FloorTracker()
         self.identity = IdentityBook()
         self.decider = PickDecider(config)

@@ -26,13 +26,18 @@ log = logging.getLogger(__name__)
 
 
 class Recorder:
-    """Writes messages to a JSON-lines recording; usable as an ``emit`` callback."""
+    """Writes messages to a JSON-lines recording (``append``: after what the file holds); usable as ``emit``."""
 
-    def __init__(self, path: str | Path, store: str):
+    def __init__(self, path: str | Path, store: str, *, append: bool = False):
         self.path = Path(path)
         self.store = store
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[bytes] = open(self.path, "wb")
+        self._fh: IO[bytes] = open(self.path, "ab" if append else "wb")
+        if append and self._fh.tell() > 0:  # a process killed mid-line left a torn last line: end it
+            with open(self.path, "rb") as fh:
+                fh.seek(-1, 2)
+                if fh.read(1) != b"\n":
+                    self._fh.write(b"\n")
         self.count = 0
 
     def __call__(self, msg: Envelope) -> None:

@@ -60,6 +60,21 @@ class CurveKeys:
             raise TransportError(f"cannot load CURVE keys ({secret_file}): {exc}") from None
         return cls(public, secret, server, allowed)
 
+    @classmethod
+    def fusion(cls, keys_dir: str | Path) -> CurveKeys:
+        """The fusion node's keys in a store's key folder (``storesense security init``): its own
+        ``fusion.key_secret``, accepting the public keys in ``allowed/``."""
+        d = Path(keys_dir)
+        if not (d / "allowed").is_dir():
+            raise TransportError(f"cannot load CURVE keys ({d}): no allowed/ folder of edge nodes' public keys")
+        return cls.load(d / "fusion.key_secret", allowed_dir=d / "allowed")
+
+    @classmethod
+    def edge(cls, keys_dir: str | Path, node: str) -> CurveKeys:
+        """An edge node's keys in a store's key folder: ``<node>.key_secret`` and the fusion node's ``fusion.key``."""
+        d = Path(keys_dir)
+        return cls.load(d / f"{node}.key_secret", server_key_file=d / "fusion.key")
+
 
 class _AllowList:
     """pyzmq authenticator callback: accepts listed client keys, logs each refused key once."""
@@ -196,6 +211,7 @@ class ZmqSubscriber:
             self._close_auth()
             raise
         self.decoder = Decoder(f"zmq-sub {endpoint}", check_topic=True)
+        self.timed_out = False  # whether the last recv() returned None because nothing came (not a bad message)
         if self.allow_list is not None:
             self.allow_list.name = f"zmq-sub {self.endpoint}"
 
@@ -214,7 +230,8 @@ class ZmqSubscriber:
 
     def recv_with_topic(self, timeout_s: float = 1.0) -> tuple[str, Envelope] | None:
         """Like :meth:`recv` but also returns the topic frame: ``(topic, msg)``."""
-        if not self._sock.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
+        self.timed_out = not self._sock.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN)
+        if self.timed_out:
             return None
         frames = self._sock.recv_multipart(zmq.NOBLOCK)
         topic = frames[0].decode("utf-8", errors="replace")
