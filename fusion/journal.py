@@ -26,14 +26,15 @@ loss mid-write) is reported and skipped. Messages still in flight in ZeroMQ
 when the node dies (sent by an edge node, not yet read) are not in the journal:
 ZeroMQ PUB/SUB has no acknowledgement.
 
-Rotation: when the store is empty (no open session, no floor track, no check-in
-waiting, nothing held for reordering) at a pause of the input, and the journal
+Rotation: when the store is empty (no open session, no check-in waiting,
+nothing held for reordering) at a pause of the input, and the journal
 holds at least ``rotate_entries`` entries, the journal starts a new *epoch*: the
 file is replaced atomically by one holding only the header of epoch ``k + 1``
 and the node by a fresh one whose run id is ``<run id>.<k + 1>``. A restart
 replays only the current epoch. The fresh node forgets nothing that matters in
-an empty store (closed sessions, BLE filters of tags no longer there), and its
-ids cannot collide with the previous epoch's.
+an empty store (closed sessions, tracks of shoppers who left, BLE filters of
+tags no longer there), and its ids cannot collide with the previous epoch's.
+Replay never rotates: an epoch boundary is the file itself.
 """
 
 from __future__ import annotations

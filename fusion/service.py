@@ -287,7 +287,10 @@ class FusionService:
 
 
 def store_empty(node: FusionNode) -> bool:
-    """Nobody in the store as the node sees it: no open session, floor track, waiting check-in or held message."""
+    """Nobody in the store as the node sees it: no open session, waiting check-in or held message.
+
+    Called at a pause of the live input (no message for the poll time: no camera sees anyone), so
+    floor tracks left then are those of shoppers who left or of false positives with no session.
+    """
     return (not len(node.reorder) and node._frame is None and not node._pending_checkins
-            and not node.tracker.tracks and not node.identity.pending
-            and all(s.closed for s in node.sessions.values()))
+            and not node.identity.pending and all(s.closed for s in node.sessions.values()))
