@@ -26,6 +26,7 @@ import numpy as np
 from ..config import StoreConfig
 from ..contracts import CartChange, HandShelfInteraction, WeightChange
 from ..errors import ConfigError
+from .inventory import ShelfInventory
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Decision:
     shopper: str | None
     key: str
     change: CartChange
+    weight: WeightChange | None = None  # the load change behind it, if any
 
 
 class PickDecider:
@@ -79,7 +81,8 @@ class PickDecider:
         self.timing_sigma_s = timing_sigma_s
         self.memory_s = memory_s
         self.visits: list[HandVisit] = []
-        self.misplaced: dict[tuple[str, str], dict[str, int]] = {}  # (shelf, plate) -> sku -> items
+        #: the store's belief of what lies on each plate; decisions read it and every decided change updates it
+        self.inventory = ShelfInventory(config)
         self._weighed = {ws.shelf for ws in config.weight_sensors}
 
     def hand(self, shopper: str, msg: HandShelfInteraction, in_cart: dict[str, int]) -> list[Decision]:
@@ -193,16 +196,18 @@ class PickDecider:
         reaching = self._reaching(msg)
         shopper = reaching[0][0] if reaching else None
         held = cart_of(shopper) if shopper else {}
-        sku, qty, fit, how = self._explain(msg, plate.sku, held)
+        sku, qty, fit, how = self._explain(msg, plate.skus, held)
         if qty == 0:
             return []  # less than half an item: noise or a nudge
+        # the load changed whoever did it: the inventory follows the best explanation
+        self.inventory.take(msg.shelf, msg.plate, sku, qty, msg.ts)
         reason = f"{'picked' if qty > 0 else 'put back'} {abs(qty)} × {sku}: {msg.delta_g:+.0f} g on {msg.plate}"
         if how:
             reason += f" ({how})"
         if shopper is None:
             change = CartChange(sku=sku, quantity=qty, confidence=0.0, needs_review=True, shelf=msg.shelf,
                                 plate=msg.plate, evidence=(msg.event_id,), reason=reason + "; no hand seen")
-            return [Decision(None, msg.event_id, change)]
+            return [Decision(None, msg.event_id, change, msg)]
         if len(reaching) > 1 and not how:
             return self._split(msg, sku, qty, fit, reason, reaching, cart_of)
         _, attribution, visit = reaching[0]
@@ -212,11 +217,6 @@ class PickDecider:
         if qty < 0 and held.get(sku, 0) < -qty:
             confidence *= 0.5
             reason += f"; the shopper held {held.get(sku, 0)} × {sku}"
-        key = (msg.shelf, msg.plate)
-        if how == "put back on the wrong plate":
-            self.misplaced.setdefault(key, {})[sku] = self.misplaced.get(key, {}).get(sku, 0) - qty
-        elif how == "a misplaced item taken":
-            self.misplaced[key][sku] -= qty
         change = CartChange(sku=sku, quantity=qty, confidence=round(confidence, 3),
                             needs_review=confidence < self.review_below, shelf=msg.shelf, plate=msg.plate,
                             evidence=(msg.event_id, *visit.evidence), reason=reason)
@@ -329,15 +329,40 @@ class PickDecider:
         top = max(self.quantity_prior)
         return self.quantity_prior.get(q, self.quantity_prior[top] * 0.5 ** (q - top))
 
-    def _explain(self, msg: WeightChange, planned: str, held: dict[str, int]) -> tuple[str, int, float, str]:
-        """The product and count that best explain a load change: (sku, signed qty, fit 0..1, how)."""
-        options = [(planned, 1.0, "")]
+    def _explain(self, msg: WeightChange, planned: list[str], held: dict[str, int]) -> tuple[str, int, float, str]:
+        """The product and count that best explain a load change: (sku, signed qty, fit 0..1, how).
+
+        Candidates: the plate's planogram products; for a load increase, items
+        the shopper holds (one of another product: put back on the wrong
+        plate); for a decrease, items the shelf inventory knows lie misplaced
+        there (preferred over the planogram's product when both fit: the
+        misplaced item is known to be there). A put-back of a planogram product
+        the shopper does not hold is unlikely when they hold another item that
+        fits. When nothing fits, any catalog product that does (the planogram
+        may be wrong: the weight and the catalog win), with a low prior.
+        """
+        misplaced = self.inventory.misplaced(msg.shelf, msg.plate)
+        options = [(s, 1.0, "") for s in planned]
         if msg.delta_g > 0:  # something put down: maybe an item that belongs elsewhere
-            options += [(s, 0.9, "put back on the wrong plate") for s, n in held.items() if n > 0 and s != planned]
+            options = [(s, 1.0 if held.get(s, 0) > 0 or not held else 0.3, "") for s in planned]
+            options += [(s, 0.9, "put back on the wrong plate") for s, n in held.items()
+                        if n > 0 and s not in planned]
         else:  # something taken: maybe an item someone misplaced here
-            options += [(s, 0.9, "a misplaced item taken")
-                        for s, n in self.misplaced.get((msg.shelf, msg.plate), {}).items() if n > 0]
-        best = (planned, 0, 0.0, "")
+            options += [(s, 1.05, "a misplaced item taken") for s in sorted(misplaced)]
+        best, best_score = self._best(msg, options, held, misplaced)
+        if best_score < 0.2 and abs(msg.delta_g) >= max(20.0, 6 * msg.noise_g):
+            # nothing the plate should hold fits a clear change: the planogram may be wrong
+            known = {o[0] for o in options}
+            extra = [(p.sku, 0.2, "not this plate's planogram product: by weight")
+                     for p in self.config.products if p.sku not in known]
+            alt, alt_score = self._best(msg, extra, held, misplaced)
+            if alt_score > best_score:
+                best = alt
+        return best
+
+    def _best(self, msg: WeightChange, options, held: dict[str, int], misplaced: dict[str, int]
+              ) -> tuple[tuple[str, int, float, str], float]:
+        best = ("" if not options else options[0][0], 0, 0.0, "")
         best_score = -1.0
         for sku, prior, how in options:
             unit = self.config.product(sku).unit_weight_g
@@ -347,14 +372,14 @@ class PickDecider:
                 continue
             if how == "put back on the wrong plate" and -qty > held.get(sku, 0):
                 continue
-            if how == "a misplaced item taken" and qty > self.misplaced[(msg.shelf, msg.plate)].get(sku, 0):
+            if how == "a misplaced item taken" and qty > misplaced.get(sku, 0):
                 continue
             residual_g = abs(units - qty) * unit
             sigma_g = max(msg.noise_g * math.sqrt(2), 1.0) + 0.02 * unit
             fit = math.exp(-0.5 * (residual_g / (2 * sigma_g)) ** 2)
             if fit * prior > best_score:
                 best, best_score = (sku, qty, fit, how), fit * prior
-        return best
+        return best, best_score
 
     def expire(self, ts: float) -> None:
         """Forget hand visits that ended (or, never seen to end, began) more than ``memory_s`` ago."""

@@ -26,7 +26,7 @@ from ..errors import ConfigError
 #: node role -> message types it publishes (everyone also publishes its own node_status)
 PRODUCES: dict[str, tuple[str, ...]] = {
     "edge": ("person_observation", "hand_shelf_interaction", "ble_sighting", "weight_change", "check_in"),
-    "fusion": ("shopper_location", "zone_event", "cart_event", "cart_state", "receipt"),
+    "fusion": ("shopper_location", "zone_event", "cart_event", "cart_state", "receipt", "shelf_event"),
     "hub": ("offer", "light_command"),
 }
 #: node roles that read the whole store's topics over MQTT

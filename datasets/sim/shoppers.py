@@ -64,7 +64,13 @@ class Reach:
 
 @dataclass
 class Handover:
-    """One shopper handing an item to another (truth only: it stays charged to the giver)."""
+    """One shopper handing an item to another.
+
+    ``paid_by``: who must pay for it. The random levels keep the old policy
+    (``giver``: the item stays charged to the one who took it off the shelf);
+    the named scenarios use ``receiver``: the item leaves the store with the
+    receiver, who pays.
+    """
 
     ts: float
     giver: str
@@ -72,11 +78,13 @@ class Handover:
     sku: str
     quantity: int
     position: tuple[float, float]
+    paid_by: str = "giver"
 
     def to_json(self) -> dict:
         """Plain JSON-ready dict."""
         return {"ts": round(self.ts, 3), "giver": self.giver, "receiver": self.receiver, "sku": self.sku,
-                "quantity": self.quantity, "position": [round(v, 3) for v in self.position]}
+                "quantity": self.quantity, "position": [round(v, 3) for v in self.position],
+                "paid_by": self.paid_by}
 
 
 @dataclass
@@ -96,13 +104,17 @@ class SimShopper(TruthShopper):
 
     Charging policy: a shopper is charged for what they took off a shelf and
     did not put back (:meth:`charged`); an item handed to another shopper stays
-    charged to the one who took it (the handover is recorded for information).
+    charged to the one who took it unless the handover says the receiver pays
+    (:attr:`Handover.paid_by`, the named scenarios). A group (``group``: the
+    id of the member who checked in for it) pays for all its members together.
     """
 
     height_m: float = 1.72
-    phone: str = "hand"  # where the phone is carried: "hand" or "pocket"
+    phone: str = "hand"  # where the phone is carried: "hand", "pocket" or "none" (no app, no tag: no BLE)
     checkin_ts: float = 0.0
-    checkin_method: str = "app"
+    checkin_method: str = "app"  # "app", "code", or "none" (a group member: the group checked in once)
+    group: str | None = None  # id of the shopper who checked the group in (for every member, that one too)
+    group_size: int = 1  # on the one who checked in: how many the check-in said
     checkin_gate: str | None = None  # the entry gate it happened at (stores with gates)
     headings: list[float] = field(default_factory=list)  # body heading (rad) on the interval ending at keyframe k
     reaches: list[Reach] = field(default_factory=list)
@@ -112,7 +124,13 @@ class SimShopper(TruthShopper):
 
     def charged(self) -> dict[str, int]:
         """SKU -> quantity this shopper must pay for (see the class docstring for the policy)."""
-        return self.cart()
+        out = self.cart()
+        for h in self.handovers:
+            if h.paid_by != "receiver":
+                continue
+            sign = -1 if h.giver == self.id else 1 if h.receiver == self.id else 0
+            out[h.sku] = out.get(h.sku, 0) + sign * h.quantity
+        return {k: v for k, v in out.items() if v > 0}
 
     def positions(self, times: np.ndarray) -> np.ndarray:
         """Positions (T, 2) at ``times``, NaN outside [enter_ts, exit_ts]."""
@@ -142,6 +160,7 @@ class SimShopper(TruthShopper):
             "id": self.id, "tag": self.tag, "height_m": round(self.height_m, 3), "phone": self.phone,
             "enter_ts": round(self.enter_ts, 3), "exit_ts": round(self.exit_ts, 3),
             "checkin": {"ts": round(self.checkin_ts, 3), "method": self.checkin_method, "gate": self.checkin_gate},
+            "group": self.group, "group_size": self.group_size,
             "charged": self.charged(),
             "actions": [{"ts": round(a.ts, 3), "shelf": a.shelf, "plate": a.plate, "sku": a.sku,
                          "quantity": a.quantity} for a in self.actions],
@@ -334,10 +353,15 @@ class ShopperPlanner:
                 break
         return best[1]
 
-    def reach_points(self, shelf: str, spot, z: float) -> tuple[tuple, tuple, float]:
-        """Wrist target inside the shelf, the face point in front of it, and the facing angle."""
+    def reach_points(self, shelf: str, spot, z: float, along: float | None = None) -> tuple[tuple, tuple, float]:
+        """Wrist target inside the shelf, the face point in front of it, and the facing angle.
+
+        ``along``: where along the front the hand goes (metres from the front's first corner); default
+        straight in front of ``spot``.
+        """
         f = self.fronts[shelf]
-        u = float(np.clip(np.dot(np.subtract(spot, f.a), f.direction), 0.1, f.length - 0.1))
+        u = float(np.dot(np.subtract(spot, f.a), f.direction)) if along is None else along
+        u = float(np.clip(u, min(0.1, f.length / 2), max(f.length - 0.1, f.length / 2)))
         on_edge = f.a + u * f.direction
         target = on_edge - REACH_DEPTH_M * f.normal
         face = on_edge + FACE_CLEARANCE_M * f.normal
@@ -350,29 +374,7 @@ class ShopperPlanner:
         """Plan shopper number ``index`` (0-based) arriving at ``t_arrive``."""
         rng, lv = self.rng, self.level
         self._earlier = earlier
-        sid = f"shopper-{index + 1}"
-        shopper = SimShopper(sid, f"tag-{index + 1:03d}", t_arrive, 0.0)
-        shopper.height_m = float(np.clip(rng.normal(1.72, 0.08), 1.5, 1.95))
-        shopper.phone = "pocket" if rng.random() < 0.4 else "hand"
-        door = tuple(self.entry_points[int(rng.integers(len(self.entry_points)))])
-        spot = tuple(self.entry_points[int(rng.integers(len(self.entry_points)))])
-        w = _Walker(self, door, t_arrive, float(rng.uniform(0.75, 1.3)), rng, math.pi / 2)
-        gate = None
-        if self.entry_zone.gates:  # check in at the gate that frees first, queueing at the door until it does
-            gate = min(self.entry_zone.gates, key=lambda g: (self._gate_free.get(g.id, -math.inf), g.id))
-            spot = self.snap(gate.position)
-            wait = self._gate_free.get(gate.id, -math.inf) - (w.t + w.travel_time(spot))
-            if wait > 0:
-                w.wait(wait, "entry")
-        w.walk_to(spot)
-        method = "code" if rng.random() < lv.code_checkin_share else "app"
-        stand = float(rng.uniform(2.5, 4.5) if method == "code" else rng.uniform(1.0, 2.5))
-        shopper.checkin_ts = w.t + float(rng.uniform(0.3, stand - 0.3))
-        shopper.checkin_method = method
-        w.wait(stand, "entry")
-        if gate is not None:
-            shopper.checkin_gate = gate.id
-            self._gate_free[gate.id] = w.t + 0.8  # stepped through
+        shopper, w = self.start(index, t_arrive)
 
         holding: list[tuple[str, str]] = []  # (sku, plate) carried and still charged
         visits = self._choose_visits(w.pos)
@@ -389,6 +391,42 @@ class ShopperPlanner:
             self._visit(shopper, w, shelf_id, plates, holding)
         if handover_at == len(visits):
             self._take_handover(shopper, w, earlier)
+        return self.finish(shopper, w)
+
+    def start(self, index: int, t_arrive: float, *, method: str | None = None, phone: str | None = None
+              ) -> tuple[SimShopper, _Walker]:
+        """Shopper number ``index`` walks in and checks in (``method`` and ``phone`` drawn unless given)."""
+        rng, lv = self.rng, self.level
+        sid = f"shopper-{index + 1}"
+        shopper = SimShopper(sid, f"tag-{index + 1:03d}", t_arrive, 0.0)
+        shopper.height_m = float(np.clip(rng.normal(1.72, 0.08), 1.5, 1.95))
+        shopper.phone = "pocket" if rng.random() < 0.4 else "hand"
+        shopper.phone = phone or shopper.phone
+        door = tuple(self.entry_points[int(rng.integers(len(self.entry_points)))])
+        spot = tuple(self.entry_points[int(rng.integers(len(self.entry_points)))])
+        w = _Walker(self, door, t_arrive, float(rng.uniform(0.75, 1.3)), rng, math.pi / 2)
+        gate = None
+        if self.entry_zone.gates:  # check in at the gate that frees first, queueing at the door until it does
+            gate = min(self.entry_zone.gates, key=lambda g: (self._gate_free.get(g.id, -math.inf), g.id))
+            spot = self.snap(gate.position)
+            wait = self._gate_free.get(gate.id, -math.inf) - (w.t + w.travel_time(spot))
+            if wait > 0:
+                w.wait(wait, "entry")
+        w.walk_to(spot)
+        drawn = "code" if rng.random() < lv.code_checkin_share else "app"
+        method = method or drawn
+        stand = float(rng.uniform(2.5, 4.5) if method == "code" else rng.uniform(1.0, 2.5))
+        shopper.checkin_ts = w.t + float(rng.uniform(0.3, stand - 0.3))
+        shopper.checkin_method = method
+        w.wait(stand, "entry")
+        if gate is not None and method != "none":
+            shopper.checkin_gate = gate.id
+            self._gate_free[gate.id] = w.t + 0.8  # stepped through
+        return shopper, w
+
+    def finish(self, shopper: SimShopper, w: _Walker) -> SimShopper:
+        """The shopper walks out through the exit zone; their truth is complete."""
+        rng = self.rng
         w.walk_to(tuple(self.exit_points[int(rng.integers(len(self.exit_points)))]))
         w.wait(float(rng.uniform(0.5, 1.5)), "exit")
         shopper.exit_ts = w.t
@@ -417,12 +455,19 @@ class ShopperPlanner:
         return order
 
     def _reach(self, shopper: SimShopper, w: _Walker, shelf: str, plate, kind: str, sku: str | None, qty: int,
-               t_in: float | None = None, together_with: str | None = None) -> Reach:
-        """Stand at the current spot and reach into ``plate``; records truth and advances time."""
+               t_in: float | None = None, together_with: str | None = None, dwell_s: float | None = None) -> Reach:
+        """Stand at the current spot and reach into ``plate``; records truth and advances time.
+
+        A plate with a configured position along the front is reached there (the hand goes to the
+        plate, wherever the shopper stands); ``dwell_s`` fixes how long the hand stays in.
+        """
         rng = self.rng
-        target, face, facing = self.reach_points(shelf, w.pos, plate.height)
+        along = None
+        if plate.position_m is not None:
+            along = self.config.shelf(shelf).plate_span(plate)[0]
+        target, face, facing = self.reach_points(shelf, w.pos, plate.height, along)
         t_in = w.t + float(rng.uniform(0.2, 0.6)) if t_in is None else t_in
-        t_out = t_in + float(rng.uniform(0.8, 1.6)) + 0.3 * max(abs(qty) - 1, 0)
+        t_out = t_in + (float(rng.uniform(0.8, 1.6)) + 0.3 * max(abs(qty) - 1, 0) if dwell_s is None else dwell_s)
         hand = "right" if rng.random() < 0.7 else "left"
         r = Reach(shopper.id, shelf, plate.id, t_in, t_out, hand, target, face, kind, sku, qty, together_with)
         shopper.reaches.append(r)

@@ -216,6 +216,8 @@ class SimScenario(Scenario):
     id_switches: list[IdSwitch] = field(default_factory=list)
     weight_events: list[WeightTruth] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+    scenario: str = ""  # the named scenario (datasets/sim/scenarios.py), if it is one
+    fusion_config: StoreConfig | None = field(default=None, repr=False)  # what the fusion is told, when not the truth
     _track_index: tuple | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -302,7 +304,8 @@ def read_truth(path: str | Path) -> SimScenario:
         shoppers = [_shopper_from_json(s) for s in data["shoppers"]]
         by_id = {s.id: s for s in shoppers}
         for h in data["handovers"]:
-            ho = Handover(h["ts"], h["giver"], h["receiver"], h["sku"], h["quantity"], tuple(h["position"]))
+            ho = Handover(h["ts"], h["giver"], h["receiver"], h["sku"], h["quantity"], tuple(h["position"]),
+                          h.get("paid_by", "giver"))
             for sid in (ho.giver, ho.receiver):
                 if sid in by_id:
                     by_id[sid].handovers.append(ho)
@@ -323,6 +326,7 @@ def _shopper_from_json(d: dict) -> SimShopper:
     s.height_m, s.phone = d["height_m"], d["phone"]
     s.checkin_ts, s.checkin_method = d["checkin"]["ts"], d["checkin"]["method"]
     s.checkin_gate = d["checkin"].get("gate")
+    s.group, s.group_size = d.get("group"), d.get("group_size", 1)
     s.actions = [ShelfAction(**a) for a in d["actions"]]
     s.reaches = [Reach(**{**r, "target": tuple(r["target"]), "face_point": tuple(r["face_point"])}) for r in d["reaches"]]
     s.keyframes = [tuple(k) for k in d["keyframes"]]
@@ -366,11 +370,11 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     if not 0.0 < shelf_height_m <= 5.0:
         raise StoresenseError(f"shelf_height_m must be within 0..5 m, got {shelf_height_m}")
     seq = np.random.SeedSequence([int(seed), zlib.crc32(lv.name.encode())])
-    plan_ss, ble_ss, shelf_ss, *cam_ss = seq.spawn(3 + len(config.cameras))
+    plan_ss = seq.spawn(1)[0]
+    seq = np.random.SeedSequence([int(seed), zlib.crc32(lv.name.encode())])  # render() spawns the same streams
     rng = np.random.default_rng(plan_ss)
     grid = _grid(config)
     planner = ShopperPlanner(config, grid, lv, rng)
-    prisms = store_prisms(config, shelf_height_m)
 
     truth: list[SimShopper] = []
     t = start_ts + 1.0
@@ -381,6 +385,21 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
         if len(inside) >= lv.max_concurrent:
             t = inside[len(inside) - lv.max_concurrent] + float(rng.uniform(0.2, 1.5))
         truth.append(planner.plan(i, t, truth))
+    return render(config, lv, truth, planner, seq, seed=seed, start_ts=start_ts, camera_fps=camera_fps,
+                  shelf_height_m=shelf_height_m, appearance=appearance, run_id=f"sim-{lv.name}-{seed}")
+
+
+def render(config: StoreConfig, lv: Level, truth: list[SimShopper], planner: ShopperPlanner,
+           seq: np.random.SeedSequence, *, seed: int, start_ts: float, camera_fps: float | None,
+           shelf_height_m: float, appearance: bool, run_id: str) -> SimScenario:
+    """Every edge node's messages for planned shoppers ``truth`` (cameras, BLE, shelves, check-ins).
+
+    ``seq`` is the scenario's seed sequence (its spawned streams drive the
+    sensors); shoppers whose phone is ``"none"`` (no app, no tag) send no BLE.
+    """
+    n = len(truth)
+    plan_ss, ble_ss, shelf_ss, *cam_ss = seq.spawn(3 + len(config.cameras))
+    prisms = store_prisms(config, shelf_height_m)
     end_ts = max((s.exit_ts for s in truth), default=start_ts + 1.0) + 1.0
 
     records: list[tuple] = []
@@ -404,7 +423,7 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
         tracks += res.segments
         switches += res.switches
         stats.update({f"camera_{k}": v for k, v in res.stats.items()})
-    radio = render_ble(config, truth, lv, prisms, np.random.default_rng(ble_ss))
+    radio = render_ble(config, [s for s in truth if s.phone != "none"], lv, prisms, np.random.default_rng(ble_ss))
     records += radio.records
     stats.update({f"ble_{k}": v for k, v in radio.stats.items()})
     weights, weight_truth = _weight_changes(config, truth, np.random.default_rng(shelf_ss))
@@ -412,8 +431,12 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     stats["weight_changes"] = len(weights)
     entry = config.zones_of("entry")[0].id
     for s in truth:
-        records.append((round(s.checkin_ts, 3), ENTRY_GATE, CheckIn,
-                        dict(tag=s.tag, method=s.checkin_method, zone=entry, gate=s.checkin_gate)))
+        if s.checkin_method == "none":  # a group member: the group checked in once
+            continue
+        fields = dict(tag=s.tag, method=s.checkin_method, zone=entry, gate=s.checkin_gate)
+        if s.group_size > 1:
+            fields["group_size"] = s.group_size
+        records.append((round(s.checkin_ts, 3), ENTRY_GATE, CheckIn, fields))
     kinds = [(c.id, "camera") for c in config.cameras] + [(b.id, "ble") for b in config.ble_nodes]
     kinds += [(w.id, "shelf") for w in config.weight_sensors]
     for node, kind in kinds:
@@ -421,7 +444,7 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     stats.update(_truth_stats(truth, switches))
     stats["max_concurrent"] = _max_concurrent(truth)
 
-    messages = _stamp(records, f"sim-{lv.name}-{seed}")
+    messages = _stamp(records, run_id)
     stats["messages"] = len(messages)
     return SimScenario(seed=seed, messages=messages, shoppers=truth, start_ts=start_ts, end_ts=end_ts, level=lv,
                        store=config.store.id, camera_tracks=tracks, id_switches=switches,
