@@ -6,6 +6,14 @@ ledger the fusion node uses), leaving out changes rejected in review, marking
 accepted ones as confirmed, and adding terminal corrections as changes of
 their own. Lines, totals and the receipt therefore follow every decision.
 
+A paid receipt never changes. What the shopper takes after paying (a pick the
+hub hears of after the settlement) is a *follow-up*: the difference, per
+product, between the cart now and everything paid so far (the settlement and
+earlier follow-up charges). :attr:`HubCart.followup` lists it; the terminal
+settles it as a receipt of its own (``<receipt id>-2``, ``-3``, ...). A put-back
+after paying (a negative follow-up line) is never refunded automatically: it
+waits for staff.
+
 When the hub joined after a session started (its first subscription missed the
 session's first cart events), the fusion's retained ``cart_state`` seeds the
 ledger and only later changes are replayed on top; a rejected change already
@@ -20,7 +28,7 @@ from datetime import datetime, timezone
 
 from ..cart.ledger import CartLedger, money
 from ..config import StoreConfig
-from ..contracts import CartChange, Receipt, Stamper
+from ..contracts import CartChange, Receipt, ReceiptLine, Stamper
 from .store import Correction, HubStore, Settlement, StoredChange
 
 #: confidence given to a change a person confirmed (review accepted, terminal correction)
@@ -58,6 +66,18 @@ class HubCart:
     history_complete: bool = True
     unknown_skus: list[str] = field(default_factory=list)
     ledger: CartLedger | None = None
+    paid: list[Settlement] = field(default_factory=list)  # the settlement, then follow-up charges
+    followup: list[HubLine] = field(default_factory=list)  # taken (+) or put back (-) since the last payment
+
+    @property
+    def paid_total(self) -> float:
+        """What was paid for this session so far."""
+        return money(sum(p.receipt.total for p in self.paid))
+
+    @property
+    def followup_total(self) -> float:
+        """The amount of the follow-up lines (negative when more was put back than taken)."""
+        return money(sum(l.amount for l in self.followup))
 
     @property
     def pending_review(self) -> list[str]:
@@ -131,11 +151,52 @@ def build_cart(config: StoreConfig, store: HubStore, shopper: str) -> HubCart | 
         for l in ledger.lines()
     ]
     status = session.status if session else ("closed" if state and state.status == "closed" else "open")
+    settlement = store.settlement(shopper)
+    paid = [settlement, *store.followups(shopper)] if settlement else []
     return HubCart(
         shopper=shopper, status=status, lines=lines, total=ledger.total(), currency=config.store.currency,
         changes=changes, corrections=corrections, opened_ts=session.opened_ts if session else None,
         closed_ts=session.closed_ts if session else None, history_complete=complete,
-        unknown_skus=sorted(unknown), ledger=ledger,
+        unknown_skus=sorted(unknown), ledger=ledger, paid=paid, followup=_followup(config, lines, paid),
+    )
+
+
+def _followup(config: StoreConfig, lines: list[HubLine], paid: list[Settlement]) -> list[HubLine]:
+    """Per product, what the cart holds beyond (or short of) everything paid; empty when unpaid or even."""
+    if not paid:
+        return []
+    paid_qty: dict[str, int] = {}
+    for p in paid:
+        for rl in p.receipt.lines:
+            paid_qty[rl.sku] = paid_qty.get(rl.sku, 0) + rl.quantity
+    now = {l.sku: l for l in lines}
+    out = []
+    for sku in sorted(set(paid_qty) | set(now)):
+        diff = (now[sku].quantity if sku in now else 0) - paid_qty.get(sku, 0)
+        if diff == 0:
+            continue
+        line = now.get(sku)
+        try:
+            product = config.product(sku)
+            name, price = product.name, product.price
+        except KeyError:
+            name, price = sku, line.unit_price if line else 0.0
+        out.append(HubLine(sku=sku, name=name, quantity=diff, unit_price=price, amount=money(diff * price),
+                           confidence=line.confidence if line else CONFIRMED,
+                           needs_review=line.needs_review if line else False,
+                           pending_review=line.pending_review if line else (), corrected=line.corrected if line else False))
+    return out
+
+
+def followup_receipt(config: StoreConfig, cart: HubCart, now: float) -> Receipt:
+    """The receipt of a follow-up charge for ``cart``'s follow-up lines: ``<first receipt id>-<part>``."""
+    first = cart.paid[0].receipt
+    lines = tuple(ReceiptLine(sku=l.sku, name=l.name, quantity=l.quantity, unit_price=l.unit_price, amount=l.amount)
+                  for l in cart.followup)
+    return Stamper("hub").make(  # type: ignore[return-value]
+        Receipt, now, shopper=cart.shopper, receipt_id=f"{first.receipt_id}-{len(cart.paid) + 1}", lines=lines,
+        total=cart.followup_total, currency=config.store.currency, opened_ts=cart.paid[-1].settled_ts, closed_ts=now,
+        needs_review=False,
     )
 
 

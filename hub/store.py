@@ -12,7 +12,9 @@ only when the event was new). Besides the raw event log the store keeps:
   ``rejected``), which makes it the review queue too;
 - ``carts``: the newest ``cart_state`` per shopper (as the fusion saw it);
 - ``corrections``: lines corrected at a terminal (disputes), with the reason;
-- ``receipts`` (the fusion's) and ``settlements`` (the hub's, once paid);
+- ``receipts`` (the fusion's) and ``settlements`` (the hub's, once paid), then
+  ``followups``: charges for what the shopper took after paying (a paid receipt
+  never changes; docs/hub.md, "Changes after payment");
 - ``zone_events``, ``locations`` (latest position per shopper) and ``nodes``;
 - ``offers_sent`` and ``opt_outs`` for offer frequency caps.
 
@@ -83,6 +85,10 @@ CREATE TABLE IF NOT EXISTS settlements (
     currency TEXT NOT NULL, terminal TEXT NOT NULL, provider TEXT NOT NULL, payment_ref TEXT NOT NULL,
     settled_ts DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS zone_events (
+CREATE TABLE IF NOT EXISTS followups (
+    receipt_id TEXT PRIMARY KEY, shopper TEXT NOT NULL, part BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL,
+    currency TEXT NOT NULL, terminal TEXT NOT NULL, provider TEXT NOT NULL, payment_ref TEXT NOT NULL,
+    settled_ts DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL, UNIQUE (shopper, part));
     event_id TEXT PRIMARY KEY, shopper TEXT NOT NULL, zone TEXT NOT NULL, phase TEXT NOT NULL,
     dwell_s DOUBLE PRECISION NOT NULL, ts DOUBLE PRECISION NOT NULL, stored_ts DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS zone_events_shopper ON zone_events(shopper, zone, ts);
@@ -416,8 +422,9 @@ class HubStore:
                 raise KeyError(event_id)
             if item.review != "pending":
                 raise HubStateError(f"change {event_id} is not awaiting review (it is {item.review})")
-            if self._settled(item.shopper):
-                raise HubStateError(f"the cart of {item.shopper} is already settled")
+            paid = self._paid_ts(item.shopper)
+            if paid is not None and self._stored_ts(event_id) <= paid:
+                raise HubStateError(f"the cart of {item.shopper} is already settled with this change in it")
             db.execute("UPDATE cart_changes SET review=?, decided_by=?, decided_ts=?, note=? WHERE event_id=?",
                        (decision, by, ts, note, event_id))
             item = self.review_item(event_id)
@@ -432,12 +439,16 @@ class HubStore:
         return [Correction(*r) for r in rows]
 
     def add_correction(self, shopper: str, sku: str, before: int, after: int, reason: str, terminal: str,
-                       ts: float | None = None) -> Correction:
-        """Record that a terminal set ``sku`` in ``shopper``'s cart from ``before`` to ``after`` items."""
+                       ts: float | None = None, *, after_settlement: bool = False) -> Correction:
+        """Record that a terminal set ``sku`` in ``shopper``'s cart from ``before`` to ``after`` items.
+
+        A settled cart takes a correction only with ``after_settlement`` (a follow-up is due): it
+        changes what the shopper took, never the paid receipt.
+        """
         corr = Correction(uuid.uuid4().hex, shopper, sku, int(before), int(after), reason, terminal,
                           time.time() if ts is None else ts)
         with self.db.transaction() as db:
-            if self._settled(shopper):
+            if self._settled(shopper) and not after_settlement:
                 raise HubStateError(f"the cart of {shopper} is already settled")
             db.execute("INSERT INTO corrections VALUES (?,?,?,?,?,?,?,?)",
                        (corr.id, corr.shopper, corr.sku, corr.quantity_before, corr.quantity_after, corr.reason,
@@ -455,9 +466,11 @@ class HubStore:
         return _settlement(row) if row else None
 
     def settlement_by_receipt(self, receipt_id: str) -> Settlement | None:
-        """The settlement whose receipt has this id, if any."""
+        """The settlement (or follow-up charge) whose receipt has this id, if any."""
         row = self.db.one("SELECT shopper, payload, terminal, provider, payment_ref, settled_ts FROM settlements "
-                          "WHERE receipt_id=?", (receipt_id,))
+                          "WHERE receipt_id=?", (receipt_id,)) or self.db.one(
+            "SELECT shopper, payload, terminal, provider, payment_ref, settled_ts FROM followups WHERE receipt_id=?",
+            (receipt_id,))
         return _settlement(row) if row else None
 
     def settle(self, receipt: Receipt, terminal: str, provider: str, payment_ref: str,
@@ -524,6 +537,48 @@ class HubStore:
                 return False
             return db.execute("INSERT INTO offers_sent VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                               (shopper, offer, visit, event_id, ts, time.time())) == 1
+
+    def followups(self, shopper: str) -> list[Settlement]:
+        """The follow-up charges of a settled session (what was taken after paying), in order."""
+        rows = self.db.query("SELECT shopper, payload, terminal, provider, payment_ref, settled_ts FROM followups "
+                             "WHERE shopper=? ORDER BY part", (shopper,))
+        return [_settlement(r) for r in rows]
+
+    def settle_followup(self, receipt: Receipt, part: int, terminal: str, provider: str, payment_ref: str,
+                        ts: float | None = None) -> bool:
+        """Record a paid follow-up charge (part 2, 3, ... of a settled session); False when that part exists."""
+        ts = time.time() if ts is None else ts
+        with self.db.transaction() as db:
+            if not self._settled(receipt.shopper):
+                raise HubStateError(f"{receipt.shopper} has no settlement to follow up")
+            added = db.execute(
+                "INSERT INTO followups VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (receipt.receipt_id, receipt.shopper, part, receipt.total, receipt.currency, terminal, provider,
+                 payment_ref, ts, encode(receipt).decode()),
+            )
+        if added:
+            self._notify(HubChange("cart", shopper=receipt.shopper, data={"what": "followup settled",
+                                                                          "receipt_id": receipt.receipt_id}))
+        return bool(added)
+
+    def changed_after_payment(self) -> list[str]:
+        """Settled sessions with cart changes or corrections the hub stored after their last payment."""
+        return [r[0] for r in self.db.query(
+            "SELECT s.shopper FROM settlements s WHERE "
+            "EXISTS (SELECT 1 FROM cart_changes c JOIN events e ON e.event_id = c.event_id "
+            "        WHERE c.shopper = s.shopper AND e.stored_ts > s.settled_ts) "
+            "OR EXISTS (SELECT 1 FROM corrections k WHERE k.shopper = s.shopper AND k.ts > s.settled_ts) "
+            "ORDER BY s.settled_ts")]
+
+    def _paid_ts(self, shopper: str) -> float | None:
+        """When the session was last paid (its settlement or latest follow-up), if it was."""
+        row = self.db.one("SELECT MAX(t) FROM (SELECT settled_ts AS t FROM settlements WHERE shopper=? "
+                          "UNION ALL SELECT settled_ts FROM followups WHERE shopper=?) p", (shopper, shopper))
+        return row[0] if row else None
+
+    def _stored_ts(self, event_id: str) -> float:
+        row = self.db.one("SELECT stored_ts FROM events WHERE event_id=?", (event_id,))
+        return row[0] if row else float("-inf")
 
     def offers_sent(self, shopper: str) -> list[tuple[str, str, float]]:
         """(offer, triggering event id, ts) of every offer sent to a shopper."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 
 from ...geometry.polygons import distance_to_polygon
-from ..carts import build_cart, final_receipt, receipt_text
+from ..carts import HubCart, build_cart, final_receipt, followup_receipt, receipt_text
 from ..payments import PaymentResult
 from ..store import HubStateError
 from .context import CheckoutTerminal, Ctx
@@ -27,12 +27,19 @@ def sessions(ctx: Ctx, _: CheckoutTerminal,
              status: list[Literal["open", "closed", "settled"]] = Query(default=["open", "closed"])
              ) -> list[SessionOut]:
     out = []
-    for s in ctx.store.sessions(tuple(status)):
+    rows = ctx.store.sessions(tuple(status))
+    if "settled" not in status:  # a settled session with something taken after paying is due again
+        due = set(ctx.store.changed_after_payment())
+        rows += [s for s in ctx.store.sessions(("settled",)) if s.shopper in due]
+    for s in rows:
         cart = build_cart(ctx.config, ctx.store, s.shopper)
+        if cart is not None and s.status == "settled" and "settled" not in status and not cart.followup:
+            continue
         lines = cart.lines if cart else []
         out.append(SessionOut(shopper=s.shopper, status=s.status, opened_ts=s.opened_ts,  # type: ignore[arg-type]
                               closed_ts=s.closed_ts, items=sum(l.quantity for l in lines),
-                              total=cart.total if cart else 0.0, needs_review=any(l.needs_review for l in lines)))
+                              total=cart.total if cart else 0.0, needs_review=any(l.needs_review for l in lines),
+                              followup_total=cart.followup_total if cart else 0.0))
     return out
 
 
@@ -70,16 +77,14 @@ def read_cart(shopper: str, ctx: Ctx, _: CheckoutTerminal) -> CartOut:
 
 @router.post("/api/carts/{shopper}/checkout", response_model=ReceiptOut,
              responses={402: {"description": "payment declined"}, 404: {"description": "unknown session"},
-                        409: {"description": "lines await review, or already settled"}},
-             summary="Settle a checkout: charge the cart and return the receipt")
+                        409: {"description": "lines await review, or already settled with nothing due since"}},
+             summary="Settle a checkout: charge the cart (a settled one: what was taken since) and return the receipt")
 def settle(shopper: str, ctx: Ctx, terminal: CheckoutTerminal, body: CheckoutIn | None = None) -> ReceiptOut:
     body = body or CheckoutIn()
     with ctx.checkout_lock:
         cart = cart_or_404(ctx, shopper)
-        done = ctx.store.settlement(shopper)
-        if done is not None:
-            raise HTTPException(409, {"message": f"session {shopper} is already settled",
-                                      "receipt_id": done.receipt.receipt_id})
+        if cart.paid:
+            return _settle_followup(ctx, cart, terminal, body)
         if cart.unknown_skus:
             raise HTTPException(409, {"message": f"the cart holds products not in the catalog: "
                                                  f"{', '.join(cart.unknown_skus)}"})
@@ -99,6 +104,31 @@ def settle(shopper: str, ctx: Ctx, terminal: CheckoutTerminal, body: CheckoutIn 
             raise HTTPException(402, {"message": f"payment declined: {result.message}"})
         ctx.store.settle(receipt, terminal.id, getattr(ctx.payments, "name", "payment"), result.reference, now)
         return receipt_out(ctx, receipt.receipt_id)
+
+
+def _settle_followup(ctx: Ctx, cart: HubCart, terminal: CheckoutTerminal, body: CheckoutIn) -> ReceiptOut:
+    """A settled session: charge what was taken since the last payment as a receipt of its own."""
+    done = cart.paid[-1].receipt.receipt_id
+    if not cart.followup:
+        raise HTTPException(409, {"message": f"session {cart.shopper} is already settled", "receipt_id": done})
+    back = [l for l in cart.followup if l.quantity < 0]
+    if back:
+        raise HTTPException(409, {"message": f"put back after payment ({', '.join(l.sku for l in back)}): a refund "
+                                             f"is a staff decision; correct the line to what was paid, or refund",
+                                  "receipt_id": done, "followup_total": cart.followup_total})
+    flagged = [l for l in cart.followup if l.needs_review]
+    if flagged:
+        raise HTTPException(409, {
+            "message": f"{len(flagged)} follow-up line(s) await review ({', '.join(l.sku for l in flagged)})",
+            "pending_review": [e for l in flagged for e in l.pending_review]})
+    now = time.time()
+    receipt = followup_receipt(ctx.config, cart, now)
+    result = ctx.payments.charge(receipt.receipt_id, receipt.total, receipt.currency, body.method)
+    if not result.approved:
+        raise HTTPException(402, {"message": f"payment declined: {result.message}"})
+    ctx.store.settle_followup(receipt, len(cart.paid) + 1, terminal.id, getattr(ctx.payments, "name", "payment"),
+                              result.reference, now)
+    return receipt_out(ctx, receipt.receipt_id)
 
 
 @router.get("/api/receipts/{receipt_id}", response_model=ReceiptOut, summary="A settled receipt as JSON")
@@ -127,8 +157,9 @@ def correct(shopper: str, body: CorrectionIn, ctx: Ctx, terminal: CheckoutTermin
         before = cart.quantity(body.sku)
         if before == body.quantity:
             raise HTTPException(409, f"{body.sku} already has {before} item(s) in the cart: nothing to correct")
-        try:
-            ctx.store.add_correction(shopper, body.sku, before, body.quantity, body.reason, terminal.id)
+        try:  # a settled cart: only while a follow-up is due, and it changes the follow-up, not the paid receipt
+            ctx.store.add_correction(shopper, body.sku, before, body.quantity, body.reason, terminal.id,
+                                     after_settlement=bool(cart.followup))
         except HubStateError as exc:
             raise HTTPException(409, str(exc)) from None
         return cart_out(ctx, cart_or_404(ctx, shopper))

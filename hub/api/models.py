@@ -48,6 +48,13 @@ class CartOut(BaseModel):
     history_complete: bool = Field(description="False when the hub joined after the session began (lines then start "
                                                "from the fusion's cart state).")
     receipt_id: str | None = Field(description="The settled receipt, once paid.")
+    paid_total: float = Field(default=0.0, description="Paid so far: the settlement and follow-up charges (a paid "
+                                                        "receipt never changes).")
+    followup: list[LineOut] = Field(default_factory=list,
+                                    description="Settled carts: per product, what was taken (+) or put back (-) since "
+                                                "the last payment; positive lines are settled as a follow-up charge.")
+    followup_total: float = Field(default=0.0, description="Amount of the follow-up lines.")
+    followup_receipt_ids: list[str] = Field(default_factory=list, description="Receipts of follow-up charges paid.")
 
 
 class SessionOut(BaseModel):
@@ -60,6 +67,9 @@ class SessionOut(BaseModel):
     items: int = Field(description="Items in the cart.")
     total: float = Field(description="Cart total.")
     needs_review: bool = Field(description="True when a line awaits review.")
+    followup_total: float = Field(default=0.0, description="Settled sessions: the amount taken since the last "
+                                                           "payment, to settle as a follow-up charge (listed by default "
+                                                           "while it is not zero).")
 
 
 class CheckoutIn(BaseModel):

@@ -23,16 +23,22 @@ def cart_or_404(ctx: HubContext, shopper: str) -> HubCart:
     return cart
 
 
+def _line_out(line) -> LineOut:
+    return LineOut(**{**line.__dict__, "pending_review": list(line.pending_review)})
+
+
 def cart_out(ctx: HubContext, cart: HubCart) -> CartOut:
-    """The API form of a cart, with its receipt id once settled."""
-    settled = ctx.store.settlement(cart.shopper) if cart.status == "settled" else None
+    """The API form of a cart, with its receipt id once settled and what is due since."""
+    settled = cart.paid[0] if cart.paid else None
     return CartOut(
         shopper=cart.shopper, status=cart.status, currency=cart.currency, total=cart.total,  # type: ignore[arg-type]
-        lines=[LineOut(**{**l.__dict__, "pending_review": list(l.pending_review)}) for l in cart.lines],
+        lines=[_line_out(l) for l in cart.lines],
         pending_review=cart.pending_review,
         corrections=[CorrectionOut(**{k: v for k, v in c.__dict__.items() if k != "shopper"})
                      for c in cart.corrections],
         history_complete=cart.history_complete, receipt_id=settled.receipt.receipt_id if settled else None,
+        paid_total=cart.paid_total, followup=[_line_out(l) for l in cart.followup],
+        followup_total=cart.followup_total, followup_receipt_ids=[p.receipt.receipt_id for p in cart.paid[1:]],
     )
 
 
