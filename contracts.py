@@ -343,6 +343,24 @@ class LightCommand(Envelope):
     duration_s: float = Field(gt=0.0, description="Seconds to keep guiding before switching back.")
 
 
+class StoreAnalytics(Envelope):
+    """Anonymous store analytics, published retained once an hour (hub -> dashboards, building management).
+
+    The aggregates of docs/analytics.md for the store's current day so far (``summary``, ``hourly``,
+    ``zones``), with k-anonymity applied: groups of fewer than ``k`` visitors are suppressed or merged
+    (``notes`` says what was). Never a session id.
+    """
+
+    type: Literal["store_analytics"] = "store_analytics"
+    period_start: float = Field(description="Start of the period covered, Unix seconds (the day's start).")
+    period_end: float = Field(description="End of the period covered, Unix seconds (when it was computed).")
+    k: int = Field(ge=1, description="k-anonymity threshold applied.")
+    summary: dict[str, float | int | str | bool | None] = Field(description="The summary row (docs/analytics.md).")
+    hourly: tuple[dict[str, float | int | str | None], ...] = Field(default=(), description="Hourly rows.")
+    zones: tuple[dict[str, float | int | str | None], ...] = Field(default=(), description="Zone rows.")
+    notes: tuple[str, ...] = Field(default=(), description="What k-anonymity suppressed or merged, per table.")
+
+
 #: every message class, in the order the docs list them
 MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     PersonObservation,
@@ -358,6 +376,7 @@ MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     NodeStatus,
     Offer,
     LightCommand,
+    StoreAnalytics,
 )
 
 #: any message, discriminated by its ``type`` field (for pydantic models that embed one)
@@ -383,6 +402,7 @@ TOPICS: dict[str, tuple[str, int, bool]] = {
     "node_status": ("storesense/{store}/nodes/{node}/status", 0, False),
     "offer": ("storesense/{store}/shoppers/{shopper}/offers", 1, False),
     "light_command": ("storesense/{store}/lights/{fixture}/set", 1, False),
+    "store_analytics": ("storesense/{store}/analytics/hourly", 1, True),
 }
 
 

@@ -18,6 +18,7 @@ import typer
 
 from ..errors import StoresenseError
 from . import calibrate, config, demo, edge, eval, fusion, hub
+from . import analytics as analytics_cli
 from . import deploy as deploy_cli
 from . import hq as hq_cli
 from . import store as store_cli
@@ -30,6 +31,9 @@ app.command()(fusion.simulate)
 app.command()(fusion.fusion)
 app.command()(fusion.replay)
 app.command()(hub.hub)
+app.command("analytics")(analytics_cli.analytics)
+app.command("analytics-eval")(analytics_cli.analytics_eval)
+app.command("simulate-day")(analytics_cli.simulate_day_cmd)
 app.command()(hq_cli.hq)
 app.add_typer(config.config_app, name="config")
 app.add_typer(edge.edge_app, name="edge")

@@ -68,6 +68,8 @@ class HubIngest:
         self.dead_letters = 0
         self.last_store_error: str | None = None
         self._dead_letter_table = False
+        #: folds each committed batch's new messages into the analytics rollup (hub.analytics.Rollup), when set
+        self.rollup = None
         self._stopping = threading.Event()
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -149,6 +151,8 @@ class HubIngest:
                 log.warning("cannot store %d message(s) (%s); retrying in %.2f s", len(items), exc, pause)
                 self._stopping.wait(pause)
         self.commits += 1
+        if self.rollup is not None:  # before the acknowledgement; a failure there is logged, never stops ingest
+            self.rollup.observe_safely([m for (m, _), a in zip(items, added) if a])
         new = sum(added)
         self.stored += new
         self.duplicates += len(added) - new

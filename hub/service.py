@@ -98,6 +98,11 @@ class HubService:
         self.ctx = HubContext(config, self.store, terminals, payments or LocalPaymentProvider(),
                               publish=self.publisher.publish)
         self.offers = OfferEngine(config, self.store, self.publisher.publish)
+        from .analytics import Rollup
+        from .analytics.publish import HourlyPublisher
+
+        self.ingest.rollup = Rollup(config, self.store.db)
+        self.analytics_publisher = HourlyPublisher(config, self.store.db, self.publisher.publish)
         self.http = HttpServer(create_app(self.ctx), host or config.hub.http_host,
                                config.hub.http_port if port is None else port)
         self._stop = threading.Event()
@@ -110,6 +115,7 @@ class HubService:
             self.offers.attach()
             self.http.start()
             self.ingest.start()
+            self.analytics_publisher.start()
         except BaseException:
             self.stop()
             raise
@@ -142,6 +148,7 @@ class HubService:
         self.http.stop()
         self.ingest.stop()
         self.offers.detach()
+        self.analytics_publisher.stop()
         self.publisher.close()
         if self._purger is not None:
             self._purger.join(2.0)

@@ -236,6 +236,13 @@ def all_message_samples():
                           dict(fixture="L-aisle-ab", route="rt-5e1c", shopper=shopper, action="guide", step=2,
                                color="#22c55e", duration_s=120.0)),
     }
+    later["store_analytics"] = (
+        Stamper("hub-analytics", run_id="samples"), t0 + 3600.0,
+        dict(period_start=t0 - 36000.0, period_end=t0 + 3600.0, k=5,
+             summary={"visits": 212, "dwell_median_s": 431.5, "conversion": 0.81, "suppressed": False},
+             hourly=({"hour_start": "2024-05-29T09:00:00+02:00", "hours": 1, "visits": 31},),
+             zones=({"zone": "aisle-1", "visitors": 120, "conversion": 0.42},),
+             notes=("heatmap: k=5; 3 of 180 rows with fewer than 5 visitors suppressed (7 visitor entries)",)))
     for type_name, (stamper, ts, fields) in later.items():
         if type_name in MESSAGE_TYPES:
             samples.append(stamper.make(MESSAGE_TYPES[type_name], ts, **fields))

@@ -16,6 +16,9 @@ Who may call what:
 - the live page and its feed (no token, read only): floor plan, positions,
   open carts, node health. Bind the hub to the store's LAN only.
 
+- store analytics (viewer role; the page at ``/analytics`` is open): anonymous
+  footfall, dwell, heatmap, zone and shelf aggregates (docs/analytics.md).
+
 A wrong or missing token is answered 401; a token without the role, 403.
 """
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from . import checkout, live, review, service, shopper
+from . import analytics, checkout, live, review, service, shopper
 from .context import HubContext
 
 __all__ = ["HubContext", "create_app"]
@@ -34,6 +37,6 @@ def create_app(ctx: HubContext) -> FastAPI:
     app = FastAPI(title="storesense hub", version="1",
                   description="Checkout terminals, review queue, wayfinding, offers and the live store page.")
     app.state.ctx = ctx
-    for area in (service, checkout, review, shopper, live):  # the order of the OpenAPI document's paths
+    for area in (service, checkout, review, shopper, live, analytics):  # the order of the OpenAPI document's paths
         app.include_router(area.router)
     return app
