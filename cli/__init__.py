@@ -21,6 +21,7 @@ from . import calibrate, config, demo, edge, eval, fusion, hub
 from . import analytics as analytics_cli
 from . import deploy as deploy_cli
 from . import hq as hq_cli
+from . import security as security_cli
 from . import store as store_cli
 from .common import err_console
 
@@ -42,6 +43,7 @@ app.add_typer(eval.eval_app, name="eval")
 app.add_typer(eval.datasets_app, name="datasets")
 app.add_typer(store_cli.store_app, name="store")
 app.add_typer(deploy_cli.deploy_app, name="deploy")
+app.add_typer(security_cli.security_app, name="security")
 
 
 @app.callback()

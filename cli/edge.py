@@ -32,8 +32,11 @@ def edge_ble(
     if node not in {n.id for n in cfg.ble_nodes}:
         raise StoresenseError(f"--node {node!r}: not a BLE node of store {cfg.store.id} "
                               f"(has: {', '.join(n.id for n in cfg.ble_nodes) or 'none'})")
+    from ..transport.zeromq import CurveKeys
+
     counters = run_node(node, endpoint or cfg.transports.zmq.observations, cfg.store.id, tags=tag,
-                        max_rate_hz=rate, duration_s=duration)
+                        max_rate_hz=rate, duration_s=duration,
+                        curve=CurveKeys.for_edge(cfg.transports.zmq.curve_keys, node))
     console.print(f"BLE node {node} stopped: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
 
 

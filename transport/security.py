@@ -36,7 +36,7 @@ READERS = ("hub",)
 def _pattern(store: str, kind: str, node: str) -> str:
     """The MQTT topic filter of ``kind`` messages from ``node``: the template with ``+`` for subjects."""
     template = TOPICS[kind][0]
-    return template.format(store=store, source=node, shopper="+", zone="+", node=node, fixture="+")
+    return template.format(store=store, source=node, shopper="+", zone="+", node=node, fixture="+", shelf="+")
 
 
 def mosquitto_acl(store: str, nodes: Mapping[str, str]) -> str:

@@ -70,6 +70,11 @@ class CurveKeys:
         return cls.load(d / "fusion.key_secret", allowed_dir=d / "allowed")
 
     @classmethod
+    def for_edge(cls, keys_dir: str | Path | None, node: str) -> CurveKeys | None:
+        """:meth:`edge` when the store config names a key folder (``transports.zmq.curve_keys``), else None."""
+        return cls.edge(keys_dir, node) if keys_dir else None
+
+    @classmethod
     def edge(cls, keys_dir: str | Path, node: str) -> CurveKeys:
         """An edge node's keys in a store's key folder: ``<node>.key_secret`` and the fusion node's ``fusion.key``."""
         d = Path(keys_dir)

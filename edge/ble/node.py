@@ -212,8 +212,10 @@ async def scan(receiver: BleReceiver, stop: asyncio.Event, *, scanner_factory: C
 
 def run_node(node: str, endpoint: str, store: str, *, tags: list[str] = (), max_rate_hz: float = 5.0,
              duration_s: float | None = None, scanner_factory: Callable | None = None,
-             publisher_factory: Callable | None = None) -> dict[str, int]:
+             publisher_factory: Callable | None = None, curve=None) -> dict[str, int]:
     """Run a BLE node publishing over ZeroMQ to the fusion node at ``endpoint``; returns its counters.
+
+    ``curve`` (:class:`~storesense.transport.zeromq.CurveKeys`): this node's CURVE keys.
 
     Runs until Ctrl-C (or for ``duration_s``). Raises :class:`BleAdapterError`
     when scanning cannot start.
@@ -223,7 +225,7 @@ def run_node(node: str, endpoint: str, store: str, *, tags: list[str] = (), max_
         from ...transport import ZmqPublisher
 
         def publisher_factory():
-            return ZmqPublisher(endpoint, store=store)
+            return ZmqPublisher(endpoint, store=store, curve=curve)
 
     pub = publisher_factory()
     receiver = BleReceiver(node, pub.publish, tag_filter=tag_filter, max_rate_hz=max_rate_hz)

@@ -358,6 +358,7 @@ def run_camera(config: StoreConfig, camera_id: str, *, source: str | None = None
     """
     from ...transport.recording import Recorder
     from ...transport import ZmqPublisher
+    from ...transport.zeromq import CurveKeys
     from .drawing import draw_debug
     from .privacy import VideoRecorder
 
@@ -365,7 +366,8 @@ def run_camera(config: StoreConfig, camera_id: str, *, source: str | None = None
     closers: list[Callable[[], None]] = []
     try:
         endpoint = endpoint or config.transports.zmq.observations
-        publisher = ZmqPublisher(endpoint, store=config.store.id)
+        publisher = ZmqPublisher(endpoint, store=config.store.id,
+                                 curve=CurveKeys.for_edge(config.transports.zmq.curve_keys, camera_id))
         closers.append(publisher.close)
         if wait_subscriber_s > 0 and not publisher.wait_for_subscriber(wait_subscriber_s):
             raise StoresenseError(f"no fusion node subscribed at {endpoint} within {wait_subscriber_s:g} s")

@@ -591,6 +591,7 @@ def serve(config: StoreConfig, *, node: str | None = None, sensors: Iterable[str
 
     from ...transport.recording import Recorder
     from ...transport import ZmqPublisher
+    from ...transport.zeromq import CurveKeys
     from .loadcells.recorded import RecordingReader
 
     chosen = select_sensors(config, node, sensors)
@@ -615,7 +616,8 @@ def serve(config: StoreConfig, *, node: str | None = None, sensors: Iterable[str
     try:
         if publish:
             run.endpoint = endpoint or config.transports.zmq.observations
-            pub = ZmqPublisher(run.endpoint, store=config.store.id)
+            pub = ZmqPublisher(run.endpoint, store=config.store.id,
+                               curve=CurveKeys.for_edge(config.transports.zmq.curve_keys, name))
             if not pub.wait_for_subscriber(wait_s):
                 if reader is not None:
                     raise StoresenseError(f"no fusion node subscribed at {run.endpoint} within {wait_s:g} s")

@@ -9,14 +9,11 @@ messages keep their ids; none comes twice with a different id).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from storesense.config import example_store_path, load_store_config
@@ -27,8 +24,7 @@ from storesense.transport import ZmqPublisher
 from storesense.transport.recording import record, replay
 
 from ..conftest import free_port
-
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+from ..fusion_process import ENV, cli, interrupt, start_fusion
 
 
 def _config(tmp_path: Path) -> Path:
@@ -39,19 +35,8 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "storesense.cli", *args]
-
-
 def _start(cfg: Path, out: Path, journal: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(_cli("fusion", "--config", str(cfg), "--output", str(out), "--journal", str(journal)),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
-    seen = ""
-    deadline = time.monotonic() + 60
-    while "listening on" not in seen and time.monotonic() < deadline and proc.poll() is None:
-        seen += proc.stdout.readline()
-    assert "listening on" in seen, f"fusion did not start: {seen!r} rc={proc.poll()}"
-    return proc, seen
+    return start_fusion("--config", str(cfg), "--output", str(out), "--journal", str(journal))
 
 
 def _journaled(journal: Path) -> tuple[int, bool]:
@@ -114,18 +99,15 @@ def test_sigkill_mid_scenario_then_restart_gives_the_uninterrupted_receipts(tmp_
         open_now = int(second.split(" journal entries, ")[1].split(" open session")[0])
         assert open_now >= 1, second  # the crash came while shoppers were in the store
         _feed(cfg, endpoint, messages[cut:], journal, len(messages))
-        proc.send_signal(signal.SIGINT)
-        log, _ = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        log = interrupt(proc)
     assert proc.returncode == 0, log
     assert "Traceback" not in log, log
 
     # the same input, uninterrupted, with the run id the journal kept
     rec, ref = tmp_path / "edge.jsonl", tmp_path / "ref.jsonl"
     record(messages, rec, cfg.store.id)
-    done = subprocess.run(_cli("fusion", "--config", str(cfg_path), "--input", str(rec), "--output", str(ref),
+    done = subprocess.run(cli("fusion", "--config", str(cfg_path), "--input", str(rec), "--output", str(ref),
                                "--run-id", run_id), capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -7,10 +7,6 @@ the first run's ids. Also: ids carry the store id, so two stores never collide.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,20 +22,13 @@ from storesense.hub.store import HubStore
 from storesense.transport import ZmqPublisher
 
 from ..conftest import free_port
-
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+from ..fusion_process import interrupt, start_fusion
 
 
 def _live_run(cfg_path: Path, cfg, url: str, messages) -> str:
     """One live `storesense fusion` run fed ``messages`` over ZeroMQ; returns its output (with its run id)."""
-    proc = subprocess.Popen([sys.executable, "-m", "storesense.cli", "fusion", "--config", str(cfg_path),
-                             "--mqtt", url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    proc, seen = start_fusion("--config", str(cfg_path), "--mqtt", url)
     try:
-        seen = ""
-        deadline = time.monotonic() + 60
-        while "listening on" not in seen and time.monotonic() < deadline and proc.poll() is None:
-            seen += proc.stdout.readline()
-        assert "listening on" in seen, seen
         pub = ZmqPublisher(cfg.transports.zmq.observations, store=cfg.store.id)
         try:
             assert pub.wait_for_subscriber(30.0)
@@ -48,11 +37,8 @@ def _live_run(cfg_path: Path, cfg, url: str, messages) -> str:
             time.sleep(2.5)  # the node fuses them and flushes at the pause
         finally:
             pub.close()
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the publisher flushes to the broker on the way out
-        out, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = interrupt(proc)  # Ctrl-C: the publisher flushes to the broker on the way out
     assert proc.returncode == 0, seen + out
     return seen + out
 

@@ -14,7 +14,7 @@ import pytest
 
 from storesense.contracts import CartChange, CartEvent, CartLine, CartState, Stamper
 
-from .test_api import CFG, STORE, TILL, fusion_out, hub_on, wait_until  # noqa: F401 - fixtures
+from .test_api import CFG, TILL, fusion_out, hub_on, wait_until  # noqa: F401 - fixtures
 
 MILK, COFFEE = CFG.product("MILK-1L"), CFG.product("COFFEE-500")
 

@@ -1,5 +1,5 @@
-"""MQTT over TLS with per-node certificates, passwords and the ACL from :mod:`storesense.transport.security`,
-against a real Mosquitto: every node connects with its own login, a camera cannot forge a bill, and a
+"""MQTT over TLS with per-node certificates, passwords and the ACL written by `storesense security init`,
+against a real Mosquitto started with the config it wrote: every node connects with its own login, a camera cannot forge a bill, and a
 client without a certificate (or with a wrong password) cannot connect."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from storesense.config import example_store_path, load_store_config
 from storesense.contracts import CartChange, CartEvent, Receipt, ReceiptLine, Stamper, encode
@@ -33,59 +34,64 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(d: Path, clients: list[str]) -> None:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate per node (EC P-256), via openssl."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-store-ca",
-             cwd=d)
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, ext in [("server", ["-extfile", "server.ext"]), *[(c, []) for c in clients]]:
-        _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.crt", "-days", "2", *ext, cwd=d)
-
-
 @pytest.fixture
 def secure_broker(tmp_path):
-    """Mosquitto with a TLS listener needing a client certificate, a password file and the generated ACL."""
-    if MOSQUITTO is None or shutil.which("mosquitto_passwd") is None:
-        pytest.skip("mosquitto (with mosquitto_passwd) is not installed")
+    """Mosquitto started with what `storesense security init` wrote: TLS listener needing a client
+    certificate, the password file and the ACL; plus a CA-signed certificate for a node with no login."""
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed")
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
-    d = tmp_path / "pki"
-    d.mkdir()
-    make_pki(d, [*NODES, "intruder"])
-    passwd = d / "passwd"
-    passwd.touch()
-    for node in NODES:
-        (d / f"{node}.pass").write_text(f"pw-{node}-{uuid.uuid4().hex[:8]}\n")
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), node, (d / f"{node}.pass").read_text().strip()],
-                       check=True, capture_output=True)
-    (d / "acl").write_text(mosquitto_acl(STORE, NODES))
     port = free_port()
-    conf = d / "mosquitto.conf"
-    conf.write_text("\n".join([
-        "per_listener_settings false", f"listener {port} 127.0.0.1",
-        f"cafile {d / 'ca.crt'}", f"certfile {d / 'server.crt'}", f"keyfile {d / 'server.key'}",
-        "require_certificate true", "allow_anonymous false", f"password_file {passwd}", f"acl_file {d / 'acl'}",
-        f"log_dest file {d / 'mosquitto.log'}", "log_type error", "log_type warning", "log_type notice",
-        f"user {getpass.getuser()}", ""]))
+    small = CFG.model_copy(update={"cameras": CFG.cameras[:1], "ble_nodes": [], "weight_sensors": [],
+                                   "zones": [z.model_copy(update={"gates": []}) for z in CFG.zones]})
+    assert main_ok(["security", "init", "--out", str(tmp_path / "sec"), "--host", "127.0.0.1", "--port", str(port)],
+                   small, tmp_path)
+    root = tmp_path / "sec"
+    nodes = root / "nodes"
+    assert sorted(p.name for p in nodes.iterdir()) == sorted(NODES)
+    intruder = nodes / "intruder"
+    intruder.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-new", *ec, "-keyout", "intruder.key", "-out", "intruder.csr", "-subj", "/CN=intruder", cwd=intruder)
+    _openssl("x509", "-req", "-in", "intruder.csr", "-CA", str(root / "ca.crt"), "-CAkey", str(root / "ca.key"),
+             "-CAcreateserial", "-out", "intruder.crt", "-days", "2", cwd=intruder)
+    conf = root / "broker" / "mosquitto.conf"
+    log = root / "broker" / "mosquitto.log"
+    conf.write_text(conf.read_text() + "\n".join([
+        f"log_dest file {log}", "log_type error", "log_type warning", "log_type notice", f"user {getpass.getuser()}", ""]))
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         if not wait_for_port("127.0.0.1", port, timeout=10.0):
-            pytest.fail(f"mosquitto did not start: {(d / 'mosquitto.log').read_text() if (d / 'mosquitto.log').exists() else ''}")
+            pytest.fail(f"mosquitto did not start: {log.read_text() if log.exists() else ''}")
 
         def url(node: str, *, cert: str | None = None, password: bool = True, scheme: str = "mqtts") -> str:
             cert = cert or node
-            query = f"ca={d / 'ca.crt'}&cert={d / f'{cert}.crt'}&key={d / f'{cert}.key'}" if scheme == "mqtts" else ""
-            if password and (d / f"{node}.pass").exists():
-                query += f"&password_file={d / f'{node}.pass'}"
+            d = nodes / cert
+            query = f"ca={root / 'ca.crt'}&cert={d / f'{cert}.crt'}&key={d / f'{cert}.key'}" if scheme == "mqtts" else ""
+            if password and (nodes / node / f"{node}.pass").exists():
+                query += f"&password_file={nodes / node / f'{node}.pass'}"
             return f"{scheme}://{node}@127.0.0.1:{port}" + (f"?{query.lstrip('&')}" if query else "")
 
-        yield url, d
+        assert url("cam1") == (nodes / "cam1" / "mqtt.url").read_text().strip().replace(
+            str(nodes / "cam1" / "ca.crt"), str(root / "ca.crt"))
+        yield url, nodes
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def main_ok(argv: list[str], config, tmp_path: Path) -> bool:
+    """Run the storesense command line with ``config`` written to a file; True when it exits 0."""
+    from storesense.cli import main
+
+    path = tmp_path / "store.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    try:
+        main([*argv, "--config", str(path)])
+    except SystemExit as exc:
+        return exc.code in (0, None)
+    return True
 
 
 def _wait(pred, timeout=10.0) -> bool:
@@ -164,9 +170,9 @@ def test_nodes_connect_with_their_own_logins_and_a_camera_cannot_forge_a_bill(se
 def test_a_client_without_its_credentials_cannot_connect(secure_broker, case):
     url, d = secure_broker
     target = {
-        "no certificate": url("cam1").split("&cert=")[0] + f"&password_file={d / 'cam1.pass'}",
+        "no certificate": url("cam1").split("&cert=")[0] + f"&password_file={d / 'cam1' / 'cam1.pass'}",
         "plain mqtt": url("cam1", scheme="mqtt"),
-        "wrong password": url("cam1").replace("cam1.pass", "fusion.pass"),
+        "wrong password": url("cam1").replace("cam1/cam1.pass", "fusion/fusion.pass"),
         "unknown certificate user": url("intruder"),
     }[case]
     pub = MqttPublisher(target, store=STORE, node="cam1", kind="camera", client_id=f"x-{uuid.uuid4().hex[:6]}")
