@@ -85,12 +85,23 @@ class Walkable:
         """
         ax, ay = float(a[0]), float(a[1])
         dx, dy = float(b[0]) - ax, float(b[1]) - ay
+        ox, oy, inv, rows, cols, free = self._ox, self._oy, self._inv_res, self.rows, self.cols, self._free
+        c0, r0 = int((ax - ox) * inv), int((ay - oy) * inv)
+        if not (0 <= r0 < rows and 0 <= c0 < cols and ax >= ox and ay >= oy and free[r0][c0]):
+            return False  # the first sample
+        bx, by = ax + dx, ay + dy
+        if int((bx - ox) * inv) == c0 and int((by - oy) * inv) == r0 and bx >= ox and by >= oy:
+            return True  # both ends in one free cell: so is every sample between them
         n = max(int(math.ceil(float(np.hypot(dx, dy)) / (0.5 * self.resolution))) + 1, 2)
         ts = _LINSPACE.get(n)
         if ts is None:
             ts = _LINSPACE[n] = np.linspace(0.0, 1.0, n).tolist()
-        free = self.free_at_point
-        return all(free(ax + dx * t, ay + dy * t) for t in ts)
+        for t in ts:  # free_at_point, inlined
+            x, y = ax + dx * t, ay + dy * t
+            c, r = int((x - ox) * inv), int((y - oy) * inv)
+            if not (0 <= r < rows and 0 <= c < cols and x >= ox and y >= oy and free[r][c]):
+                return False
+        return True
 
     def snap(self, point) -> np.ndarray:
         """The centre of the free cell nearest to ``point`` (the point itself when it is free)."""

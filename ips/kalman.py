@@ -11,11 +11,13 @@ instead, no farther than ``max_speed`` allows.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import chi2
 
-from .model import Fix, Positioner, RssiObservation, regularised_cov
-from ..geometry.cv_filter import LeanFilterpyCV
+from .model import Fix, Positioner, RssiObservation, regularised_cov2
+from ..geometry.cv_filter import FastCV, mahalanobis2
 from ..geometry.walkable import Walkable
 
 
@@ -41,14 +43,16 @@ class KalmanFusion:
 
     def reset(self) -> None:
         """Forget the track."""
-        self.kf: LeanFilterpyCV | None = None
+        self.kf: FastCV | None = None
         self.ts: float | None = None
         self.rejected_in_row = 0
         self.rejected = 0
 
     def _start(self, fix: Fix) -> None:
         scale = self.fix_cov_scale
-        self.kf = LeanFilterpyCV(fix.x, fix.y, np.asarray(fix.cov) * scale, 0.5 * scale, self.accel_std)
+        c = fix.cov
+        kf = self.kf = FastCV(fix.x, fix.y, 0.0, 0.5 * scale, self.accel_std)
+        kf.a00, kf.a01, kf.a11 = float(c[0, 0]) * scale, float(c[0, 1]) * scale, float(c[1, 1]) * scale
         self.rejected_in_row = 0
 
     def update(self, obs: RssiObservation) -> Fix | None:
@@ -59,39 +63,43 @@ class KalmanFusion:
         if self.kf is None:
             if not fixes:
                 return None
-            best = min(fixes, key=lambda f: np.trace(f.cov))
+            best = min(fixes, key=lambda f: float(f.cov[0, 0] + f.cov[1, 1]))
             self._start(best)
             self.ts = obs.ts
             fixes = [f for f in fixes if f is not best]
+        kf = self.kf
         dt = max(obs.ts - self.ts, 0.0)
-        before = self.kf.x[:2].copy()
+        before = (kf.px, kf.py)
         if dt > 0:
-            self.kf.predict(dt)
+            kf.predict(dt)
         sources: set[str] = set()
+        scale = self.fix_cov_scale
         for fix in fixes:
-            R = regularised_cov(np.asarray(fix.cov) * self.fix_cov_scale)
-            innov = fix.xy - self.kf.x[:2]
-            S = self.kf.P[:2, :2] + R
-            if float(innov @ np.linalg.solve(S, innov)) > self.gate:
+            (c00, c01), (_, c11) = fix.cov.tolist()
+            R = regularised_cov2(c00 * scale, c01 * scale, c11 * scale).tolist()
+            (r00, r01), (r10, r11) = R
+            if mahalanobis2(fix.x - kf.px, fix.y - kf.py, kf.a00 + r00, kf.a01 + r01, kf.a01 + r10,
+                            kf.a11 + r11) > self.gate:
                 self.rejected += 1
                 self.rejected_in_row += 1
                 if self.rejected_in_row >= self.reset_after * len(self.positioners):
                     self._start(fix)
+                    kf = self.kf
                 continue
             self.rejected_in_row = 0
-            self.kf.update(fix.xy, R=R)
+            kf.update((fix.x, fix.y), R)
             sources.update(fix.sources)
         if self.walkable is not None:
             self._keep_on_floor(before, dt)
         self.ts = obs.ts
-        return Fix(obs.ts, float(self.kf.x[0]), float(self.kf.x[1]), regularised_cov(self.kf.P[:2, :2]),
-                   self.name, tuple(sorted(sources)), obs.tag, {"velocity": self.kf.x[2:].copy()})
+        return Fix(obs.ts, kf.px, kf.py, regularised_cov2(kf.a00, kf.a01, kf.a11), self.name,
+                   tuple(sorted(sources)), obs.tag, {"velocity": np.array([kf.vx, kf.vy])})
 
-    def _keep_on_floor(self, before: np.ndarray, dt: float) -> None:
+    def _keep_on_floor(self, before: tuple[float, float], dt: float) -> None:
         """Move the state back onto free floor, walking around walls, at most max_speed·dt + 3σ."""
-        target = self.kf.x[:2]
+        kf = self.kf
+        target = (kf.px, kf.py)
         if self.walkable.segment_free(before, target):
             return
-        reach = self.max_speed * dt + 3.0 * np.sqrt(np.trace(self.kf.P[:2, :2]) / 2.0)
-        self.kf.x[:2] = self.walkable.walk_towards(before, target, reach)
-
+        reach = self.max_speed * dt + 3.0 * math.sqrt(max(kf.a00 + kf.a11, 0.0) / 2.0)
+        kf.px, kf.py = self.walkable.walk_towards(np.array(before), np.array(target), reach).tolist()

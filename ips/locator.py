@@ -47,7 +47,7 @@ class BleLocator:
         self.tracker_factory = tracker_factory
         self.window_s = window_s
         self.history_s = history_s
-        self._history: dict[str, dict[str, deque[tuple[float, float]]]] = {}
+        self._history: dict[str, dict[str, tuple[deque[float], deque[float]]]] = {}
         self.use_smoothed = use_smoothed
         self.tags = set(tags) if tags is not None else None
         self.trackers: dict[str, Tracker] = {}
@@ -88,19 +88,24 @@ class BleLocator:
     def _window(self, tag: str, batch: _Batch) -> dict[str, float]:
         """Per node, the mean (dB) of the packets within ``history_s`` before the batch's last one."""
         hist = self._history.setdefault(tag, {})
+        last = batch.last_ts
         for node, values in batch.readings.items():
-            q = hist.setdefault(node, deque())
-            q.extend((batch.last_ts, v) for v in values)
-        start = batch.last_ts - self.history_s
+            q = hist.get(node)
+            if q is None:
+                q = hist[node] = (deque(), deque())  # times, values
+            q[0].extend([last] * len(values))
+            q[1].extend(values)
+        start = last - self.history_s
         out: dict[str, float] = {}
         for node in list(hist):
-            q = hist[node]
-            while q and q[0][0] <= start:
-                q.popleft()
-            if not q:
+            times, values = hist[node]
+            while times and times[0] <= start:
+                times.popleft()
+                values.popleft()
+            if not times:
                 del hist[node]
                 continue
-            out[node] = sum(v for _, v in q) / len(q)
+            out[node] = sum(values) / len(values)
         return out
 
     def poll(self, now: float) -> list[Fix]:

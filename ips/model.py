@@ -15,6 +15,7 @@ Two algorithm families, one interface each:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, runtime_checkable
 
@@ -95,3 +96,28 @@ def regularised_cov(cov: np.ndarray, floor_var: float = 1e-4) -> np.ndarray:
     w, v = np.linalg.eigh(c)
     w = np.maximum(w, floor_var)
     return (v * w) @ v.T
+
+
+def regularised_cov2(a: float, b: float, d: float, floor_var: float = 1e-4) -> np.ndarray:
+    """:func:`regularised_cov` of the symmetric 2x2 ``[[a, b], [b, d]]`` given as floats, in closed form.
+
+    A matrix whose eigenvalues are both at least ``floor_var`` comes back as it
+    is; otherwise the eigenvalues below it are raised to it (eigenvectors kept).
+    """
+    half_tr, half_diff = 0.5 * (a + d), 0.5 * (a - d)
+    rad = math.sqrt(half_diff * half_diff + b * b)
+    l1, l2 = half_tr + rad, half_tr - rad  # l1 >= l2
+    if l2 >= floor_var:
+        return np.array([[a, b], [b, d]])
+    if rad == 0.0:
+        v0, v1 = 1.0, 0.0
+    elif half_diff >= 0.0:  # eigenvector of l1, from the better-conditioned row
+        v0, v1 = half_diff + rad, b
+    else:
+        v0, v1 = b, rad - half_diff
+    norm = math.hypot(v0, v1)
+    v0, v1 = v0 / norm, v1 / norm
+    w1, w2 = max(l1, floor_var), max(l2, floor_var)
+    # w1 v vᵀ + w2 u uᵀ with u = (-v1, v0)
+    return np.array([[w1 * v0 * v0 + w2 * v1 * v1, (w1 - w2) * v0 * v1],
+                     [(w1 - w2) * v0 * v1, w1 * v1 * v1 + w2 * v0 * v0]])
