@@ -356,8 +356,8 @@ class PickDecider:
             extra = [(p.sku, 0.2, "not this plate's planogram product: by weight")
                      for p in self.config.products if p.sku not in known]
             alt, alt_score = self._best(msg, extra, held, misplaced)
-            if alt_score > best_score:
-                best = alt
+            if alt_score > best_score:  # decided by weight alone: half the confidence, so a person checks
+                best = (alt[0], alt[1], alt[2] * 0.5, alt[3])
         return best
 
     def _best(self, msg: WeightChange, options, held: dict[str, int], misplaced: dict[str, int]

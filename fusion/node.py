@@ -50,6 +50,8 @@ from ..contracts import (
     NodeStatus,
     PersonObservation,
     Receipt,
+    NearbyShopper,
+    ShelfEvent,
     ShopperLocation,
     Stamper,
     WeightChange,
@@ -99,6 +101,7 @@ class FusionNode:
         look_swap_margin: float = 0.15,
         look_swap_votes: int = 3,
         look_hand_margin: float = 0.15,
+        group_window_s: float = 15.0,
     ):
         self.config = config
         self.emit = emit
@@ -139,6 +142,10 @@ class FusionNode:
         self._frame: tuple[str, int, float] | None = None
         self._frame_obs: list[PersonObservation] = []
         self._pending_checkins: list[CheckIn] = []
+        self.group_window_s = group_window_s
+        self._groups: dict[str, tuple[int, float]] = {}  # group check-in's tag -> (size, check-in ts)
+        self._member_of: dict[str, str] = {}  # member session -> the session that checked the group in
+        self._groups_led: set[str] = set()
         self._merge_checked = float("-inf")
         self._retry: dict[str, float] = {}  # track without a session -> when it was last considered
         self._entry = config.zones_of("entry")
@@ -194,6 +201,7 @@ class FusionNode:
             self._interaction(msg)
         elif isinstance(msg, WeightChange):
             self._apply(self.decider.weight(msg, self._cart_of), msg.ts)
+            self._stock_changes(msg.ts)
         elif isinstance(msg, CheckIn):
             if msg.gate is not None and not any(g.id == msg.gate for z in self._entry for g in z.gates):
                 self.counters["checkins_unknown_gate"] += 1
@@ -201,6 +209,8 @@ class FusionNode:
                             msg.event_id, msg.gate)
                 msg = msg.model_copy(update={"gate": None})
             self._pending_checkins.append(msg)
+            if msg.group_size > 1:  # a group checked in once: its members join the shopper who did
+                self._groups[msg.tag] = (msg.group_size, msg.ts)
             self._match_checkins(msg.ts)
         elif isinstance(msg, BleSighting) and self.ble is not None:
             for fix in self.ble.update(msg):
@@ -542,7 +552,7 @@ class FusionNode:
         return best
 
     def _cart_of(self, session_id: str) -> dict[str, int]:
-        s = self.identity.sessions.get(session_id)
+        s = self.identity.sessions.get(self._member_of.get(session_id, session_id))
         return s.ledger.quantities() if s else {}
 
     # ------------------------------------------------------------------ zones and closing
@@ -581,8 +591,29 @@ class FusionNode:
         for zone_id, entered in sorted(session.zones.items()):
             self._out(ZoneEvent, ts, shopper=session.id, zone=zone_id, phase="exit", dwell_s=round(ts - entered, 3))
         session.zones.clear()
-        ledger.closed_ts = ts
         self.tracker.remove(session.track_id)  # the shopper left: nobody else may inherit the track
+        # a group's cart (group check-in) stays open until its last member has left; the receipt is the group's
+        lead_id = self._member_of.get(session.id)
+        if lead_id is not None:  # a member left: their picks are on the group's cart
+            ledger.closed_ts = ts
+            self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=ledger.version)
+            lead = self.identity.sessions[lead_id]
+            if lead.closed and not self._group_open(lead_id):
+                self._receipt(lead, ts)
+            return
+        if self._group_open(session.id):
+            self.counters["group_receipts_held"] += 1
+            return
+        self._receipt(session, ts)
+
+    def _group_open(self, lead_id: str) -> bool:
+        """Whether a member of ``lead_id``'s group is still in the store."""
+        return any(lead == lead_id and not self.identity.sessions[m].closed for m, lead in self._member_of.items())
+
+    def _receipt(self, session: Session, ts: float) -> None:
+        """End a session's cart and emit its receipt."""
+        ledger = session.ledger
+        ledger.closed_ts = ts
         self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=ledger.version)
         self._publish_state(session, ts)
         lines = ledger.lines()
@@ -594,17 +625,43 @@ class FusionNode:
     def _apply(self, decisions: list[Decision], ts: float) -> None:
         for d in decisions:
             if d.shopper is None:
-                self.counters["shelf_changes_unattributed"] += 1
-                log.warning("unattributed shelf change: %s", d.change.reason)
+                self._unattributed(d, ts)
                 continue
-            session = self.identity.sessions[d.shopper]
-            if session.closed or not session.ledger.apply(d.key, d.change, ts):
+            session = self.identity.sessions[self._member_of.get(d.shopper, d.shopper)]  # a group: its one cart
+            if session.ledger.closed_ts is not None or not session.ledger.apply(d.key, d.change, ts):
                 self.counters["changes_dropped"] += 1
                 continue
             self.counters["review_changes" if d.change.needs_review else "sure_changes"] += 1
             self._out(CartEvent, ts, shopper=session.id, phase="update", change=d.change,
                       cart_version=session.ledger.version)
             self._publish_state(session, ts)
+
+    def _unattributed(self, d: Decision, ts: float) -> None:
+        """A load change no hand explains: to the hub's review queue with its evidence, never only a log line."""
+        self.counters["shelf_changes_unattributed"] += 1
+        c, w = d.change, d.weight
+        shelf = self.config.shelf(c.shelf) if c.shelf else None
+        nearby = []
+        for s in self.identity.sessions.values():
+            track = self.tracker.tracks.get(s.track_id)
+            if s.closed or track is None or shelf is None:
+                continue
+            dist = distance_to_polygon(track.xy[0], track.xy[1], shelf.polygon)
+            if dist <= 3.0:
+                nearby.append(NearbyShopper(shopper=s.id, distance_m=round(dist, 2)))
+        nearby.sort(key=lambda n: (n.distance_m, n.shopper))
+        log.warning("unattributed shelf change (to review): %s", c.reason)
+        self._out(ShelfEvent, ts, kind="unattributed", shelf=c.shelf or "", plate=c.plate or "", sku=c.sku,
+                  quantity=c.quantity, delta_g=w.delta_g if w else 0.0, change_ts=w.started_ts if w else None,
+                  nearby=tuple(nearby), evidence=c.evidence, reason=c.reason)
+
+    def _stock_changes(self, ts: float) -> None:
+        """Tell the hub where the shelf inventory now believes misplaced items lie (or no longer lie)."""
+        for m in self.decider.inventory.drain():
+            self.counters["misplaced_updates"] += 1
+            self._out(ShelfEvent, ts, kind="misplaced", shelf=m.shelf, plate=m.plate, sku=m.sku, count=m.count,
+                      since_ts=m.since_ts, reason=f"{m.count} × {m.sku} on {m.plate} against its planogram"
+                      if m.count else f"no {m.sku} left on {m.plate}")
 
     def _publish_state(self, session: Session, ts: float) -> None:
         ledger = session.ledger
@@ -641,6 +698,39 @@ class FusionNode:
             self._apply(moved, ts)
             self.counters["sessions_merged"] += 1
 
+    def _adopt_members(self, ts: float) -> None:
+        """Give each checked-in group its members: untagged shoppers who came in with the one who checked in.
+
+        Once the group's tag is bound to a session, the untagged open sessions
+        opened within ``group_window_s`` of the check-in (first come first)
+        fill the group's places; a member's cart changes so far move to the
+        group's cart, and later ones go there.
+        """
+        for tag, (size, checkin_ts) in list(self._groups.items()):
+            lead = self.identity.session_of_tag(tag)
+            if ts - checkin_ts > 2 * self.group_window_s:
+                del self._groups[tag]
+            if lead is None or lead.closed:
+                continue
+            places = size - 1 - sum(1 for m, l in self._member_of.items() if l == lead.id)
+            if places <= 0:
+                del self._groups[tag]
+                continue
+            cands = sorted((s for s in self.identity.sessions.values()
+                            if not s.closed and s.tag is None and s is not lead and s.id not in self._member_of
+                            and s.id not in self._groups_led and abs(s.opened_ts - checkin_ts) <= self.group_window_s
+                            and not any(s.id in scores for scores in self.identity.pending.values())),
+                           key=lambda s: (abs(s.opened_ts - checkin_ts), s.id))
+            for member in cands[:places]:
+                self._member_of[member.id] = lead.id
+                self._groups_led.add(lead.id)
+                self.counters["group_members"] += 1
+                moved = [Decision(lead.id, key, change) for key, change in member.ledger.changes.items()]
+                member.ledger.changes.clear()
+                self._apply(moved, ts)
+                if moved:
+                    self._publish_state(member, ts)
+
     def _void(self, session: Session, ts: float) -> None:
         """Close a session that turned out to duplicate another, without a receipt."""
         session.closed = True
@@ -648,11 +738,16 @@ class FusionNode:
         session.ledger.closed_ts = ts
         self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=0)
         self._publish_state(session, ts)
+        lead_id = self._member_of.get(session.id)
+        if lead_id is not None and self.identity.sessions[lead_id].closed and not self._group_open(lead_id):
+            self._receipt(self.identity.sessions[lead_id], ts)  # the group's last member is gone
 
     def _housekeeping(self, ts: float) -> None:
         if ts - self._merge_checked >= 0.2:
             self._merge_checked = ts
             self._merge_duplicates(ts)
+            if self._groups:
+                self._adopt_members(ts)
         if self.appearance and ts - self._look_checked >= 0.5:
             self._look_checked = ts
             self._appearance_check(ts)

@@ -81,6 +81,12 @@ class CartScore:
         return self.items_right / self.items_true if self.items_true else 1.0
 
     @property
+    def f1(self) -> float:
+        """Harmonic mean of :attr:`precision` and :attr:`recall` (the AutoCheckout competition's F1)."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
     def review_share(self) -> float:
         """Share of cart changes sent to review."""
         return self.review_changes / self.changes if self.changes else 0.0
@@ -108,7 +114,7 @@ class CartScore:
         """The score as a plain dict (per-shopper diagnostics included)."""
         return {"shoppers": self.shoppers, "receipts": self.receipts, "unbillable": self.unbillable,
                 "exact": self.exact, "exact_rate": round(self.exact_rate, 4), "precision": round(self.precision, 4),
-                "recall": round(self.recall, 4), "changes": self.changes, "review_changes": self.review_changes,
+                "recall": round(self.recall, 4), "f1": round(self.f1, 4), "changes": self.changes, "review_changes": self.review_changes,
                 "review_share": round(self.review_share, 4), "receipt_lines": self.receipt_lines,
                 "receipt_lines_flagged": self.receipt_lines_flagged, "wrong_lines": self.wrong_lines,
                 "wrong_lines_flagged": self.wrong_lines_flagged,
@@ -139,10 +145,25 @@ def pair_by_times(shoppers, receipts, max_cost_s: float = 30.0) -> list[tuple[in
     return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < max_cost_s]
 
 
+def _unit(shopper) -> str:
+    """Who pays for a shopper's items: their group (the member who checked it in), or themselves."""
+    return getattr(shopper, "group", None) or shopper.id
+
+
 def _pair_sessions(node: FusionNode, scenario) -> dict[str, str]:
-    """Session id -> true shopper id, by check-in tag only (an untagged session is unbillable)."""
-    by_tag = {s.tag: s.id for s in scenario.shoppers}
+    """Session id -> true shopper (or group) id, by check-in tag only (an untagged session is unbillable)."""
+    by_tag = {s.tag: _unit(s) for s in scenario.shoppers}
     return {sid: by_tag[session.tag] for sid, session in node.sessions.items() if session.tag in by_tag}
+
+
+def _truth(scenario) -> dict[str, dict[str, int]]:
+    """What each paying unit (a shopper, or a group together) must pay for, in order of arrival."""
+    out: dict[str, dict[str, int]] = {}
+    for s in scenario.shoppers:
+        cart = out.setdefault(_unit(s), {})
+        for sku, q in (s.charged() if hasattr(s, "charged") else s.cart()).items():
+            cart[sku] = cart.get(sku, 0) + q
+    return out
 
 
 def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str | None = None) -> CartScore:
@@ -160,7 +181,8 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
 
     receipts = {m.shopper: m for m in out if m.type == "receipt"}
     pairs = _pair_sessions(node, scenario)
-    truth = {s.id: s.cart() for s in scenario.shoppers}
+    truth = _truth(scenario)
+    units = [(u, next(s for s in scenario.shoppers if _unit(s) == u)) for u in truth]
     billed_by_shopper: dict[str, dict[str, int]] = {}
     flagged_by_shopper: dict[str, set[str]] = {}
     sessions_of: dict[str, list[str]] = {}
@@ -173,8 +195,7 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
                 lines[line.sku] = lines.get(line.sku, 0) + line.quantity
             flagged_by_shopper.setdefault(who, set()).update(
                 c.sku for c in node.sessions[sid].ledger.changes.values() if c.needs_review)
-    exact = sum(1 for s in scenario.shoppers if billed_by_shopper.get(s.id, {}) == truth[s.id]
-                and s.id in billed_by_shopper)
+    exact = sum(1 for u in truth if billed_by_shopper.get(u, {}) == truth[u] and u in billed_by_shopper)
     items_true = sum(sum(c.values()) for c in truth.values())
     items_billed = sum(line.quantity for r in receipts.values() for line in r.lines)
     items_right = sum(min(q, billed_by_shopper.get(who, {}).get(sku, 0))
@@ -185,9 +206,9 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
     if plot:
         plot_sessions(config, scenario, out, pairs, plot)
     per_shopper, wrong, wrong_flagged, n_lines, n_flagged = [], 0, 0, 0, 0
-    for s in scenario.shoppers:
-        billed, want = billed_by_shopper.get(s.id, {}), truth[s.id]
-        flagged = flagged_by_shopper.get(s.id, set())
+    for uid, s in units:
+        billed, want = billed_by_shopper.get(uid, {}), truth[uid]
+        flagged = flagged_by_shopper.get(uid, set())
         skus = sorted(set(billed) | set(want))
         wrong_skus = [k for k in skus if billed.get(k, 0) != want.get(k, 0)]
         wrong += len(wrong_skus)
@@ -195,13 +216,13 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
         n_lines += len(billed)
         n_flagged += sum(1 for k in billed if k in flagged)
         per_shopper.append({
-            "shopper": s.id, "tag": s.tag, "sessions": sessions_of.get(s.id, []), "truth": dict(sorted(want.items())),
-            "billed": dict(sorted(billed.items())), "exact": s.id in billed_by_shopper and billed == want,
+            "shopper": uid, "tag": s.tag, "sessions": sessions_of.get(uid, []), "truth": dict(sorted(want.items())),
+            "billed": dict(sorted(billed.items())), "exact": uid in billed_by_shopper and billed == want,
             "review": sorted(flagged & set(billed)), "wrong_lines": wrong_skus,
             "wrong_flagged": [k for k in wrong_skus if k in flagged],
-            "identity_switches": sum(switches_of.get(sid, 0) for sid in sessions_of.get(s.id, []))})
+            "identity_switches": sum(switches_of.get(sid, 0) for sid in sessions_of.get(uid, []))})
     return CartScore(
-        shoppers=len(scenario.shoppers), receipts=len(receipts), exact=exact, items_true=items_true,
+        shoppers=len(truth), receipts=len(receipts), exact=exact, items_true=items_true,
         items_billed=items_billed, items_right=items_right, changes=len(changes),
         review_changes=sum(c.needs_review for c in changes), identity_switches=switches,
         floor_errors=np.asarray(errors), observations=node.counters.get("in.person_observation", 0),
@@ -275,6 +296,36 @@ def evaluate_levels(config: StoreConfig, levels=LEVEL_NAMES, *, seeds=(0,), shop
                 per_seed.setdefault(level, {})[seed] = score
             total = score if total is None else _add(total, score)
         results[level] = total  # type: ignore[assignment]
+    return results
+
+
+#: the CMU AutoCheckout competition's baseline (2020), over all its scripted cases: the anchor of the scenario table
+AUTOCHECKOUT_BASELINE = {"precision": 0.875, "recall": 0.926, "f1": 0.900}
+
+
+def evaluate_scenarios(configs: dict, names, *, seeds=(0,), progress=None,
+                       per_seed: dict | None = None) -> dict[str, dict[str, CartScore]]:
+    """Play and score each named scenario (datasets/sim/scenarios.py) in each store over ``seeds``.
+
+    ``configs`` maps a store label to its config; the result is ``[store][scenario]``, scores summed over
+    the seeds (``per_seed[store][scenario][seed]`` receives each). Seeds below 1000 are development
+    seeds; report on 1000 and above.
+    """
+    from ..sim.scenarios import simulate_scenario
+
+    results: dict[str, dict[str, CartScore]] = {}
+    for store, config in configs.items():
+        for name in names:
+            total = None
+            for seed in seeds:
+                if progress:
+                    progress(f"{store}: {name}, seed {seed}")
+                scenario = simulate_scenario(config, name, seed)
+                score = score_carts(scenario.fusion_config or config, scenario)
+                if per_seed is not None:
+                    per_seed.setdefault(store, {}).setdefault(name, {})[seed] = score
+                total = score if total is None else _add(total, score)
+            results.setdefault(store, {})[name] = total  # type: ignore[assignment]
     return results
 
 

@@ -37,6 +37,11 @@ SCENARIO_LEVEL = dataclasses.replace(LEVELS["quiet"], name="scenario", putback_s
                                      wander_share=0.0, code_checkin_share=0.0)
 
 
+#: the sensors run this long after the last shopper left (the fusion closes a session it saw leave only as
+#: time goes on, as in a store that stays open)
+TAIL_S = 10.0
+
+
 class Actor:
     """One scripted shopper: walks, reaches, hands over, leaves; records the truth as it goes."""
 
@@ -448,7 +453,8 @@ def simulate_scenario(config: StoreConfig, name: str, seed: int = 0, *, start_ts
     seq = np.random.SeedSequence([int(seed), zlib.crc32(name.encode())])
     seq.spawn(1)  # the planning stream; render() spawns the sensors' streams after it
     scenario = render(config, SCENARIO_LEVEL, truth, script.planner, seq, seed=seed, start_ts=start_ts,
-                      camera_fps=None, shelf_height_m=SHELF_HEIGHT_M, appearance=appearance, run_id=f"scn-{name}-{seed}")
+                      camera_fps=None, shelf_height_m=SHELF_HEIGHT_M, appearance=appearance, run_id=f"scn-{name}-{seed}",
+                      tail_s=TAIL_S)
     scenario.scenario = name
     scenario.fusion_config = script.fusion_config
     return scenario

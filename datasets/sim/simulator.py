@@ -391,16 +391,16 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
 
 def render(config: StoreConfig, lv: Level, truth: list[SimShopper], planner: ShopperPlanner,
            seq: np.random.SeedSequence, *, seed: int, start_ts: float, camera_fps: float | None,
-           shelf_height_m: float, appearance: bool, run_id: str) -> SimScenario:
+           shelf_height_m: float, appearance: bool, run_id: str, tail_s: float = 1.0) -> SimScenario:
     """Every edge node's messages for planned shoppers ``truth`` (cameras, BLE, shelves, check-ins).
 
     ``seq`` is the scenario's seed sequence (its spawned streams drive the
-    sensors); shoppers whose phone is ``"none"`` (no app, no tag) send no BLE.
+    sensors); the sensors run ``tail_s`` after the last shopper left; shoppers whose phone is ``"none"`` (no app, no tag) send no BLE.
     """
     n = len(truth)
     plan_ss, ble_ss, shelf_ss, *cam_ss = seq.spawn(3 + len(config.cameras))
     prisms = store_prisms(config, shelf_height_m)
-    end_ts = max((s.exit_ts for s in truth), default=start_ts + 1.0) + 1.0
+    end_ts = max((s.exit_ts for s in truth), default=start_ts + 1.0) + tail_s
 
     records: list[tuple] = []
     stats: Counter = Counter(shoppers=n)
