@@ -270,3 +270,32 @@ def test_the_demo_page_during_the_run(tmp_path, browser_page):
         thread.join(90)
     assert not errors, errors
     assert results and results[0].all_match
+
+
+def test_misplaced_stock_shows_on_the_live_page_and_goes_when_tidied(embedded_broker, tmp_path, browser_page):
+    """The fusion's shelf inventory says an item lies on the wrong plate: the page's tidy list shows it."""
+    from storesense.contracts import ShelfEvent
+
+    hub = HubService(CFG, db=tmp_path / "hub.db", mqtt_url=embedded_broker.url, terminals=VIEWER,
+                     client_id=f"browser-hub-{uuid.uuid4().hex[:6]}", port=0).start()
+    pub = MqttPublisher(embedded_broker.url, store=CFG.store.id, node="fusion", kind="fusion",
+                        client_id=f"browser-fusion-{uuid.uuid4().hex[:6]}").connect()
+    page = browser_page
+    try:
+        page.goto(hub.http.url + VIEWER_FRAGMENT)
+        page.wait_for_selector("#status.live", timeout=15000)
+        assert page.locator("#misplaced [data-misplaced]").count() == 0
+        f = Stamper("fusion", run_id="browser-stock")
+        pub.publish(f.make(ShelfEvent, 100.0, kind="misplaced", shelf="B", plate="B1", sku="MILK-1L", count=1,
+                           since_ts=95.0))
+        assert pub.flush(10)
+        row = page.locator('#misplaced [data-misplaced="B1/MILK-1L"]')
+        row.wait_for(timeout=10000)  # the list refreshes every 3 s
+        text = row.inner_text()
+        assert "Whole milk 1 l" in text and "1 ×" in text and "A1" in text  # where it belongs
+        pub.publish(f.make(ShelfEvent, 130.0, kind="misplaced", shelf="B", plate="B1", sku="MILK-1L", count=0))
+        assert pub.flush(10)
+        page.wait_for_function("!document.querySelector('#misplaced [data-misplaced]')", timeout=10000)
+    finally:
+        pub.close()
+        hub.stop()
