@@ -329,6 +329,55 @@ def evaluate_scenarios(configs: dict, names, *, seeds=(0,), progress=None,
     return results
 
 
+def scenario_report(configs: dict, which: str, seeds: list[int], progress=None) -> dict:
+    """Play the named scenarios (``which``: a name or ``all``) in each store; tables and JSON for ``eval carts``.
+
+    Per store, one row per scenario (receipts exactly right, precision, recall and F1 of products with
+    quantities per receipt, receipt lines sent to review), a row over all scenarios and the AutoCheckout
+    baseline's row as the anchor.
+    """
+    from ...errors import StoresenseError
+    from ..sim.scenarios import SCENARIOS
+
+    if which != "all" and which not in SCENARIOS:
+        raise StoresenseError(f"eval carts --scenario: unknown scenario {which!r}; choose all, "
+                              f"{', '.join(SCENARIOS)}")
+    names = list(SCENARIOS) if which == "all" else [which]
+    per_seed: dict = {}
+    results = evaluate_scenarios(configs, names, seeds=seeds, progress=progress, per_seed=per_seed)
+    tuned = [s for s in seeds if s < 1000]
+    note = (f"; seeds {tuned[0]}..{tuned[-1]} are development seeds (tuned on)" if tuned
+            else "; none used for tuning")
+    columns = ["scenario", "receipts", "exact", "precision", "recall", "F1", "lines to review"]
+
+    def row(name: str, r: CartScore) -> list[str]:
+        return [name, str(r.shoppers), f"{100 * r.exact_rate:.1f}%", f"{100 * r.precision:.1f}%",
+                f"{100 * r.recall:.1f}%", f"{r.f1:.3f}", f"{100 * r.line_review_share:.1f}%"]
+
+    tables, data = {}, {}
+    for store, by_name in results.items():
+        rows = [row(name, r) for name, r in by_name.items()]
+        total = None
+        for r in by_name.values():
+            total = r if total is None else _add(total, r)
+        b = AUTOCHECKOUT_BASELINE
+        rows += [row("all scenarios", total),  # type: ignore[arg-type]
+                 ["AutoCheckout baseline (CMU, 2020)", "", "", f"{100 * b['precision']:.1f}%",
+                  f"{100 * b['recall']:.1f}%", f"{b['f1']:.3f}", ""]]
+        tables[store] = rows
+        data[store] = {"total": {k: v for k, v in total.to_json().items() if k != "per_shopper"},  # type: ignore[union-attr]
+                       "scenarios": {name: {"total": {k: v for k, v in r.to_json().items() if k != "per_shopper"},
+                                            "seeds": {str(sd): sc.to_json()
+                                                      for sd, sc in per_seed[store][name].items()}}
+                                     for name, r in by_name.items()}}
+    legend = ("receipts: paying units (a shopper, or a group together); exact: receipts exactly right; "
+              "precision/recall/F1: products with quantities per receipt, summed over receipts (the AutoCheckout "
+              "competition's measure); lines to review: receipt lines with a change flagged for review")
+    return {"tables": tables, "columns": columns, "note": note, "legend": legend,
+            "json": {"command": "eval carts --scenario", "scenarios": names, "seeds": seeds, "tuning_seeds": tuned,
+                     "baseline": AUTOCHECKOUT_BASELINE, "stores": data}}
+
+
 def _add(a: CartScore, b: CartScore) -> CartScore:
     counters = dict(a.counters)
     for k, v in b.counters.items():
