@@ -1,4 +1,4 @@
-"""``storesense edge camera|ble|shelf``: run edge nodes; each command stays thin, the work lives in edge/."""
+"""``storesense edge camera|ble|espresense|shelf``: run edge nodes; each command stays thin, the work lives in edge/."""
 
 from __future__ import annotations
 
@@ -38,6 +38,69 @@ def edge_ble(
                         max_rate_hz=rate, duration_s=duration,
                         curve=CurveKeys.for_edge(cfg.transports.zmq.curve_keys, node))
     console.print(f"BLE node {node} stopped: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
+
+
+@edge_app.command("espresense")
+def edge_espresense(
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help="mqtt://[user:pass@]host:port of the broker the ESP32s "
+                                       "publish to (default: the config's transports.mqtt.url)."),
+    config: Optional[Path] = CONFIG_OPTION,
+    room: list[str] = typer.Option([], "--room", help="ROOM=NODE: an ESPresense room that is the BLE node NODE "
+                                   "(repeatable; default: rooms are named after ble_nodes ids)."),
+    tag: list[str] = typer.Option([], "--tag", help="Keep only these tag ids (repeatable; as the bleak node writes "
+                                  "them, e.g. <uuid>-<major>-<minor>). Default: all."),
+    to: Optional[str] = typer.Option(None, "--to", help="ZeroMQ endpoint of the fusion node (default: the config's)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also record the sightings here (JSONL); "
+                                          "with --output and no --to, nothing is sent over ZeroMQ."),
+    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds."),
+    run_id: Optional[str] = typer.Option(None, help="Run id for deterministic event ids (default: random)."),
+) -> None:
+    """Bridge ESPresense receivers: espresense/devices/<id>/<room> reports to ble_sighting messages."""
+    from ..edge.ble.espresense import run_bridge
+
+    cfg = load_config(config)
+    url = mqtt or cfg.transports.mqtt.url
+    if not url:
+        raise StoresenseError("edge espresense: no broker: pass --mqtt mqtt://host:port (the one the ESP32s publish "
+                              "to) or set transports.mqtt.url in the config")
+    nodes = {n.id for n in cfg.ble_nodes}
+    rooms = {}
+    for item in room:
+        name, sep, node = item.partition("=")
+        if not sep or not name or node not in nodes:
+            raise StoresenseError(f"--room {item!r}: expected ROOM=NODE with NODE one of the store's BLE nodes "
+                                  f"({', '.join(sorted(nodes)) or 'none'})")
+        rooms[name] = node
+    sinks = []
+    recorder = None
+    if output is not None:
+        from ..transport.recording import Recorder
+
+        recorder = Recorder(output, cfg.store.id)
+        sinks.append(recorder.write)
+    zmq = None
+    if to is not None or output is None:
+        from ..transport import ZmqPublisher
+        from ..transport.zeromq import CurveKeys
+
+        zmq = ZmqPublisher(to or cfg.transports.zmq.observations, store=cfg.store.id,
+                           curve=CurveKeys.for_edge(cfg.transports.zmq.curve_keys, "espresense"))
+        sinks.append(zmq.publish)
+
+    def publish(msg) -> None:
+        for sink in sinks:
+            sink(msg)
+
+    try:
+        counters = run_bridge(url, publish, rooms=rooms, nodes=nodes, tags=tag or None, duration_s=duration,
+                              run_id=run_id)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        if zmq is not None:
+            zmq.close()
+    console.print("ESPresense bridge stopped: " + ", ".join(f"{k} {v}" for k, v in counters.items()),
+                  highlight=False)
 
 
 @edge_app.command("camera")

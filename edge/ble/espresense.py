@@ -190,3 +190,24 @@ class EspresenseSource:
         """Disconnect and stop the network thread."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def run_bridge(url: str, publish: Callable[[Envelope], None], *, rooms: Mapping[str, str] | None = None,
+               nodes: Iterable[str] | None = None, tags: Iterable[str] | None = None,
+               duration_s: float | None = None, run_id: str | None = None,
+               started: threading.Event | None = None) -> dict[str, int]:
+    """Subscribe to the ESP32s' broker at ``url`` and publish their reports as sightings until Ctrl-C
+    (or for ``duration_s``); returns the bridge's counters. ``started`` is set once subscribed."""
+    bridge = EspresenseBridge(publish, rooms=rooms, nodes=nodes, tags=tags, run_id=run_id)
+    source = EspresenseSource(url, bridge).start()
+    if started is not None:
+        started.set()
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+    return dict(bridge.counters)

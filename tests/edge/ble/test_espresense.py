@@ -113,3 +113,63 @@ def test_live_source_through_a_broker_into_the_locator(embedded_broker):
     fixes = locator.run(got)
     assert fixes and all(f.tag == f"{UUID}-1-7" for f in fixes)
     assert cfg.is_walkable(fixes[-1].x, fixes[-1].y)
+
+
+def test_edge_espresense_command_republishes_real_reports(embedded_broker, tmp_path):
+    """``storesense edge espresense``: the firmware's reports from a broker become recorded ble_sightings."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from typer.testing import CliRunner
+
+    from storesense.cli import app
+    from storesense.transport.recording import replay
+
+    out = tmp_path / "sightings.jsonl"
+    result = {}
+
+    def run():
+        result["res"] = CliRunner().invoke(app, ["edge", "espresense", "--mqtt", embedded_broker.url, "--output",
+                                                 str(out), "--duration", "4", "--room", "kitchen=ble-se",
+                                                 "--run-id", "t"])
+
+    cli = threading.Thread(target=run)
+    cli.start()
+    pub = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="esp32-sim")
+    pub.connect("127.0.0.1", int(embedded_broker.url.rsplit(":", 1)[1]))
+    pub.loop_start()
+    try:
+        while cli.is_alive():  # the ESP32s report every few hundred ms; the bridge hears them once subscribed
+            for topic, payload in REPORTS:
+                pub.publish(topic, payload, qos=1).wait_for_publish(5)
+            time.sleep(0.2)
+        cli.join()
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    res = result["res"]
+    assert res.exit_code == 0, res.output
+    got = list(replay(out))
+    assert got and all(isinstance(m, BleSighting) for m in got)
+    expected = {("ble-sw", f"{UUID}-1-7", -71.0, -59.0), ("ble-ne", f"{UUID}-1-7", -83.0, -59.0),
+                ("ble-sw", "edd1ebeac04e5defa0170bdb87539b67", -66.0, -62.0),
+                ("ble-se", "apple:1005:9-26", -77.0, -65.0)}  # kitchen, mapped by --room
+    assert {(m.node, m.tag, m.rssi, m.tx_power) for m in got} == expected
+    assert "ESPresense bridge stopped" in res.output and "malformed" in res.output
+    counts = dict(part.rsplit(" ", 1) for part in res.output.split("stopped: ", 1)[1].strip().split(", "))
+    assert int(counts["published"]) == len(got) and int(counts["malformed"]) >= 2
+
+
+def test_edge_espresense_command_refuses_bad_rooms_and_brokers(tmp_path):
+    from typer.testing import CliRunner
+
+    from storesense.cli import app
+    from storesense.errors import StoresenseError
+
+    res = CliRunner().invoke(app, ["edge", "espresense", "--mqtt", "mqtt://127.0.0.1:1", "--room", "kitchen=nowhere",
+                                   "--output", str(tmp_path / "x.jsonl")])
+    assert isinstance(res.exception, StoresenseError) and "--room 'kitchen=nowhere'" in str(res.exception)
+    res = CliRunner().invoke(app, ["edge", "espresense", "--mqtt", "mqtt://127.0.0.1:1", "--output",
+                                   str(tmp_path / "x.jsonl"), "--duration", "1"])
+    assert isinstance(res.exception, StoresenseError) and "cannot reach MQTT broker 127.0.0.1:1" in str(res.exception)
