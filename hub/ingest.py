@@ -27,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from ..contracts import Decoder, Envelope, encode
@@ -67,6 +68,8 @@ class HubIngest:
         self.commits = 0
         self.dead_letters = 0
         self.last_store_error: str | None = None
+        self.last_store_error_ts: float | None = None
+        self._arrivals: deque[float] = deque()  # monotonic arrival times of deliveries not yet acknowledged
         self._dead_letter_table = False
         #: folds each committed batch's new messages into the analytics rollup (hub.analytics.Rollup), when set
         self.rollup = None
@@ -85,7 +88,22 @@ class HubIngest:
         return self.subscriber.decoder.rejected_total
 
     def _on_delivery(self, msg: Envelope | None, topic: str, ack: Callable[[], None]) -> None:
+        self._arrivals.append(time.monotonic())
         self._queue.put((msg, topic, ack))
+
+    def status(self) -> dict:
+        """Ingest health for ``/api/health``: backlog, lag (age of the oldest message received and not yet
+        stored), counters and the last error the database gave (with its age)."""
+        arrivals = self._arrivals
+        now = time.monotonic()
+        oldest = arrivals[0] if arrivals else None
+        error_age = time.time() - self.last_store_error_ts if self.last_store_error_ts is not None else None
+        return {"running": self.running, "backlog": len(arrivals),
+                "lag_s": round(now - oldest, 3) if oldest is not None else 0.0,
+                "stored": self.stored, "duplicates": self.duplicates, "malformed": self.malformed,
+                "dead_letters": self.dead_letters, "store_failures": self.store_failures,
+                "last_store_error": self.last_store_error,
+                "last_store_error_age_s": round(error_age, 1) if error_age is not None else None}
 
     def _on_availability(self, node: str, state: str) -> None:
         self.db.set_availability(node, state, time.time())
@@ -137,6 +155,7 @@ class HubIngest:
             except Exception as exc:  # noqa: BLE001 - database trouble or a poison message: acknowledge nothing
                 self.store_failures += 1
                 self.last_store_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.last_store_error_ts = time.time()
                 if self._stopping.is_set():
                     log.error("hub stopping while %d message(s) cannot be stored (%s): leaving them "
                               "unacknowledged for the broker to redeliver", len(items), exc)
@@ -158,6 +177,9 @@ class HubIngest:
         self.duplicates += len(added) - new
         for _, _, ack in batch:
             ack()
+        for _ in batch:  # deliveries are taken in arrival order: these were the oldest
+            if self._arrivals:
+                self._arrivals.popleft()
         return True
 
     def _one_by_one(self, items: list[tuple[Envelope, str]]) -> list[bool] | None:
@@ -234,6 +256,7 @@ class HubIngest:
             # ingest must not drop them as already seen
             log.info("%d message(s) left unstored for the broker to redeliver", len(left))
             self.subscriber.decoder = _fresh_decoder(self.subscriber.decoder)
+        self._arrivals.clear()  # what was not stored comes again from the broker, with new arrival times
 
 
 def _fresh_decoder(old: Decoder) -> Decoder:

@@ -96,7 +96,7 @@ class HubService:
         self.publisher = MqttPublisher(mqtt_url, store=store_id, node="hub", kind="hub",
                                        client_id=f"{client_id or 'storesense-hub-' + store_id}-out")
         self.ctx = HubContext(config, self.store, terminals, payments or LocalPaymentProvider(),
-                              publish=self.publisher.publish)
+                              publish=self.publisher.publish, ingest_status=self.ingest.status)
         self.offers = OfferEngine(config, self.store, self.publisher.publish)
         from .analytics import Rollup
         from .analytics.publish import HourlyPublisher

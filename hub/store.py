@@ -84,11 +84,11 @@ CREATE TABLE IF NOT EXISTS settlements (
     shopper TEXT PRIMARY KEY, receipt_id TEXT NOT NULL UNIQUE, total DOUBLE PRECISION NOT NULL,
     currency TEXT NOT NULL, terminal TEXT NOT NULL, provider TEXT NOT NULL, payment_ref TEXT NOT NULL,
     settled_ts DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS zone_events (
 CREATE TABLE IF NOT EXISTS followups (
     receipt_id TEXT PRIMARY KEY, shopper TEXT NOT NULL, part BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL,
     currency TEXT NOT NULL, terminal TEXT NOT NULL, provider TEXT NOT NULL, payment_ref TEXT NOT NULL,
     settled_ts DOUBLE PRECISION NOT NULL, payload TEXT NOT NULL, UNIQUE (shopper, part));
+CREATE TABLE IF NOT EXISTS zone_events (
     event_id TEXT PRIMARY KEY, shopper TEXT NOT NULL, zone TEXT NOT NULL, phase TEXT NOT NULL,
     dwell_s DOUBLE PRECISION NOT NULL, ts DOUBLE PRECISION NOT NULL, stored_ts DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS zone_events_shopper ON zone_events(shopper, zone, ts);
@@ -473,6 +473,48 @@ class HubStore:
             (receipt_id,))
         return _settlement(row) if row else None
 
+    def followups(self, shopper: str) -> list[Settlement]:
+        """The follow-up charges of a settled session (what was taken after paying), in order."""
+        rows = self.db.query("SELECT shopper, payload, terminal, provider, payment_ref, settled_ts FROM followups "
+                             "WHERE shopper=? ORDER BY part", (shopper,))
+        return [_settlement(r) for r in rows]
+
+    def settle_followup(self, receipt: Receipt, part: int, terminal: str, provider: str, payment_ref: str,
+                        ts: float | None = None) -> bool:
+        """Record a paid follow-up charge (part 2, 3, ... of a settled session); False when that part exists."""
+        ts = time.time() if ts is None else ts
+        with self.db.transaction() as db:
+            if not self._settled(receipt.shopper):
+                raise HubStateError(f"{receipt.shopper} has no settlement to follow up")
+            added = db.execute(
+                "INSERT INTO followups VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (receipt.receipt_id, receipt.shopper, part, receipt.total, receipt.currency, terminal, provider,
+                 payment_ref, ts, encode(receipt).decode()),
+            )
+        if added:
+            self._notify(HubChange("cart", shopper=receipt.shopper, data={"what": "followup settled",
+                                                                          "receipt_id": receipt.receipt_id}))
+        return bool(added)
+
+    def changed_after_payment(self) -> list[str]:
+        """Settled sessions with cart changes or corrections the hub stored after their last payment."""
+        return [r[0] for r in self.db.query(
+            "SELECT s.shopper FROM settlements s WHERE "
+            "EXISTS (SELECT 1 FROM cart_changes c JOIN events e ON e.event_id = c.event_id "
+            "        WHERE c.shopper = s.shopper AND e.stored_ts > s.settled_ts) "
+            "OR EXISTS (SELECT 1 FROM corrections k WHERE k.shopper = s.shopper AND k.ts > s.settled_ts) "
+            "ORDER BY s.settled_ts")]
+
+    def _paid_ts(self, shopper: str) -> float | None:
+        """When the session was last paid (its settlement or latest follow-up), if it was."""
+        row = self.db.one("SELECT MAX(t) FROM (SELECT settled_ts AS t FROM settlements WHERE shopper=? "
+                          "UNION ALL SELECT settled_ts FROM followups WHERE shopper=?) p", (shopper, shopper))
+        return row[0] if row else None
+
+    def _stored_ts(self, event_id: str) -> float:
+        row = self.db.one("SELECT stored_ts FROM events WHERE event_id=?", (event_id,))
+        return row[0] if row else float("-inf")
+
     def settle(self, receipt: Receipt, terminal: str, provider: str, payment_ref: str,
                ts: float | None = None) -> bool:
         """Record a paid checkout; False (changing nothing) when the session was settled already."""
@@ -537,48 +579,6 @@ class HubStore:
                 return False
             return db.execute("INSERT INTO offers_sent VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                               (shopper, offer, visit, event_id, ts, time.time())) == 1
-
-    def followups(self, shopper: str) -> list[Settlement]:
-        """The follow-up charges of a settled session (what was taken after paying), in order."""
-        rows = self.db.query("SELECT shopper, payload, terminal, provider, payment_ref, settled_ts FROM followups "
-                             "WHERE shopper=? ORDER BY part", (shopper,))
-        return [_settlement(r) for r in rows]
-
-    def settle_followup(self, receipt: Receipt, part: int, terminal: str, provider: str, payment_ref: str,
-                        ts: float | None = None) -> bool:
-        """Record a paid follow-up charge (part 2, 3, ... of a settled session); False when that part exists."""
-        ts = time.time() if ts is None else ts
-        with self.db.transaction() as db:
-            if not self._settled(receipt.shopper):
-                raise HubStateError(f"{receipt.shopper} has no settlement to follow up")
-            added = db.execute(
-                "INSERT INTO followups VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (receipt.receipt_id, receipt.shopper, part, receipt.total, receipt.currency, terminal, provider,
-                 payment_ref, ts, encode(receipt).decode()),
-            )
-        if added:
-            self._notify(HubChange("cart", shopper=receipt.shopper, data={"what": "followup settled",
-                                                                          "receipt_id": receipt.receipt_id}))
-        return bool(added)
-
-    def changed_after_payment(self) -> list[str]:
-        """Settled sessions with cart changes or corrections the hub stored after their last payment."""
-        return [r[0] for r in self.db.query(
-            "SELECT s.shopper FROM settlements s WHERE "
-            "EXISTS (SELECT 1 FROM cart_changes c JOIN events e ON e.event_id = c.event_id "
-            "        WHERE c.shopper = s.shopper AND e.stored_ts > s.settled_ts) "
-            "OR EXISTS (SELECT 1 FROM corrections k WHERE k.shopper = s.shopper AND k.ts > s.settled_ts) "
-            "ORDER BY s.settled_ts")]
-
-    def _paid_ts(self, shopper: str) -> float | None:
-        """When the session was last paid (its settlement or latest follow-up), if it was."""
-        row = self.db.one("SELECT MAX(t) FROM (SELECT settled_ts AS t FROM settlements WHERE shopper=? "
-                          "UNION ALL SELECT settled_ts FROM followups WHERE shopper=?) p", (shopper, shopper))
-        return row[0] if row else None
-
-    def _stored_ts(self, event_id: str) -> float:
-        row = self.db.one("SELECT stored_ts FROM events WHERE event_id=?", (event_id,))
-        return row[0] if row else float("-inf")
 
     def offers_sent(self, shopper: str) -> list[tuple[str, str, float]]:
         """(offer, triggering event id, ts) of every offer sent to a shopper."""

@@ -12,7 +12,8 @@ Who may call what:
 - review (bearer token with the ``review`` role): list flagged lines with their
   evidence, accept or reject them;
 - the shopper's app (no token; the pseudonymous session id is the key):
-  wayfinding, offers and opting out of them;
+  wayfinding, offers and opting out of them; what acts is rate-limited per
+  session (:mod:`.limits`); every request body is limited to 64 KiB (413);
 - the live page and its feed (no token, read only): floor plan, positions,
   open carts, node health. Bind the hub to the store's LAN only.
 
@@ -28,6 +29,7 @@ from fastapi import FastAPI
 
 from . import analytics, checkout, live, review, service, shopper
 from .context import HubContext
+from .limits import MAX_BODY_BYTES, BodyLimit
 
 __all__ = ["HubContext", "create_app"]
 
@@ -37,6 +39,7 @@ def create_app(ctx: HubContext) -> FastAPI:
     app = FastAPI(title="storesense hub", version="1",
                   description="Checkout terminals, review queue, wayfinding, offers and the live store page.")
     app.state.ctx = ctx
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # 413 for a body over 64 KiB, unread
     for area in (service, checkout, review, shopper, live, analytics):  # the order of the OpenAPI document's paths
         app.include_router(area.router)
     return app

@@ -23,6 +23,7 @@ from ..carts import build_cart
 from ..live import LiveFeed
 from ..payments import LocalPaymentProvider, PaymentProvider
 from ..store import HubStore
+from .limits import RateLimit
 
 if TYPE_CHECKING:  # wayfinding (scipy's graph routines) loads on first use
     from ..wayfinding import Wayfinder
@@ -38,9 +39,13 @@ class HubContext:
     payments: PaymentProvider = field(default_factory=LocalPaymentProvider)
     publish: Callable[[Envelope], None] | None = None  # MQTT output for light commands
     feed: LiveFeed | None = None
+    ingest_status: Callable[[], dict] | None = None  # the MQTT ingest's health (HubIngest.status)
     _wayfinder: "Wayfinder | None" = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     checkout_lock: threading.Lock = field(default_factory=threading.Lock)  # settling and correcting take turns
+    #: the shopper's app acts without a token: opting out and lighting a route are rate-limited per session
+    opt_out_limit: RateLimit = field(default_factory=lambda: RateLimit("opt-out", 10))
+    guidance_limit: RateLimit = field(default_factory=lambda: RateLimit("wayfinding with light guidance", 6))
 
     def __post_init__(self):
         if self.feed is None:

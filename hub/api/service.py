@@ -9,7 +9,17 @@ from .context import Ctx
 router = APIRouter(tags=["service"])
 
 
-@router.get("/api/health", summary="Liveness and what the hub holds")
+#: ingest lag (seconds) past which the hub reports itself degraded
+DEGRADED_LAG_S = 30.0
+#: a database error this recent (seconds) makes the hub report itself degraded
+DEGRADED_ERROR_S = 60.0
+
+
+@router.get("/api/health", summary="Liveness, ingest lag, the last store error and what the hub holds")
 def health(ctx: Ctx) -> dict:
-    return {"status": "ok", "store": ctx.config.store.id, "events": ctx.store.count(),
-            "database": ctx.store.db.dialect}
+    ingest = ctx.ingest_status() if ctx.ingest_status else None
+    degraded = ingest is not None and (
+        not ingest["running"] or ingest["lag_s"] > DEGRADED_LAG_S
+        or (ingest["last_store_error_age_s"] is not None and ingest["last_store_error_age_s"] < DEGRADED_ERROR_S))
+    return {"status": "degraded" if degraded else "ok", "store": ctx.config.store.id, "events": ctx.store.count(),
+            "database": ctx.store.db.dialect, "ingest": ingest}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from .context import Ctx
 from .models import OptOutIn, RouteIn, RouteOut
@@ -16,9 +16,10 @@ router = APIRouter(tags=["shopper"])
 
 
 @router.post("/api/wayfinding", response_model=RouteOut,
-             responses={422: {"description": "unknown products, unreachable shelves or a bad start"}},
+             responses={422: {"description": "unknown products, unreachable shelves or a bad start"},
+                        429: {"description": "more than 6 guided routes a minute for this session (or address)"}},
              summary="A route through the store for a shopping list")
-def wayfinding(body: RouteIn, ctx: Ctx) -> RouteOut:
+def wayfinding(body: RouteIn, ctx: Ctx, request: Request) -> RouteOut:
     start = (body.start.x, body.start.y) if body.start else None
     if start is None and body.shopper:
         here = ctx.store.location(body.shopper)
@@ -38,6 +39,8 @@ def wayfinding(body: RouteIn, ctx: Ctx) -> RouteOut:
         raise HTTPException(422, {"message": str(exc), "problems": exc.problems}) from None
     # a fresh stamper per route: its random run id keeps event ids unique across threads
     commands = ctx.wayfinder.light_commands(route, body.shopper, time.time()) if body.guide_lights else []
+    if commands:  # lighting fixtures is an action: rate-limited per session, or per address without one
+        ctx.guidance_limit.check(body.shopper or (request.client.host if request.client else "?"))
     published = False
     if commands and ctx.publish is not None:
         for cmd in commands:
@@ -53,7 +56,9 @@ def offers(shopper: str, ctx: Ctx) -> dict:
             "offers": [{"offer": o, "trigger": e, "ts": ts} for o, e, ts in ctx.store.offers_sent(shopper)]}
 
 
-@router.put("/api/shoppers/{shopper}/offers/opt-out", summary="Opt out of offers (or back in)")
+@router.put("/api/shoppers/{shopper}/offers/opt-out", summary="Opt out of offers (or back in)",
+            responses={429: {"description": "more than 10 changes a minute for this session"}})
 def opt_out(shopper: str, body: OptOutIn, ctx: Ctx) -> dict:
+    ctx.opt_out_limit.check(shopper)
     ctx.store.set_opt_out(shopper, body.opted_out)
     return {"shopper": shopper, "opted_out": body.opted_out}
