@@ -46,8 +46,14 @@ def eval_carts(
     plot: Optional[Path] = typer.Option(None, help="Folder for carts-<level>.png: true walks and fused sessions."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results (per level, per seed, per shopper) "
                                                                  "as JSON to this file."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="NAME or all: play the named hard-case "
+                                           "scenarios (datasets/sim/scenarios.py) instead of the levels; per "
+                                           "scenario exact receipts, precision/recall/F1 of products with "
+                                           "quantities per receipt, and lines sent to review."),
+    store: list[Path] = typer.Option([], "--store", help="With --scenario: a store YAML to play them in (repeat "
+                                                         "for several; default --config)."),
 ) -> None:
-    """Simulate shoppers at each difficulty level and score receipts, identity and positions.
+    """Simulate shoppers at each difficulty level (or the named scenarios) and score receipts, identity and positions.
 
     Seeds below 1000 were used to tune the fusion's parameters; figures worth
     reporting come from seeds of 1000 and above.
@@ -55,6 +61,31 @@ def eval_carts(
     import json
 
     from ..datasets.scoring.carts import LEVEL_NAMES, evaluate_levels
+
+    if scenario is not None:
+        from ..datasets.scoring.carts import scenario_report
+
+        paths = store or [config]
+        configs = {}
+        for path in paths:
+            cfg = load_config(path)
+            configs[cfg.store.id] = cfg
+        seed_list = list(range(seed, seed + seeds))
+        with console.status("evaluating") as status:
+            report = scenario_report(configs, scenario, seed_list, progress=lambda text: status.update(text))
+        for store_id, rows in report["tables"].items():
+            table = Table(title=f"storesense eval carts --scenario - {configs[store_id].store.name}, "
+                                f"seeds {seed}..{seed + seeds - 1}{report['note']}")
+            for i, col in enumerate(report["columns"]):
+                table.add_column(col, justify="left" if i == 0 else "right", no_wrap=True)
+            for row in rows:
+                table.add_row(*row, end_section=row[0] == "all scenarios")
+            console.print(table)
+        console.print(report["legend"])
+        if json_out is not None:
+            json_out.write_text(json.dumps(report["json"], indent=1) + "\n", encoding="utf-8")
+            console.print(f"wrote {json_out}")
+        return
 
     if level not in ("all", *LEVEL_NAMES):
         raise StoresenseError(f"eval carts --level: unknown level {level!r}; choose all, {', '.join(LEVEL_NAMES)}")
@@ -138,6 +169,29 @@ def eval_mot(
         console.print(f"summary written to {json_path}")
 
 
+def _print_choices(report) -> None:
+    """The leave-one-track-out choices: per method the chosen parameters, the held-out figure, each fold's choice."""
+    from ..datasets.scoring.ips_report import LABELS
+
+    table = Table(title="chosen by leave-one-track-out (held-out figures: each track scored with the choice made "
+                  "without it)", show_edge=False)
+    for col in ("method", "chosen", "CV median m", "CV p90 m", "per held-out track: choice"):
+        table.add_column(col, justify="right" if col.startswith("CV") else "left")
+    for m, c in report.choices.items():
+        table.add_row(LABELS.get(m, m), _params(c.chosen), f"{c.cv['median']:.2f}", f"{c.cv['p90']:.2f}",
+                      "; ".join(f"{f['track']}: {_params(f['chosen'])}" for f in c.folds))
+    console.print(table)
+    snippet = report.config_snippet()
+    if snippet:
+        console.print("store config for the fusion node (Kalman fusion):\n  ble:\n"
+                      f"    history_s: {snippet['ble']['history_s']:g}")
+
+
+def _params(p: dict) -> str:
+    names = {"history_s": "window {:g} s", "map_bandwidth_m": "bandwidth {:g} m"}
+    return ", ".join(names.get(k, k + " {:g}").format(v) for k, v in p.items())
+
+
 @eval_app.command("ips")
 def eval_ips(
     data: Path = typer.Argument(..., help="A Kolakowski-layout dataset folder, a walk-test CSV ts,node,tag,rssi, or "
@@ -156,6 +210,10 @@ def eval_ips(
         "ble.tag_height."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results (rows, per tag, settings) "
                                             "as JSON here."),
+    choose_window: bool = typer.Option(
+        False, "--choose-window", help="Choose each method's observation window (and the particle filter's map "
+        "bandwidth) by leave-one-track-out: over the tags of a walk test (one track each), or the calibration runs "
+        "of a Kolakowski folder; print the choices, their cross-validated figures and the config lines."),
 ) -> None:
     """Compare trilateration, fingerprinting and the fused trackers: median / p90 / mean error and plots.
 
@@ -174,12 +232,14 @@ def eval_ips(
         if not data.exists():
             raise StoresenseError(f"{data}: no such file or folder")
         if data.is_dir():
-            report = evaluate_kolakowski(data, out, limit=limit, cv=cv, params=params, progress=progress)
+            report = evaluate_kolakowski(data, out, limit=limit, cv=cv, params=params, choose=choose_window,
+                                         progress=progress)
         else:
             if truth is None:
                 raise StoresenseError(f"{data}: a sightings file needs --truth (CSV ts,tag,x,y) and --config")
             report = evaluate_recording(load_config(config), data, truth, out, radio_map_path=radio_map,
-                                        params=params, tag_height=tag_height, progress=progress)
+                                        params=params, tag_height=tag_height, choose=choose_window,
+                                        progress=progress)
     table = Table(title=report.title, show_edge=False)
     for col in ("method", "median m", "p90 m", "mean m", "fixes", "coverage"):
         table.add_column(col, justify="left" if col == "method" else "right")
@@ -193,6 +253,8 @@ def eval_ips(
     if report.cv:
         console.print("cross-validation (leave one calibration run out, covered floor): " + "; ".join(
             f"{m} median {v['median']:.2f} m / p90 {v['p90']:.2f} m" for m, v in report.cv.items()))
+    if report.choices:
+        _print_choices(report)
     if report.settings.get("unknown_nodes"):
         console.print("ignored sightings from nodes not in the config: " + ", ".join(report.settings["unknown_nodes"]))
     if json_out is not None:

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..loaders.kolakowski import KolakowskiDataset, track_sightings
-from .ips import (METHODS, IpsSetup, Score, cross_validate, evaluate_track, load_truth_csv, run_method,
-                         score_against_truth, setup_from_config, setup_from_dataset)
+from .ips import (METHODS, Choice, IpsSetup, Score, choose_by_track_cv, cross_validate, default_grid,
+                  kolakowski_folds, load_truth_csv, recording_folds, run_method,
+                  score_against_truth, score_fixes, setup_from_config, setup_from_dataset, with_params)
 from ...ips.model import Fix
 
 LABELS = {
@@ -48,6 +49,7 @@ class IpsReport:
     cv: dict[str, dict[str, float]] = field(default_factory=dict)
     fits: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    choices: dict[str, Choice] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         """One row per method: median, p90, mean error (m), fixes and coverage."""
@@ -56,7 +58,16 @@ class IpsReport:
     def to_json(self) -> dict:
         """Everything in the table, as plain data."""
         return {"title": self.title, "rows": self.rows(), "per_tag": self.per_tag(), "walk": self.walk, "cv": self.cv,
-                "fits": self.fits, "settings": self.settings}
+                "fits": self.fits, "settings": self.settings,
+                "choices": {m: c.to_json() for m, c in self.choices.items()},
+                "config": self.config_snippet()}
+
+    def config_snippet(self) -> dict | None:
+        """The store config's ``ble`` settings the search chose for the fusion node's method (Kalman fusion)."""
+        c = self.choices.get("kalman")
+        if c is None:
+            return None
+        return {"ble": {"history_s": c.chosen["history_s"]}}
 
     def per_tag(self) -> dict[str, dict[str, dict[str, float]]]:
         """Per method, per tag: median, p90, mean error (m) and the fix count."""
@@ -176,8 +187,14 @@ def plot_walk(fixes: list[Fix], segments, outline, anchors, path: Path, title: s
 
 def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHODS, limit: int | None = None,
                         cv: bool = False, walk: bool = True, plots: bool = True, params: dict | None = None,
-                        progress: Callable[[str], None] | None = None) -> IpsReport:
-    """Score the methods on the robot test track, the walk test, and optionally cross-validation."""
+                        choose: bool = False, progress: Callable[[str], None] | None = None) -> IpsReport:
+    """Score the methods on the robot test track, the walk test, and optionally cross-validation.
+
+    With ``choose``, each method's observation window (and the particle
+    filter's map bandwidth) is first chosen by leave-one-track-out over the
+    calibration runs (:func:`~.ips.choose_by_track_cv`), and the robot track
+    and walk test are then run with those choices (never seen by the search).
+    """
     ds = KolakowskiDataset(root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,12 +202,19 @@ def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHOD
     track = ds.robot_track()
     if limit is not None:
         track = track.subset(slice(0, int(limit)))
-    scores = evaluate_track(setup, track, methods, progress=progress)
+    choices = _choose(kolakowski_folds(ds, params), methods, setup, progress) if choose else {}
+    setups = {m: with_params(setup, choices[m].chosen) if m in choices else setup for m in methods}
+    scores = {}
+    sightings = track_sightings(track)
+    for m in methods:
+        if progress:
+            progress(m)
+        scores[m] = score_fixes(m, run_method(setups[m], m, sightings), track)
     report = IpsReport(f"Kolakowski 2021, robot test track ({len(track)} samples)", scores,
-                       fits=[f.as_row() for f in setup.fits.values()],
+                       fits=[f.as_row() for f in setup.fits.values()], choices=choices,
                        settings={"tag_height": setup.tag_height, "window_s": float(setup.params["window_s"]),
-                                 "history_s": {m: setup.history_s(m) for m in methods},
-                                 "map_bandwidth_m": setup.map_bandwidth_m})
+                                 "history_s": {m: setups[m].history_s(m) for m in methods},
+                                 "map_bandwidth_m": setups.get("particle", setup).map_bandwidth_m})
     if walk:
         wt = ds.walk_track()
         if limit is not None:
@@ -200,7 +224,7 @@ def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHOD
         for m in methods:
             if progress:
                 progress(f"walk: {m}")
-            walk_fixes[m] = run_method(setup, m, track_sightings(wt))
+            walk_fixes[m] = run_method(setups[m], m, track_sightings(wt))
             d = distance_to_path(np.array([[f.x, f.y] for f in walk_fixes[m]]), segs)
             report.walk[m] = {"median": float(np.median(d)), "p90": float(np.percentile(d, 90)), "n": int(len(d))}
         if plots:
@@ -223,12 +247,15 @@ def evaluate_kolakowski(root: str | Path, out_dir: str | Path, *, methods=METHOD
 
 def evaluate_recording(config, recording: str | Path, truth: str | Path, out_dir: str | Path, *,
                        radio_map_path: str | Path | None = None, methods=None, plots: bool = True,
-                       params: dict | None = None, tag_height: float | None = None,
+                       params: dict | None = None, tag_height: float | None = None, choose: bool = False,
                        progress: Callable[[str], None] | None = None) -> IpsReport:
     """Score the methods on sightings (a walk-test CSV ``ts,node,tag,rssi`` or a JSONL recording) against a truth CSV.
 
     ``params`` override the positioning parameters (e.g. ``{"history_s": 2.0}``), ``tag_height`` the
-    config's ``ble.tag_height``.
+    config's ``ble.tag_height``. With ``choose``, each method's window (and the particle filter's
+    map bandwidth) is chosen by leave-one-track-out over the tags (one walked track per tag); the
+    table is then run with those choices on the same tracks (in-sample: optimistic), the
+    cross-validated figure of each choice is in ``report.choices``.
     """
     from ...errors import StoresenseError
     from ...ips.radiomap import RadioMap
@@ -245,17 +272,23 @@ def evaluate_recording(config, recording: str | Path, truth: str | Path, out_dir
         raise StoresenseError(f"{recording}: no sighting is from a configured BLE node (nodes {', '.join(strangers[:5])}"
                               f"; the config has {', '.join(sorted(known))})")
     true = load_truth_csv(truth)
+    choices = _choose(recording_folds(setup, sightings, true), methods, setup, progress) if choose else {}
+    setups = {m: with_params(setup, choices[m].chosen) if m in choices else setup for m in methods}
     scores = {}
     for m in methods:
         if progress:
             progress(m)
-        scores[m] = score_against_truth(m, run_method(setup, m, sightings), true)
+        scores[m] = score_against_truth(m, run_method(setups[m], m, sightings), true)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = IpsReport(f"{Path(recording).name}: {len(sightings)} sightings, {len(true)} tags", scores,
+    title = f"{Path(recording).name}: {len(sightings)} sightings, {len(true)} tags"
+    if choices:
+        title += " (parameters chosen on these tracks: optimistic, see the cross-validated figures)"
+    report = IpsReport(title, scores, choices=choices,
                        settings={"tag_height": setup.tag_height, "window_s": float(setup.params["window_s"]),
-                                 "history_s": {m: setup.history_s(m) for m in methods},
-                                 "map_bandwidth_m": setup.map_bandwidth_m if rmap is not None else None,
+                                 "history_s": {m: setups[m].history_s(m) for m in methods},
+                                 "map_bandwidth_m": (setups.get("particle", setup).map_bandwidth_m
+                                                     if rmap is not None else None),
                                  "unknown_nodes": strangers})
     if plots:
         report.files.append(plot_error_cdf(scores, out / "ips_error_cdf.png", report.title))
@@ -264,3 +297,10 @@ def evaluate_recording(config, recording: str | Path, truth: str | Path, out_dir
     (out / "ips_results.json").write_text(json.dumps(report.to_json(), indent=1))
     report.files.append(out / "ips_results.json")
     return report
+
+
+def _choose(folds, methods, setup: IpsSetup, progress) -> dict[str, Choice]:
+    """Each method's leave-one-track-out choice over its :func:`~.ips.default_grid`."""
+    bandwidth = setup.map_bandwidth_m if setup.radio_map is not None else None
+    return {m: choose_by_track_cv(folds, m, default_grid(m, setup.radio_map is not None, bandwidth),
+                                  progress=progress) for m in methods}
