@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from decimal import Decimal
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -140,6 +141,12 @@ def day_range(date_from: dt.date, date_to: dt.date, timezone: str) -> tuple[floa
     return start, end
 
 
+def _rows(db: Database, sql: str, params: tuple) -> list[tuple]:
+    """Query rows with PostgreSQL's ``numeric`` sums (``Decimal``) as int or float, like SQLite's."""
+    return [tuple((int(v) if v == v.to_integral_value() else float(v)) if isinstance(v, Decimal) else v for v in r)
+            for r in db.query(sql, params)]
+
+
 def _div(a: float, b: float, digits: int = 3) -> float | None:
     return round(a / b, digits) if b else None
 
@@ -178,7 +185,7 @@ def build_report(config: StoreConfig, db: Database, start_ts: float, end_ts: flo
     rep = AnalyticsReport(k, start_ts, end_ts, tz, cell_m)
     lo, hi = int(math.floor(start_ts)), int(math.ceil(end_ts))
     where = "WHERE hour_ts >= ? AND hour_ts < ?"
-    hours = db.query(f"SELECT hour_ts, visits, unclosed, dwell_sum_s, buyers, items, basket_value, queue_visits, "
+    hours = _rows(db, f"SELECT hour_ts, visits, unclosed, dwell_sum_s, buyers, items, basket_value, queue_visits, "
                      f"queue_sum_s FROM analytics_hours {where} ORDER BY hour_ts", (lo, hi))
     hour_rows = [dict(hour_ts=int(h), visits=int(v), unclosed=int(u), dwell_sum_s=d, buyers=int(b), items=int(i),
                       basket_value=bv, queue_visits=int(qv), queue_sum_s=qs)
@@ -186,7 +193,7 @@ def build_report(config: StoreConfig, db: Database, start_ts: float, end_ts: flo
     total = {key: sum(r[key] for r in hour_rows) for key in
              ("visits", "unclosed", "dwell_sum_s", "buyers", "items", "basket_value", "queue_visits", "queue_sum_s")}
     fine = {}
-    for b, c in db.query(f"SELECT bin, SUM(visits) FROM analytics_dwell {where} GROUP BY bin", (lo, hi)):
+    for b, c in _rows(db, f"SELECT bin, SUM(visits) FROM analytics_dwell {where} GROUP BY bin", (lo, hi)):
         fine[int(b)] = int(c)
     n = total["visits"]
     suppressed_all = n < k
@@ -247,7 +254,7 @@ def build_report(config: StoreConfig, db: Database, start_ts: float, end_ts: flo
 
     cells = [{"cx": int(cx), "cy": int(cy), "x0_m": round(cx * cell_m, 3), "y0_m": round(cy * cell_m, 3),
               "cell_m": cell_m, "seconds": round(sec, 2), "visitors": int(v), "seconds_per_visitor": _div(sec, v, 2)}
-             for cx, cy, sec, v in db.query(
+             for cx, cy, sec, v in _rows(db, 
                  f"SELECT cx, cy, SUM(seconds), SUM(visitors) FROM analytics_cells {where} GROUP BY cx, cy "
                  f"ORDER BY cy, cx", (lo, hi))]
     rep.tables["heatmap"], sup = suppress(cells, k, "heatmap")
@@ -257,7 +264,7 @@ def build_report(config: StoreConfig, db: Database, start_ts: float, end_ts: flo
     zones = [{"zone": z, "kind": kinds.get(z, "?"), "visitors": int(v), "share_of_visits": _div(v, n, 4),
               "dwell_mean_s": _div(d, v, 2), "buyers": int(b),
               "conversion": _div(b, v, 4) if _zone_has_shelves(config, z) else None}
-             for z, v, d, b in db.query(
+             for z, v, d, b in _rows(db, 
                  f"SELECT zone, SUM(visitors), SUM(dwell_sum_s), SUM(buyers) FROM analytics_zones {where} "
                  f"GROUP BY zone ORDER BY zone", (lo, hi))]
     rep.tables["zones"], sup = suppress(zones, k, "zones")
@@ -265,7 +272,7 @@ def build_report(config: StoreConfig, db: Database, start_ts: float, end_ts: flo
 
     shelves = [{"shelf": s, "plate": p, "visitors": int(v), "reaches": int(pk + pb), "picks": int(pk),
                 "putbacks": int(pb), "buyers": int(b), "interest_without_purchase": int(v - b)}
-               for s, p, v, pk, pb, b in db.query(
+               for s, p, v, pk, pb, b in _rows(db, 
                    f"SELECT shelf, plate, SUM(visitors), SUM(picks), SUM(putbacks), SUM(buyers) FROM analytics_shelves "
                    f"{where} GROUP BY shelf, plate ORDER BY shelf, plate", (lo, hi))]
     rep.tables["shelves"], sup = suppress(shelves, k, "shelves")

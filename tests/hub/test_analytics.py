@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -43,8 +44,32 @@ def _visit(f: Stamper, sid: str, t: float, *, cells: list[tuple[float, float]], 
     return msgs
 
 
-def _store_with(visits: list[list]) -> tuple[HubStore, Rollup]:
-    store = HubStore(":memory:")
+#: PostgreSQL for the portability test (tests/hub/test_store.py's server unless STORESENSE_PG_URL names another)
+PG_URL = os.environ.get("STORESENSE_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_url(request, tmp_path):
+    """A database URL for a HubStore: a SQLite file, or a private schema on PostgreSQL when reachable."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "hub.db")
+        return
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'storesense[postgres]')")
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=2)
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
+    schema = f"analytics_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+def _store_with(visits: list[list], url: str = ":memory:") -> tuple[HubStore, Rollup]:
+    store = HubStore(url)
     rollup = Rollup(CFG, store.db, wall_guard_s=0)
     for msgs in visits:
         items = [(m, "") for m in msgs]
@@ -126,6 +151,29 @@ def test_k_anonymity_suppresses_and_merges_small_groups():
     # with k=1 nothing is withheld
     assert len(build_report(CFG, store.db, T0 - 3600, T0 + 3 * 3600, k=1).tables["zones"]) > \
         len(rep.tables["zones"])
+
+
+def test_the_rollup_is_the_same_on_sqlite_and_postgresql(hub_url):
+    """The rollup's SQL is portable: one short simulated day gives the same tables on either database."""
+    from storesense.datasets.sim.day import feed_hub, simulate_day
+
+    day = simulate_day(CFG, 5, visitors=20, open_hour=9.0, close_hour=10.0)
+    store = HubStore(hub_url)
+    try:
+        feed_hub(day, store, Rollup(CFG, store.db, wall_guard_s=0))
+        got = build_report(CFG, store.db, day.open_ts - 3600, day.close_ts + 3600, k=1).tables
+    finally:
+        store.close()
+    mem = HubStore(":memory:")
+    feed_hub(day, mem, Rollup(CFG, mem.db, wall_guard_s=0))
+    want = build_report(CFG, mem.db, day.open_ts - 3600, day.close_ts + 3600, k=1).tables
+    assert got["summary"][0]["visits"] == len(day.shoppers) > 5
+    for name, rows in want.items():
+        assert len(got[name]) == len(rows), name
+        for a, b in zip(got[name], rows):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert a[key] == (pytest.approx(b[key]) if isinstance(b[key], float) else b[key]), (name, key)
 
 
 def test_suppress_and_merge_runs():
