@@ -89,10 +89,16 @@ def analytics_eval(
     close_hour: float = typer.Option(20.0, help="Closing hour (store time)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the comparison here as JSON."),
     charts: Optional[Path] = typer.Option(None, help="Draw the first seed's charts into this folder."),
+    through_fusion: bool = typer.Option(False, "--through-fusion", help="Instead of a modelled day, run "
+                                        "--shoppers shoppers of the simulator --level through rendered cameras, "
+                                        "BLE and load cells and the real fusion node (minutes, not a day)."),
+    level: str = typer.Option("quiet", help="Simulator level with --through-fusion."),
+    shoppers: int = typer.Option(60, min=1, max=500, help="Shoppers with --through-fusion."),
     config: Optional[Path] = CONFIG_OPTION,
 ) -> None:
     """Simulate shop days and compare the hub's analytics with the simulator's truth."""
     from ..datasets.sim.day import TOLERANCES, compare_day, feed_hub, simulate_day
+    from ..datasets.sim.day import through_fusion as run_through_fusion
     from ..hub.analytics import Rollup, build_report
     from ..hub.analytics.export import write_charts
     from ..hub.store import HubStore
@@ -104,7 +110,10 @@ def analytics_eval(
                 "worst zone conv. err (pts)", "ok"):
         table.add_column(col)
     for i, seed in enumerate(_seeds(seeds)):
-        day = simulate_day(cfg, seed, visitors=visitors, open_hour=open_hour, close_hour=close_hour)
+        if through_fusion:
+            day = run_through_fusion(cfg, seed, level=level, shoppers=shoppers)
+        else:
+            day = simulate_day(cfg, seed, visitors=visitors, open_hour=open_hour, close_hour=close_hour)
         store = HubStore(":memory:")
         try:
             feed_hub(day, store, Rollup(cfg, store.db, wall_guard_s=0))
@@ -127,7 +136,9 @@ def analytics_eval(
                   f"points", highlight=False)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"seeds": _seeds(seeds), "visitors": visitors, "tolerances": TOLERANCES,
+        mode = ({"mode": "through-fusion", "level": level, "shoppers": shoppers} if through_fusion
+                else {"mode": "modelled-day", "visitors": visitors, "open_hour": open_hour, "close_hour": close_hour})
+        json_out.write_text(json.dumps({"seeds": _seeds(seeds), **mode, "tolerances": TOLERANCES,
                                         "results": results}, indent=1) + "\n")
         console.print(f"wrote {json_out}", highlight=False)
 

@@ -327,3 +327,25 @@ def compare_day(config: StoreConfig, day: SimDay, report) -> dict:
         "zone_conversion": {"zones": zone_rows, "worst_error_points": worst,
                             "ok": worst <= TOLERANCES["conversion_points"]},
     }
+
+
+def through_fusion(config: StoreConfig, seed: int, *, level: str = "quiet", shoppers: int = 60) -> SimDay:
+    """A stretch of shopping run through the **real** pipeline: the store simulator renders the cameras,
+    BLE nodes and shelf load cells (:func:`~.simulator.simulate`, its level's arrivals), the fusion node
+    (:class:`~storesense.fusion.service.FusionService`) turns them into what it publishes to the hub.
+
+    The result is a :class:`SimDay` whose messages are the fusion's output and whose shoppers are the
+    simulator's truth, for :func:`feed_hub` and :func:`compare_day`. Much slower than
+    :func:`simulate_day` (every camera frame is rendered and tracked), so it covers minutes, not a day.
+    """
+    from ...fusion.service import FusionService
+    from .simulator import simulate
+
+    scenario = simulate(config, level, shoppers=shoppers, seed=seed)
+    out: list[Envelope] = []
+    with FusionService(config, run_id=f"analytics-{level}-{seed}", sinks=[out.append]) as fusion:
+        fusion.run(scenario.messages)
+    day = dt.datetime.fromtimestamp(scenario.start_ts, ZoneInfo(config.store.timezone)).date().isoformat()
+    return SimDay(seed=seed, date=day, open_ts=scenario.start_ts, close_ts=scenario.end_ts,
+                  timezone=config.store.timezone, messages=out, shoppers=list(scenario.shoppers),
+                  stats={"shoppers": len(scenario.shoppers), "messages": len(out), "level": level})
