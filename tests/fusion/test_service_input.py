@@ -94,3 +94,40 @@ def test_a_journal_of_another_run_or_store_is_refused(cfg, tmp_path):
     other = cfg.model_copy(update={"store": cfg.store.model_copy(update={"id": "other-shop"})})
     with pytest.raises(Exception, match="a journal of store"):
         FusionService(other, journal=path)
+
+
+def test_no_input_frame_ends_serve_and_the_valid_ones_fuse_as_without_them(cfg, caplog):
+    """10,000 malformed frames (the hub fuzz test's) among a scenario's edge messages: serve() keeps
+    going, and the outputs equal those of the same messages fused without the garbage."""
+    from storesense.contracts import encode
+    from storesense.fusion.node import FusionNode, run
+
+    from ..hub.test_fuzz import _fuzz_items
+
+    items, valid_fusion = _fuzz_items(seed=23)
+    good = {encode(m) for m in valid_fusion}
+    garbage = [(t, p) for t, p in items if p not in good]
+    assert len(garbage) == 10_000
+    messages = generate_scenario(cfg, shoppers=2, seed=1002).messages
+    want: list = []
+    run(FusionNode(cfg, want.append, run_id="fz"), messages)
+
+    got: list = []
+    service = FusionService(cfg, run_id="fz", sinks=[got.append])
+    endpoint = service.listen("tcp://127.0.0.1:*")
+    service.start()
+    # a long poll: no pause (and so no flush) while the garbage arrives
+    thread = service.serve_in_thread(poll_s=5.0, until=len(messages))
+    per = len(garbage) // len(messages) + 1
+    with ZmqPublisher(endpoint, store=cfg.store.id) as pub, caplog.at_level(logging.WARNING):
+        assert pub.wait_for_subscriber(10.0)
+        for i, msg in enumerate(messages):
+            for topic, payload in garbage[i * per:(i + 1) * per]:
+                pub._sock.send_multipart([topic.encode("utf-8"), payload])
+            pub.publish(msg)
+        thread.join(120)
+    service.close()
+    assert not thread.is_alive() and service.error is None
+    assert service.handled == len(messages) and service.subscriber.decoder.rejected_total == 10_000
+    assert [encode(m) for m in got] == [encode(m) for m in want]
+    assert not [r for r in caplog.records if r.exc_info] and "Traceback" not in caplog.text
