@@ -52,6 +52,7 @@ class HandVisit:
     keypoint_score: float = 1.0
     evidence: list[str] = field(default_factory=list)
     heights: list[float] = field(default_factory=list)  # wrist heights on the shelf face, metres
+    alongs: list[float] = field(default_factory=list)  # where along the front (m from its first corner)
     explained: set[str] = field(default_factory=set)  # plates whose load change this visit was charged with
 
 
@@ -70,7 +71,8 @@ class PickDecider:
 
     def __init__(self, config: StoreConfig, *, review_below: float = 0.6, memory_s: float = 30.0,
                  quantity_prior: dict[int, float] | None = None, putback_share: float = 0.1,
-                 height_sigma_m: float = 0.15, timing_sigma_s: float = 0.3):
+                 height_sigma_m: float = 0.15, timing_sigma_s: float = 0.3, along_sigma_m: float = 0.12,
+                 combine_s: float = 0.5):
         self.config = config
         self.review_below = review_below
         #: how many items one reach moves (0: a touch, or a reach to another plate of the shelf); a store
@@ -80,6 +82,24 @@ class PickDecider:
         self.height_sigma_m = height_sigma_m
         self.timing_sigma_s = timing_sigma_s
         self.memory_s = memory_s
+        self.along_sigma_m = along_sigma_m
+        #: load changes on adjacent plates of one shelf level within this many seconds, on plates that share a
+        #: product wider than a plate, are one item resting across them: one event
+        self.combine_s = combine_s
+        self.pending: list[WeightChange] = []
+        self._spans: dict[tuple[str, str], tuple[int, float, frozenset[str]]] = {}  # plate -> (level, centre, wide skus)
+        self._row: dict[tuple[str, str], int] = {}  # plate -> index along its shelf level
+        self._wide = {p.sku for p in config.products if p.width_m}  # products that may rest across plates
+        for shelf in config.shelves:
+            for level in {p.level for p in shelf.plates}:
+                row = sorted((p for p in shelf.plates if p.level == level), key=lambda p: shelf.plate_span(p)[0])
+                for k, p in enumerate(row):
+                    self._row[(shelf.id, p.id)] = k
+            for p in shelf.plates:
+                width = shelf.plate_span(p)[1]
+                wide = frozenset(k for k in p.skus if (config.product(k).width_m or 0.0) > width + 1e-9)
+                if self._wide:
+                    self._spans[(shelf.id, p.id)] = (p.level, shelf.plate_span(p)[0], wide)
         self.visits: list[HandVisit] = []
         #: the store's belief of what lies on each plate; decisions read it and every decided change updates it
         self.inventory = ShelfInventory(config)
@@ -93,7 +113,8 @@ class PickDecider:
             log.warning("hand event %s names shelf %r, which the store config does not have; ignored",
                         msg.event_id, msg.shelf)
             return []
-        height = self.reach_height(msg)
+        point = self.reach_point(msg)
+        height, along = point if point is not None else (None, None)
         # several cameras may report the same reach: one visit per shopper and shelf at a time
         if msg.phase == "enter":
             visit = next((v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf
@@ -102,9 +123,11 @@ class PickDecider:
                 visit.exit_ts = None  # the same reach seen by another camera, or a hand back in at once
                 visit.evidence.append(msg.event_id)
                 visit.heights += [height] if height is not None else []
+                visit.alongs += [along] if along is not None else []
                 return []
             self.visits.append(HandVisit(shopper, msg.shelf, msg.ts, None, msg.keypoint_score, [msg.event_id],
-                                         [height] if height is not None else []))
+                                         [height] if height is not None else [],
+                                         alongs=[along] if along is not None else []))
             return []
         visit = next(
             (v for v in reversed(self.visits) if v.shopper == shopper and v.shelf == msg.shelf and v.exit_ts is None),
@@ -116,6 +139,7 @@ class PickDecider:
             if recent is not None:  # another camera already reported this hand leaving
                 recent.evidence.append(msg.event_id)
                 recent.heights += [height] if height is not None else []
+                recent.alongs += [along] if along is not None else []
                 return []
         if visit is None:  # the enter was missed: reconstruct it from the dwell time
             visit = HandVisit(shopper, msg.shelf, msg.ts - msg.dwell_s, None, msg.keypoint_score, [])
@@ -124,12 +148,18 @@ class PickDecider:
         visit.keypoint_score = min(visit.keypoint_score, msg.keypoint_score)
         visit.evidence.append(msg.event_id)
         visit.heights += [height] if height is not None else []
+        visit.alongs += [along] if along is not None else []
         if msg.shelf in self._weighed:
             return []  # the load cell will tell
         return [self._hands_only(visit, in_cart)]
 
     def reach_height(self, msg: HandShelfInteraction) -> float | None:
-        """Height above the floor (m) where the wrist met the shelf's front face, from its pixel.
+        """Height above the floor (m) where the wrist met the shelf's front face (see :meth:`reach_point`)."""
+        point = self.reach_point(msg)
+        return None if point is None else point[0]
+
+    def reach_point(self, msg: HandShelfInteraction) -> tuple[float, float] | None:
+        """Where the wrist met the shelf's front face: (height above the floor, distance along the front), m.
 
         The wrist pixel's viewing ray (the camera's calibration) is cut with the
         vertical plane through the shelf's front edge. None when the event has
@@ -149,7 +179,11 @@ class PickDecider:
         if abs(denom) < 1e-6:
             return None
         s = float(normal @ (np.array([a[0], a[1], 0.0]) - origin)) / denom
-        return float(origin[2] + s * direction[2]) if s > 0 else None
+        if s <= 0:
+            return None
+        hit = origin + s * direction
+        along = float((hit[:2] - a[:2]) @ (b[:2] - a[:2])) / float(np.linalg.norm(b[:2] - a[:2]))
+        return float(hit[2]), along
 
     def _plate_match(self, visit: HandVisit, shelf: str, plate: str) -> float | None:
         """How likely the visit's hand reached ``plate`` rather than another plate of the shelf (None: unknown).
@@ -157,11 +191,20 @@ class PickDecider:
         Compares the median wrist height on the face with each plate's height
         (normal error of ``height_sigma_m``); plates at the same height tie.
         """
-        plates = self.config.shelf(shelf).plates
+        unit = self.config.shelf(shelf)
+        plates = unit.plates
         if not visit.heights or len(plates) < 2:
             return None
         h = float(np.median(visit.heights))
-        lik = {p.id: math.exp(-0.5 * ((h - p.height) / self.height_sigma_m) ** 2) + 1e-6 for p in plates}
+        u = float(np.median(visit.alongs)) if visit.alongs else None
+        lik = {}
+        for p in plates:
+            lik[p.id] = math.exp(-0.5 * ((h - p.height) / self.height_sigma_m) ** 2)
+            if u is not None and p.position_m is not None:  # plates placed along the front: where the hand was
+                centre, width = unit.plate_span(p)
+                off = max(0.0, abs(u - centre) - width / 2)
+                lik[p.id] *= math.exp(-0.5 * (off / self.along_sigma_m) ** 2)
+            lik[p.id] += 1e-6
         return lik[plate] / sum(lik.values())
 
     def _hands_only(self, visit: HandVisit, in_cart: dict[str, int]) -> Decision:
@@ -186,7 +229,70 @@ class PickDecider:
 
         ``cart_of(shopper)`` gives what a shopper holds, to recognise an item put
         back on the wrong plate (and a shopper putting back what they never took).
+        In a store with products wider than a plate, a change waits up to
+        ``combine_s`` for its neighbours' (:meth:`due` decides them).
         """
+        if (msg.shelf, msg.plate) in self._spans:
+            self.pending.append(msg)
+            return self.due(msg.ts, cart_of)
+        return self._decide(msg, cart_of)
+
+    def due(self, now: float, cart_of: Callable[[str], dict[str, int]] = lambda shopper: {}) -> list[Decision]:
+        """Decide the held changes whose neighbours can no longer arrive (``now`` = the current time).
+
+        Held changes on adjacent plates of one shelf level, of one sign, starting
+        within ``combine_s`` of each other, on plates that share a wide product,
+        are one item (or several) resting across them: they are summed into one
+        change on the run's first plate.
+        """
+        if not self.pending:
+            return []
+        groups: list[list[WeightChange]] = []
+        for m in sorted(self.pending, key=lambda m: (m.started_ts, m.event_id)):
+            joined = [g for g in groups if any(self._joins(m, o) for o in g)]
+            merged = [m] + [x for g in joined for x in g]  # m may link groups that were apart
+            groups = [g for g in groups if not any(g is j for j in joined)] + [merged]
+        out: list[Decision] = []
+        for g in groups:
+            if max(m.ts for m in g) + self.combine_s > now:
+                continue
+            for m in g:
+                self.pending.remove(m)
+            if len(g) == 1:
+                out += self._decide(g[0], cart_of)
+                continue
+            g.sort(key=lambda m: self._row[(m.shelf, m.plate)])
+            first = g[0]
+            merged = first.model_copy(update={
+                "delta_g": round(sum(m.delta_g for m in g), 1), "total_g": round(sum(m.total_g for m in g), 1),
+                "noise_g": math.sqrt(sum(m.noise_g ** 2 for m in g)), "started_ts": min(m.started_ts for m in g),
+                "ts": max(m.ts for m in g)})
+            extra = tuple(m.event_id for m in g[1:])
+            for d in self._decide(merged, cart_of):
+                d.change = d.change.model_copy(update={
+                    "evidence": d.change.evidence + extra,
+                    "reason": d.change.reason + f"; one item across plates {', '.join(m.plate for m in g)}"})
+                out.append(d)
+        return out
+
+    def _joins(self, m: WeightChange, o: WeightChange) -> bool:
+        """Whether two held changes are one item resting across adjacent plates (see :meth:`due`)."""
+        a, b = self._spans[(m.shelf, m.plate)], self._spans[(o.shelf, o.plate)]
+        if not (m.shelf == o.shelf and a[0] == b[0] and (m.delta_g > 0) == (o.delta_g > 0)
+                and abs(self._row[(m.shelf, m.plate)] - self._row[(o.shelf, o.plate)]) == 1
+                and abs(m.started_ts - o.started_ts) <= self.combine_s):
+            return False
+        if a[2] & b[2] or m.delta_g > 0:  # a wide product of both plates, or something laid across them
+            return True
+        # taken: a wide item the inventory knows lies misplaced there (it rests on up to 4 plates from where it
+        # was laid, which is where the inventory counts it)
+        row = self._row[(m.shelf, m.plate)]
+        near = [p for (sh, p), (lv, _, _) in self._spans.items()
+                if sh == m.shelf and lv == a[0] and 0 <= row - self._row[(sh, p)] <= 3]
+        return any(set(self.inventory.misplaced(m.shelf, p)) & self._wide for p in near)
+
+    def _decide(self, msg: WeightChange, cart_of: Callable[[str], dict[str, int]]) -> list[Decision]:
+        """Decide one (possibly combined) load change."""
         try:
             plate = self.config.plate(msg.shelf, msg.plate)
         except KeyError:
@@ -338,8 +444,9 @@ class PickDecider:
         there (preferred over the planogram's product when both fit: the
         misplaced item is known to be there). A put-back of a planogram product
         the shopper does not hold is unlikely when they hold another item that
-        fits. When nothing fits, any catalog product that does (the planogram
-        may be wrong: the weight and the catalog win), with a low prior.
+        fits. When nothing fits, one item of any catalog product that does (the
+        planogram may be wrong: the weight and the catalog win), at half
+        confidence (to review).
         """
         misplaced = self.inventory.misplaced(msg.shelf, msg.plate)
         options = [(s, 1.0, "") for s in planned]
@@ -355,20 +462,20 @@ class PickDecider:
             known = {o[0] for o in options}
             extra = [(p.sku, 0.2, "not this plate's planogram product: by weight")
                      for p in self.config.products if p.sku not in known]
-            alt, alt_score = self._best(msg, extra, held, misplaced)
+            alt, alt_score = self._best(msg, extra, held, misplaced, max_qty=1)  # one unknown item, not many
             if alt_score > best_score:  # decided by weight alone: half the confidence, so a person checks
                 best = (alt[0], alt[1], alt[2] * 0.5, alt[3])
         return best
 
-    def _best(self, msg: WeightChange, options, held: dict[str, int], misplaced: dict[str, int]
-              ) -> tuple[tuple[str, int, float, str], float]:
+    def _best(self, msg: WeightChange, options, held: dict[str, int], misplaced: dict[str, int],
+              max_qty: int | None = None) -> tuple[tuple[str, int, float, str], float]:
         best = ("" if not options else options[0][0], 0, 0.0, "")
         best_score = -1.0
         for sku, prior, how in options:
             unit = self.config.product(sku).unit_weight_g
             units = -msg.delta_g / unit
             qty = int(round(units))
-            if qty == 0:
+            if qty == 0 or (max_qty is not None and abs(qty) > max_qty):
                 continue
             if how == "put back on the wrong plate" and -qty > held.get(sku, 0):
                 continue

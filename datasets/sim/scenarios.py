@@ -137,11 +137,14 @@ class Script:
         self.actors.append(a)
         return a
 
-    def plates(self, n: int, *, distinct_skus: bool = True, shelves: int = 1) -> list[tuple[str, str]]:
-        """``n`` weighed plates drawn by the seed (different products; over at least ``shelves`` shelves)."""
+    def plates(self, n: int, *, distinct_skus: bool = True, shelves: int = 1, narrow: bool = False
+               ) -> list[tuple[str, str]]:
+        """``n`` weighed plates drawn by the seed (different products; over at least ``shelves`` shelves;
+        ``narrow``: only plates of products no wider than a plate)."""
+        pool = [c for c in self.weighed if not (narrow and self.config.product(self.config.plate(*c).sku).width_m)]
         for _ in range(200):
-            idx = self.rng.choice(len(self.weighed), size=n, replace=False)
-            chosen = [self.weighed[int(i)] for i in idx]
+            idx = self.rng.choice(len(pool), size=n, replace=False)
+            chosen = [pool[int(i)] for i in idx]
             skus = [self.config.plate(*c).sku for c in chosen]
             if distinct_skus and len(set(skus)) < n:
                 continue
@@ -346,7 +349,7 @@ def _crowd(s: Script) -> None:
 
 def _wrong_planogram(s: Script) -> None:
     a = s.shopper()
-    shelf, plate = s.plates(1)[0]
+    shelf, plate = s.plates(1, narrow=True)[0]  # one plate's entry is wrong (not a whole run of a wide product)
     true_sku = s.config.plate(shelf, plate).sku
     unit = s.config.product(true_sku).unit_weight_g
     # the planogram says another product, of a clearly different weight

@@ -469,24 +469,26 @@ def _weight_changes(config: StoreConfig, shoppers: list[SimShopper], rng: np.ran
                     ) -> tuple[list[tuple], list[WeightTruth]]:
     """Settled weight changes of every weighed plate, from the reaches that moved items on it."""
     records, truth = [], []
-    reaches: dict[tuple[str, str], list[Reach]] = {}
+    reaches: dict[tuple[str, str], list[tuple[Reach, float]]] = {}  # (reach, share of its items' weight here)
     for s in shoppers:
         for r in s.reaches:
             if r.quantity:
-                reaches.setdefault((r.shelf, r.plate), []).append(r)
+                for plate_id, share in spread(config, r.shelf, r.plate, r.sku):
+                    reaches.setdefault((r.shelf, plate_id), []).append((r, share))
     for ws in config.weight_sensors:
         plate = config.plate(ws.shelf, ws.plate)
         true_load = plate.stock * config.product(plate.sku).unit_weight_g
         reported = true_load + float(rng.normal(0, ws.noise_g))  # the node's reference reading
         threshold = max(5.0, 4 * math.sqrt(2) * ws.noise_g)
-        clusters: list[list[Reach]] = []
-        for r in sorted(reaches.get((ws.shelf, ws.plate), []), key=lambda r: r.t_in):
-            if clusters and r.t_in <= max(x.t_out for x in clusters[-1]) + ws.settle_s:
-                clusters[-1].append(r)
+        clusters: list[list[tuple[Reach, float]]] = []
+        for r, share in sorted(reaches.get((ws.shelf, ws.plate), []), key=lambda rs: rs[0].t_in):
+            if clusters and r.t_in <= max(x.t_out for x, _ in clusters[-1]) + ws.settle_s:
+                clusters[-1].append((r, share))
             else:
-                clusters.append([r])
-        for group in clusters:
-            change = -sum(r.quantity * config.product(r.sku).unit_weight_g for r in group)
+                clusters.append([(r, share)])
+        for pairs in clusters:
+            group = [r for r, _ in pairs]
+            change = -sum(r.quantity * config.product(r.sku).unit_weight_g * share for r, share in pairs)
             true_load += change
             reading = true_load + float(rng.normal(0, ws.noise_g))
             delta = reading - reported
@@ -501,6 +503,26 @@ def _weight_changes(config: StoreConfig, shoppers: list[SimShopper], rng: np.ran
             truth.append(WeightTruth(ts, ws.id, ws.shelf, ws.plate, change,
                                      tuple(sorted({r.shopper for r in group}))))
     return records, truth
+
+
+def spread(config: StoreConfig, shelf_id: str, plate_id: str, sku: str | None) -> list[tuple[str, float]]:
+    """The plates an item of ``sku`` laid on ``plate_id`` rests on, with the share of its weight on each.
+
+    An item wider than its plate (``products[].width_m``) rests on that plate and the next ones of its
+    shelf level (along the front), as many as its width covers (the weight shared evenly); otherwise on
+    the plate alone.
+    """
+    width = config.product(sku).width_m if sku else None
+    if not width:
+        return [(plate_id, 1.0)]
+    shelf = config.shelf(shelf_id)
+    plate = config.plate(shelf_id, plate_id)
+    row = sorted((p for p in shelf.plates if p.level == plate.level), key=lambda p: shelf.plate_span(p)[0])
+    i = next(k for k, p in enumerate(row) if p.id == plate_id)
+    while i > 0 and row[i].sku == sku and row[i - 1].sku == sku:  # its own block of plates: from the block's start
+        i -= 1
+    k = max(1, min(math.ceil(width / shelf.plate_span(plate)[1] - 1e-6), len(row) - i))
+    return [(p.id, 1.0 / k) for p in row[i:i + k]]
 
 
 def _truth_stats(shoppers: list[SimShopper], switches: list[IdSwitch]) -> dict[str, int]:
