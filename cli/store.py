@@ -35,7 +35,8 @@ def start_broker_if_needed(cfg, mqtt: Optional[str], listen: Optional[str], data
     if url:
         return url, None
     broker = start_store_broker(cfg.transports.mqtt, listen=listen, data_dir=data,
-                                server_name=f"storesense-{cfg.store.id}", store_id=cfg.store.id)
+                                server_name=f"storesense-{cfg.store.id}", store_id=cfg.store.id,
+                                secure=bool(cfg.transports.zmq.curve_keys))
     if broker.engine == "existing":
         console.print(f"no broker configured: using the MQTT broker already listening on {broker.url}",
                       highlight=False, soft_wrap=True)

@@ -363,16 +363,23 @@ def start_local_broker(host: str, port: int, data_dir: str | Path, *, engine: st
 
 
 def start_store_broker(settings, *, listen: str | None = None, data_dir: str | Path | None = None,
-                       engine: str | None = None, server_name: str = "storesense", store_id: str | None = None):
+                       engine: str | None = None, server_name: str = "storesense", store_id: str | None = None,
+                       secure: bool = False):
     """Start the store's own broker from the config's ``transports.mqtt`` settings (``listen`` etc. override).
 
     With ``transports.mqtt.hq_leaf`` set, the broker is a nats-server linked to
     HQ with the store stream ``STORE_<store_id>`` (:func:`chain_options`).
+    The store's own broker has no logins, TLS or ACL: with ``secure`` (the store's
+    security is on) it refuses to listen anywhere but on loopback.
     """
     where = listen or settings.listen
     host, _, port = where.rpartition(":")
     if not host or not port.isdigit():
         raise TransportError(f"broker listen address {where!r}: must be host:port")
+    if secure and host not in ("127.0.0.1", "localhost", "::1"):
+        raise TransportError(f"the store's own broker has no logins, TLS or ACL, so with security on "
+                             f"(transports.zmq.curve_keys set) it serves loopback only, not {where}: run Mosquitto "
+                             f"with the config `storesense security init` wrote and set transports.mqtt.url")
     port_n = int(port)
     chain = chain_options(settings, store_id)
     if port_n:

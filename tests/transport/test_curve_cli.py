@@ -86,3 +86,21 @@ def test_fusion_accepts_only_listed_edge_keys_from_the_store_config(tmp_path):
         out = interrupt(proc)
     assert proc.returncode == 0, out
     assert "refused a ZeroMQ peer with an unlisted CURVE key" in seen + out
+
+
+def test_the_stores_own_broker_refuses_the_lan_with_security_on(tmp_path):
+    """The embedded broker has no logins or ACL: with CURVE keys configured it serves loopback only."""
+    from storesense.errors import TransportError
+    from storesense.transport.local_broker import start_store_broker
+
+    raw = load_store_config(example_store_path()).model_dump(mode="json")
+    raw["transports"]["mqtt"]["listen"] = f"0.0.0.0:{free_port()}"
+    raw["transports"]["zmq"]["curve_keys"] = str(tmp_path / "keys")
+    path = tmp_path / "store.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    up = subprocess.run(cli("hub", "--config", str(path), "--db", str(tmp_path / "hub.db"), "--port", "0"),
+                        capture_output=True, text=True, env=ENV, timeout=60)
+    assert up.returncode == 2 and "serves loopback only" in up.stderr and "Traceback" not in up.stderr
+    cfg = load_store_config(path)
+    with pytest.raises(TransportError, match="security init"):
+        start_store_broker(cfg.transports.mqtt, secure=True)
