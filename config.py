@@ -233,9 +233,11 @@ class DetectorSettings(_Model):
     score_threshold: float = Field(default=0.25, ge=0.0, le=1.0, description="Drop people scored below this.")
     tile_score_threshold: float = Field(
         default=0.1, ge=0.0, le=1.0,
-        description="Score threshold of tile passes (the full-frame pass keeps score_threshold): MoveNet scores "
-        "the small people tiles are for 0.1-0.3 even when it finds them (0.1: detection precision 91 % on the "
-        "rescaled MOT proxy); the tracker's own thresholds decide which detections start tracks.")
+        description="Score threshold of every pass of a plan with tiles, its full-frame pass included (a plan of "
+        "one pass keeps score_threshold): MoveNet scores the small people tiles are for, and the large people the "
+        "downscaled full-frame pass sees, 0.1-0.3 even when it finds them (0.1: chosen by leave-one-sequence-out "
+        "CV on the rescaled MOT proxy and the TUD videos, docs/benchmarks.md); the tracker's own thresholds "
+        "decide which detections start tracks.")
     nms_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU above which boxes are merged (NMS).")
     tiling: Literal["auto", "explicit", "off"] = Field(
         default="auto",
@@ -250,7 +252,9 @@ class DetectorSettings(_Model):
         "tile_input_size (detections are mapped back and merged across tile borders).",
     )
     tile_input_size: tuple[int, int] = Field(
-        default=(256, 320), description="Model input height and width of a tile pass, multiples of 32."
+        default=(320, 416),
+        description="Model input height and width of a tile pass, multiples of 32 (320x416: chosen by "
+        "leave-one-sequence-out CV on the rescaled MOT proxy, docs/benchmarks.md, camera node).",
     )
     person_px: tuple[int, int] = Field(
         default=(80, 176),
@@ -261,11 +265,11 @@ class DetectorSettings(_Model):
         default=1.5, ge=0.25, le=4.0, description="Largest model-pixels-per-frame-pixel scale a tile may use."
     )
     max_input_px: int = Field(
-        default=450_000,
+        default=650_000,
         ge=4096,
         description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget; "
-        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node); the plan lowers its scales to fit and "
-        "says which person heights it then misses.",
+        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node; lower it on a slower CPU, e.g. 300,000 on "
+        "a Raspberry Pi 5); the plan lowers its scales to fit and says which person heights it then misses.",
     )
 
     @field_validator("input_size", "tile_input_size")

@@ -27,11 +27,17 @@ Ultralytics and torch are not storesense dependencies; use a separate virtualenv
 
 ``--auto 768x576 1280x720`` measures the node alone (no Ultralytics needed) at the auto detection
 plan on the video resized to each size: processed fps, p50/p99 latency and peak RSS, each size in a
-fresh process.
+fresh process. With ``--ultralytics`` it also runs Ultralytics' predict, in a fresh process, on the
+same frames at one input of the plan's model pixels (the effective resolution). That works with
+``torch==2.13.0`` and no torchvision (PyPI's torchvision does not load beside that torch, and
+Ultralytics imports it for YOLO11's NMS): without torchvision the bench builds YOLO26n-pose, which
+is NMS-free::
 
-(``torch==2.13.0`` alone installs from the local wheel too, but PyPI's
-torchvision does not load beside it and Ultralytics' predictor imports
-torchvision.)
+    python3.11 -m venv .venv-bench
+    .venv-bench/bin/pip install torch==2.13.0 && .venv-bench/bin/pip install --no-deps ultralytics
+    .venv-bench/bin/pip install matplotlib pillow pyyaml requests psutil polars ultralytics-thop
+    .venv-bench/bin/pip install -e .
+    .venv-bench/bin/python bench/bench_camera.py --auto 768x576 1280x720 --ultralytics
 """
 
 from __future__ import annotations
@@ -60,20 +66,72 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "mot15" / "TUD-Stadtmitte" / "TUD-Stadtmitte.mp4"
 
 
-def build_yolo(input_size: tuple[int, int]):
-    """YOLO11n-pose from its YAML with one class (as the trained model has), random weights."""
+def build_yolo(input_size: tuple[int, int], family: str = "11"):
+    """YOLO11n-pose (``family`` "11") or YOLO26n-pose ("26") from its YAML with one class (as the trained
+    model has), random weights."""
     import yaml
     from ultralytics import YOLO
     from ultralytics.utils import ROOT as ULTRA_ROOT
 
-    cfg = yaml.safe_load((ULTRA_ROOT / "cfg" / "models" / "11" / "yolo11-pose.yaml").read_text())
+    cfg = yaml.safe_load((ULTRA_ROOT / "cfg" / "models" / family / f"yolo{family}-pose.yaml").read_text())
     cfg["nc"] = 1
     folder = Path(tempfile.mkdtemp(prefix="bench-yolo-"))
-    path = folder / "yolo11n-pose.yaml"  # the "n" in the name picks the nano scale
+    path = folder / f"yolo{family}n-pose.yaml"  # the "n" in the name picks the nano scale
     path.write_text(yaml.safe_dump(cfg))
     model = YOLO(str(path), task="pose")
-    model.predict(np.zeros((*input_size, 3), np.uint8), imgsz=list(input_size), verbose=False)  # warm-up
+    model.predict(np.zeros((*input_size, 3), np.uint8), imgsz=list(input_size), verbose=False,
+                  **predict_kwargs(family))  # warm-up
     return model, folder
+
+
+def predict_kwargs(family: str) -> dict:
+    """YOLO26 runs its NMS-free (one-to-one) head, as it is meant to; YOLO11 Ultralytics' default NMS."""
+    return {"nms": False} if family == "26" else {}
+
+
+def effective_input(plan_px: int, size: tuple[int, int]) -> tuple[int, int]:
+    """One model input (h, w; multiples of 32, the frame's aspect) with about ``plan_px`` pixels: the single
+    pass a plan of ``plan_px`` model pixels per frame is compared with."""
+    w, h = size
+    s = (plan_px / (w * h)) ** 0.5
+    return max(32, round(h * s / 32) * 32), max(32, round(w * s / 32) * 32)
+
+
+def _ultralytics_auto_run(video: str, input_size: tuple[int, int], torch_threads: int, queue) -> None:
+    """In a fresh process: Ultralytics' predict on every frame of ``video`` (decoded by OpenCV, as the node
+    does) at ``input_size``. YOLO11n-pose where torchvision loads (its predictor imports it for NMS), else
+    YOLO26n-pose, which is NMS-free and runs without torchvision (torch 2.13.0 has no loadable torchvision)."""
+    import resource
+
+    import cv2
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+        family = "11"
+    except Exception:  # ImportError, or a torchvision built for another torch failing to load its ops
+        family = "26"
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    model, folder = build_yolo(input_size, family)
+    cap = cv2.VideoCapture(video)
+    for _ in range(5):  # warm-up, as the node's run
+        ok, frame = cap.read()
+        model.predict(frame, imgsz=list(input_size), verbose=False, **predict_kwargs(family))
+    latencies, start = [], time.perf_counter()
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        t0 = time.perf_counter()
+        model.predict(frame, imgsz=list(input_size), verbose=False, **predict_kwargs(family))
+        latencies.append((time.perf_counter() - t0) * 1000)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(folder, ignore_errors=True)
+    queue.put({"model": f"YOLO{family}n-pose", "input": list(input_size), "frames": len(latencies),
+               "fps": len(latencies) / seconds, "p50_ms": float(np.percentile(latencies, 50)),
+               "p99_ms": float(np.percentile(latencies, 99)), "torch_threads": torch.get_num_threads(),
+               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
 class NodeLoop:
@@ -167,26 +225,42 @@ def _auto_run(video: str, size: tuple[int, int], threads: int, queue) -> None:
     for frame in frames:
         latencies.append(node.step(frame) * 1000)
     seconds = time.perf_counter() - start
+    plan = node.detector.plan if hasattr(node.detector, "plan") else None
     queue.put({"size": list(size), "frames": len(latencies), "fps": len(latencies) / seconds,
                "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[-1] if plans else ""})
+               "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[-1] if plans else "",
+               "plan_px": plan.cost_px if plan is not None else 0})
 
 
-def bench_auto(video: Path, sizes: list[tuple[int, int]], frames: int, threads: int = 0) -> list[dict]:
-    """The node at the auto detection plan (uncalibrated camera) on ``video`` resized to each size, each in
-    a fresh process (so its peak RSS is its own): processed fps, p50/p99 latency, peak RSS, the plan."""
+def _in_fresh_process(target, *args) -> dict:
     import multiprocessing as mp
 
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def bench_auto(video: Path, sizes: list[tuple[int, int]], frames: int, threads: int = 0, *,
+               ultralytics: bool = False, torch_threads: int = 0) -> list[dict]:
+    """The node at the auto detection plan (uncalibrated camera) on ``video`` resized to each size, each in
+    a fresh process (so its peak RSS is its own): processed fps, p50/p99 latency, peak RSS, the plan.
+
+    ``ultralytics``: after each node run, Ultralytics' predict on the same frames, in a fresh process, at one
+    input of the plan's model pixels (:func:`effective_input`), under ``row["ultralytics"]``."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             path = _resized_video(video, size, frames + 5, Path(tmp))
-            ctx = mp.get_context("spawn")
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_auto_run, args=(str(path), size, threads, queue))
-            proc.start()
-            out.append(queue.get())
-            proc.join()
+            row = _in_fresh_process(_auto_run, str(path), size, threads)
+            if ultralytics:
+                row["ultralytics"] = _in_fresh_process(_ultralytics_auto_run, str(path),
+                                                       effective_input(row["plan_px"], size), torch_threads)
+                row["ratio"] = row["fps"] / row["ultralytics"]["fps"]
+            out.append(row)
     return out
 
 
@@ -205,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--auto", nargs="+", default=None, metavar="WxH",
                     help="instead: the node alone at the auto detection plan on the video resized to each size "
                          "(fps, p50/p99 latency, peak RSS); needs no Ultralytics")
+    ap.add_argument("--ultralytics", action="store_true",
+                    help="with --auto: also Ultralytics' predict on the same frames at one input of the plan's "
+                         "model pixels (needs ultralytics + torch; runs without torchvision on YOLO26n-pose)")
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"{args.video}: video not found (the MOT15 TUD videos live in ../shared/data/mot15)", file=sys.stderr)
@@ -212,13 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.auto:
         sizes = [tuple(int(v) for v in text.lower().split("x")) for text in args.auto]
         load_start = os.getloadavg()[0]
-        rows = bench_auto(args.video, sizes, args.frames, args.threads)
+        rows = bench_auto(args.video, sizes, args.frames, args.threads, ultralytics=args.ultralytics,
+                          torch_threads=args.torch_threads)
         print(f"video {args.video.name}, {args.frames} frames per size, {os.cpu_count()} CPUs "
               f"({platform.processor() or platform.machine()}), onnxruntime {__import__('onnxruntime').__version__}, "
               f"load average {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
         for row in rows:
             print(f"{row['size'][0]}x{row['size'][1]}: {row['fps']:.1f} fps, p50 {row['p50_ms']:.0f} ms, "
                   f"p99 {row['p99_ms']:.0f} ms, peak RSS {row['rss_mb']:.0f} MB\n{row['plan']}")
+            if "ultralytics" in row:
+                u = row["ultralytics"]
+                print(f"  Ultralytics predict, {u['model']} at {u['input'][1]}x{u['input'][0]} (the plan's "
+                      f"{row['plan_px']:,} model px in one pass), torch {u['torch_threads']} threads: "
+                      f"{u['fps']:.1f} fps, p50 {u['p50_ms']:.0f} ms, p99 {u['p99_ms']:.0f} ms, peak RSS "
+                      f"{u['rss_mb']:.0f} MB; node / Ultralytics = {row['ratio']:.2f}x")
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
         return 0

@@ -193,7 +193,8 @@ def combined_sizes(runs: list[SequenceRun]) -> SizeReport | None:
 def summary(runs: list[SequenceRun], combined: MotScores, detector: str) -> dict:
     """Everything the evaluation measured, JSON-ready: scores, times, and (model detector) the size buckets."""
     def timing(seconds_tracker: float, seconds_detector: float, frames: int) -> dict:
-        out = {"tracker_ms_per_frame": 1000.0 * seconds_tracker / max(1, frames)}
+        tms = 1000.0 * seconds_tracker / max(1, frames)
+        out = {"tracker_ms_per_frame": tms, "tracker_fps": 1000.0 / tms if tms > 0 else 0.0}
         if detector == "model":
             ms = 1000.0 * seconds_detector / max(1, frames)
             out.update(detector_ms_per_frame=ms, detector_fps=1000.0 / ms if ms > 0 else 0.0)
@@ -226,7 +227,7 @@ TABLE_COLUMNS = (("HOTA", "HOTA", True), ("DetA", "DetA", True), ("AssA", "AssA"
 def table_rows(runs: list[SequenceRun], combined: MotScores) -> list[list[str]]:
     """Header plus one row per sequence and the combined row, as strings (percentages to 1 decimal)."""
     model = any(r.detector_seconds > 0 for r in runs)
-    header = ["sequence"] + [h for h, _, _ in TABLE_COLUMNS] + ["tracker ms/frame"]
+    header = ["sequence"] + [h for h, _, _ in TABLE_COLUMNS] + ["tracker ms/frame", "tracker fps"]
     if model:
         header += ["detector ms/frame", "detector fps"]
     lines = [header]
@@ -237,7 +238,8 @@ def table_rows(runs: list[SequenceRun], combined: MotScores) -> list[list[str]]:
             [(combined.name, combined, 1000.0 * total_s / max(1, total_f), 1000.0 * total_d / max(1, total_f))]:
         s = scores.summary()
         lines.append([name] + [f"{100 * s[k]:.1f}" if pct else str(int(s[k])) for _, k, pct in TABLE_COLUMNS]
-                     + [f"{ms:.3f}"] + ([f"{dms:.1f}", f"{1000.0 / dms:.1f}" if dms > 0 else "-"] if model else []))
+                     + [f"{ms:.3f}", f"{1000.0 / ms:,.0f}" if ms > 0 else "-"]
+                     + ([f"{dms:.1f}", f"{1000.0 / dms:.1f}" if dms > 0 else "-"] if model else []))
     return lines
 
 

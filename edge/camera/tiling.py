@@ -372,14 +372,16 @@ class TiledDetector(Detector):
         h, w = frame.shape[:2]
         plan = self.plan_for((w, h))
         results = []
+        # a plan with tiles is for people the model scores low even when it finds them: all its passes take
+        # tile_score_threshold (the full-frame pass too: at its small scale the larger people score low as well);
+        # a plan of one pass keeps score_threshold
+        threshold = self.settings.tile_score_threshold if len(plan.passes) > 1 else None
         for p in plan.passes:
             crop = frame if p.full_frame else frame[p.y:p.y + p.h, p.x:p.x + p.w]
             if not self.dynamic_input:
                 dets = self.base.detect(crop)
-            elif p.full_frame:
-                dets = self.base.detect_at(crop, p.input_size)
-            else:  # tiles are for people the model scores low even when it finds them: their own threshold
-                dets = self.base.detect_at(crop, p.input_size, self.settings.tile_score_threshold)
+            else:
+                dets = self.base.detect_at(crop, p.input_size, threshold)
             if not p.full_frame and len(dets):
                 dets = dets.shifted(p.x, p.y)
             results.append((p, dets))

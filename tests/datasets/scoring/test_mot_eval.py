@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,7 @@ def test_model_detector_runs_on_the_frames(tmp_path, monkeypatch):
         """Finds the person where the frame's brightness says (the frames differ only by that)."""
 
         def detect(self, frame):
+            time.sleep(0.01)  # the detector's time is measured: it takes at least this long
             t = int(round(frame.mean() / 40))
             return Detections(np.array([[8 + 2 * t, 10, 18 + 2 * t, 30]]), np.array([0.9]))
 
@@ -168,3 +170,12 @@ def test_model_detector_runs_on_the_frames(tmp_path, monkeypatch):
         "storesense.edge.camera.tracker", fromlist=["CameraTracker"]).CameraTracker(min_hits=1))
     assert runs[0].frames == 3 and len(runs[0].rows) == 3
     assert combined.MOTA == pytest.approx(1.0) and combined.IDF1 == pytest.approx(1.0)
+    # the detector's time per frame and fps are reported next to the tracker's, in the table and the JSON
+    assert runs[0].detector_ms_per_frame >= 10.0
+    header, row, total = mot_eval.table_rows(runs, combined)
+    cols = dict(zip(header, row))
+    assert header.index("detector ms/frame") == header.index("tracker fps") + 1 == header.index("tracker ms/frame") + 2
+    assert float(cols["detector ms/frame"]) >= 10.0 and 0 < float(cols["detector fps"]) <= 100.0
+    timing = mot_eval.summary(runs, combined, "model")["combined"]
+    assert timing["detector_ms_per_frame"] >= 10.0 and timing["detector_fps"] == pytest.approx(
+        1000.0 / timing["detector_ms_per_frame"]) and timing["tracker_fps"] > 0

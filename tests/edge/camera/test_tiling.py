@@ -141,8 +141,8 @@ def test_an_uncalibrated_camera_still_gets_a_plan_within_its_budget():
         assert covered.all()
         assert "pass 1: tile" in plan.describe()
     # a larger budget buys a larger scale
-    small = min(p.scale for p in make_plan((768, 576), DetectorSettings()).passes[1:])
-    large = min(p.scale for p in make_plan((768, 576), DetectorSettings(max_input_px=1_500_000)).passes[1:])
+    small = min(p.scale for p in make_plan((768, 576), DetectorSettings(max_input_px=300_000)).passes[1:])
+    large = min(p.scale for p in make_plan((768, 576), DetectorSettings()).passes[1:])
     assert large > 1.4 * small
 
 
@@ -169,3 +169,26 @@ def test_debug_drawing_shows_the_tiles():
     for p in plan.passes[1:]:
         assert image[p.y + p.h // 2, p.x].any() and image[p.y, p.x + p.w // 2].any()  # left and top edges drawn
     assert not image[560:570, 20:30].any()  # outlines only: the frame's inside stays untouched
+
+
+class ThresholdRecorder(BrightBlobs):
+    """BrightBlobs that records the score threshold each pass was run with."""
+
+    def __init__(self):
+        self.calls: list[tuple[bool, float | None]] = []
+
+    def detect_at(self, frame, input_size, score_threshold=None):
+        self.calls.append((frame.shape[:2] == (400, 600), score_threshold))
+        return super().detect_at(frame, input_size, score_threshold)
+
+
+def test_every_pass_of_a_tiled_plan_takes_the_tile_threshold_and_a_single_pass_its_own():
+    tiled = ThresholdRecorder()
+    settings = DetectorSettings(tiling="explicit", tiles=[(0, 0, 320, 400)], tile_score_threshold=0.07)
+    TiledDetector(tiled, settings).detect(_frame_with((300, 100, 330, 220)))
+    # the full-frame pass (the whole 600x400 frame) and the tile: both at tile_score_threshold
+    assert sorted(tiled.calls) == [(False, 0.07), (True, 0.07)]
+    single = ThresholdRecorder()
+    TiledDetector(single, DetectorSettings(tiling="explicit", tiles=[], tile_score_threshold=0.07)).detect(
+        _frame_with((300, 100, 330, 220)))
+    assert single.calls == [(True, None)]  # None: the detector's own score_threshold
