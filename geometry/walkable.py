@@ -130,6 +130,8 @@ class Walkable:
         follows the grid's A* path (through doors, never through walls) but
         stops at the path's first turn, so the straight step from ``a`` to the
         result never crosses a wall either; the next call continues from there.
+        When ``a`` cannot see the turn (the path starts at the centre of ``a``'s
+        cell), the walk goes to that centre first.
         Both ends are snapped to free floor first. With no path it stays at ``a``.
         """
         a = self.snap(a)
@@ -141,7 +143,12 @@ class Walkable:
                 return a
             b = np.asarray(turn, dtype=float) if turn is not None else b
             if not self.segment_free(a, b):
-                return a
+                # the path starts at the centre of a's cell, and a may see the turn only from there (a's corner
+                # of the cell is behind a wall's corner): step to the centre first, inside one free cell
+                r, c, _ = self.cells(a)
+                b = np.array([self.origin[0] + (c + 0.5) * self.resolution, self.origin[1] + (r + 0.5) * self.resolution])
+                if not self.segment_free(a, b):
+                    return a
         step = float(np.hypot(*(b - a)))
         if step > max_dist:
             return a + (b - a) * (max_dist / step)

@@ -182,7 +182,7 @@ class _PathLossProblem:
             c += 2.0 * (math.sqrt(1.0 + u * u) - 1.0)
         return c
 
-    def solve(self, x0: float, x1: float, lo, hi, f_scale: float, max_iter: int = 50, tol: float = 1e-3,
+    def solve(self, x0: float, x1: float, lo, hi, f_scale: float, max_iter: int = 50, tol: float = 1e-2,
               max_step: float = 3.0) -> tuple[float, float]:
         """Damped Newton on the robust cost from ``(x0, x1)`` within the box ``lo``-``hi``.
 
