@@ -185,6 +185,9 @@ class FusionNode:
         for m in self.reorder.flush():
             self._process(m)
         self._end_frame()
+        if self.decider.pending:  # load changes held for their neighbours on adjacent plates
+            self._apply(self.decider.due(math.inf, self._cart_of), self.now)
+            self._stock_changes(self.now)
 
     def _process(self, msg: Envelope) -> None:
         if msg.ts > self.now:
@@ -743,6 +746,9 @@ class FusionNode:
             self._receipt(self.identity.sessions[lead_id], ts)  # the group's last member is gone
 
     def _housekeeping(self, ts: float) -> None:
+        if self.decider.pending:  # load changes held for their neighbours on adjacent plates, now due
+            self._apply(self.decider.due(ts, self._cart_of), ts)
+            self._stock_changes(ts)
         if ts - self._merge_checked >= 0.2:
             self._merge_checked = ts
             self._merge_duplicates(ts)
