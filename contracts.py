@@ -242,6 +242,10 @@ class CheckIn(Envelope):
     gate: str | None = Field(default=None, description="Gate (scanner) id from the store config where it "
                                                        "happened, when the zone has gates: the tag goes to the "
                                                        "shopper standing there.")
+    group_size: int = Field(default=1, ge=1, le=12, description="People checking in as one group (a family): "
+                                                                "every member's picks go to one cart, the group's "
+                                                                "receipt; the others are the next untagged "
+                                                                "shoppers at the entry.")
 
 
 class ShopperLocation(Envelope):
@@ -318,6 +322,42 @@ class NodeStatus(Envelope):
     )
 
 
+class NearbyShopper(_Model):
+    """A shopper near a shelf when its load changed (evidence of an unattributed change)."""
+
+    shopper: str = Field(description="Pseudonymous session id.")
+    distance_m: float = Field(ge=0.0, description="Distance of the shopper's track from the shelf, metres.")
+
+
+class ShelfEvent(Envelope):
+    """Something about a plate's stock the store must look at (fusion -> hub).
+
+    ``unattributed``: a settled load change no shopper's hand explains (no hand
+    seen); it goes to the hub's review queue with its evidence: plate, weight,
+    when the load changed and who stood near. ``misplaced``: the fusion's shelf
+    inventory now believes ``count`` items of ``sku`` lie on a plate whose
+    planogram does not hold that product (since ``since_ts``); count 0 says the
+    plate is tidy again. The hub lists misplaced stock as a restock/tidy task.
+    """
+
+    type: Literal["shelf_event"] = "shelf_event"
+    kind: Literal["unattributed", "misplaced"] = Field(description="What happened (see the class description).")
+    shelf: str = Field(description="Shelf id from the store config.")
+    plate: str = Field(description="Plate id within the shelf.")
+    sku: str | None = Field(default=None, description="The product it is (best explanation of the weight).")
+    quantity: int = Field(default=0, description="unattributed: signed items, +n taken off the plate, -n put "
+                                                 "on it (0: no whole number of items fits).")
+    count: int = Field(default=0, ge=0, description="misplaced: items of ``sku`` now on the plate against its "
+                                                    "planogram.")
+    delta_g: float = Field(default=0.0, description="unattributed: the load change in grams.")
+    change_ts: float | None = Field(default=None, description="unattributed: when the load started changing.")
+    since_ts: float | None = Field(default=None, description="misplaced: since when the items lie there.")
+    nearby: tuple[NearbyShopper, ...] = Field(default=(), description="Shoppers within 3 m of the shelf then, "
+                                                                      "nearest first.")
+    evidence: tuple[str, ...] = Field(default=(), description="event_ids of the messages behind it.")
+    reason: str = Field(default="", description="Short human-readable explanation.")
+
+
 class Offer(Envelope):
     """An offer for a shopper's app, triggered by a zone rule (hub -> shopper app)."""
 
@@ -377,6 +417,7 @@ MESSAGE_CLASSES: tuple[type[Envelope], ...] = (
     Offer,
     LightCommand,
     StoreAnalytics,
+    ShelfEvent,
 )
 
 #: any message, discriminated by its ``type`` field (for pydantic models that embed one)
@@ -403,6 +444,7 @@ TOPICS: dict[str, tuple[str, int, bool]] = {
     "offer": ("storesense/{store}/shoppers/{shopper}/offers", 1, False),
     "light_command": ("storesense/{store}/lights/{fixture}/set", 1, False),
     "store_analytics": ("storesense/{store}/analytics/hourly", 1, True),
+    "shelf_event": ("storesense/{store}/shelves/{shelf}/events", 1, False),
 }
 
 
@@ -410,7 +452,7 @@ def topic_for(store: str, msg: Envelope) -> str:
     """The MQTT / ZeroMQ topic on which ``msg`` travels for store ``store``."""
     template = TOPICS[msg.type][0]  # type: ignore[attr-defined]
     fields = {"store": store, "source": msg.source}
-    for name in ("shopper", "zone", "node", "fixture"):
+    for name in ("shopper", "zone", "node", "fixture", "shelf"):
         if name in type(msg).model_fields:
             fields[name] = getattr(msg, name)
     return template.format(**fields)

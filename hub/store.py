@@ -41,6 +41,7 @@ from ..contracts import (
     Envelope,
     NodeStatus,
     Receipt,
+    ShelfEvent,
     ShopperLocation,
     ZoneEvent,
     decode,
@@ -100,7 +101,15 @@ CREATE TABLE IF NOT EXISTS nodes (
 CREATE TABLE IF NOT EXISTS offers_sent (
     shopper TEXT NOT NULL, offer TEXT NOT NULL, visit TEXT NOT NULL, event_id TEXT NOT NULL,
     ts DOUBLE PRECISION NOT NULL, stored_ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (shopper, offer, visit));
-CREATE TABLE IF NOT EXISTS opt_outs (shopper TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL)
+CREATE TABLE IF NOT EXISTS opt_outs (shopper TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS shelf_reviews (
+    event_id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, shelf TEXT NOT NULL, plate TEXT NOT NULL, sku TEXT,
+    quantity BIGINT NOT NULL, review TEXT NOT NULL, decided_by TEXT, decided_ts DOUBLE PRECISION, note TEXT,
+    payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS shelf_reviews_review ON shelf_reviews(review, ts);
+CREATE TABLE IF NOT EXISTS misplaced_stock (
+    shelf TEXT NOT NULL, plate TEXT NOT NULL, sku TEXT NOT NULL, count BIGINT NOT NULL,
+    since_ts DOUBLE PRECISION, ts DOUBLE PRECISION NOT NULL, PRIMARY KEY (shelf, plate, sku))
 """
 
 #: message types that are personal movement data, purged after retention
@@ -135,6 +144,17 @@ class StoredChange:
     decided_by: str | None = None
     decided_ts: float | None = None
     note: str | None = None
+
+
+@dataclass
+class ShelfReview:
+    """An unattributed shelf change in the review queue and its state (pending, resolved, dismissed)."""
+
+    event: ShelfEvent
+    review: str
+    decided_by: str | None = None
+    decided_ts: float | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -297,6 +317,20 @@ class HubStore:
             )
         elif isinstance(msg, NodeStatus):
             self._node(msg.node, msg.state, msg.ts, msg.kind)
+        elif isinstance(msg, ShelfEvent):
+            self._shelf_event(msg)
+
+    def _shelf_event(self, msg: ShelfEvent) -> None:
+        """Unattributed load changes join the review queue; misplaced counts replace older ones per plate and SKU."""
+        if msg.kind == "unattributed":
+            self.db.execute("INSERT INTO shelf_reviews VALUES (?,?,?,?,?,?,'pending',NULL,NULL,NULL,?) "
+                            "ON CONFLICT (event_id) DO NOTHING",
+                            (msg.event_id, msg.ts, msg.shelf, msg.plate, msg.sku, msg.quantity, encode(msg).decode()))
+        elif msg.sku is not None:
+            self.db.execute(
+                "INSERT INTO misplaced_stock VALUES (?,?,?,?,?,?) ON CONFLICT (shelf, plate, sku) DO UPDATE SET "
+                "count=excluded.count, since_ts=excluded.since_ts, ts=excluded.ts WHERE excluded.ts >= misplaced_stock.ts",
+                (msg.shelf, msg.plate, msg.sku, msg.count, msg.since_ts, msg.ts))
 
     def _touch_session(self, shopper: str, ts: float, *, opened: float | None = None,
                        closed: float | None = None) -> None:
@@ -431,6 +465,37 @@ class HubStore:
         self._notify(HubChange("cart", shopper=item.shopper, data={"what": "review", "event_id": event_id,  # type: ignore[union-attr]
                                                                    "decision": decision}))
         return item  # type: ignore[return-value]
+
+    def shelf_reviews(self, status: str | None = "pending") -> list[ShelfReview]:
+        """Unattributed shelf changes awaiting review (every one when ``status`` is None), oldest first."""
+        sql = "SELECT payload, review, decided_by, decided_ts, note FROM shelf_reviews"
+        rows = (self.db.query(sql + " ORDER BY ts, event_id") if status is None
+                else self.db.query(sql + " WHERE review=? ORDER BY ts, event_id", (status,)))
+        return [ShelfReview(decode(r[0]), r[1], r[2], r[3], r[4] or "") for r in rows]  # type: ignore[arg-type]
+
+    def decide_shelf_review(self, event_id: str, decision: str, by: str, note: str = "",
+                            ts: float | None = None) -> ShelfReview:
+        """Close a pending unattributed change (``resolved`` or ``dismissed``); KeyError when unknown."""
+        if decision not in ("resolved", "dismissed"):
+            raise ValueError(f"decision must be resolved or dismissed, not {decision!r}")
+        ts = time.time() if ts is None else ts
+        with self.db.transaction() as db:
+            row = db.one("SELECT review FROM shelf_reviews WHERE event_id=?", (event_id,))
+            if row is None:
+                raise KeyError(event_id)
+            if row[0] != "pending":
+                raise HubStateError(f"shelf change {event_id} is not awaiting review (it is {row[0]})")
+            db.execute("UPDATE shelf_reviews SET review=?, decided_by=?, decided_ts=?, note=? WHERE event_id=?",
+                       (decision, by, ts, note, event_id))
+        item = next(i for i in self.shelf_reviews(None) if i.event.event_id == event_id)
+        self._notify(HubChange("shelf", data={"what": "review", "event_id": event_id, "decision": decision}))
+        return item
+
+    def misplaced_stock(self) -> list[tuple[str, str, str, int, float | None, float]]:
+        """Items lying on plates whose planogram does not hold them: (shelf, plate, sku, count, since_ts, ts)."""
+        return [tuple(r) for r in self.db.query(  # type: ignore[misc]
+            "SELECT shelf, plate, sku, count, since_ts, ts FROM misplaced_stock WHERE count > 0 "
+            "ORDER BY since_ts, shelf, plate, sku")]
 
     def corrections(self, shopper: str) -> list[Correction]:
         """Corrections made to a session's cart, oldest first."""

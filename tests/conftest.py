@@ -235,6 +235,10 @@ def all_message_samples():
         "light_command": (Stamper("hub-lights", run_id="samples"), t0 + 7.0,
                           dict(fixture="L-aisle-ab", route="rt-5e1c", shopper=shopper, action="guide", step=2,
                                color="#22c55e", duration_s=120.0)),
+        "shelf_event": (Stamper("fusion-shelf", run_id="samples"), t0 + 8.0,
+                        dict(kind="unattributed", shelf="shelf-a", plate="a1", sku="SKU-0042", quantity=1,
+                             delta_g=-411.0, change_ts=t0 + 7.2, nearby=({"shopper": shopper, "distance_m": 1.4},),
+                             evidence=("e-weight-1",), reason="picked 1 x SKU-0042: -411 g on a1; no hand seen")),
     }
     later["store_analytics"] = (
         Stamper("hub-analytics", run_id="samples"), t0 + 3600.0,

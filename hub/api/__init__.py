@@ -16,6 +16,8 @@ Who may call what:
   session (:mod:`.limits`); every request body is limited to 64 KiB (413);
 - the live page and its feed (no token, read only): floor plan, positions,
   open carts, node health. Bind the hub to the store's LAN only.
+- misplaced stock (``stock``: viewer role, like the live feed): items lying on
+  the wrong plate, for staff to tidy.
 
 - store analytics (viewer role; the page at ``/analytics`` is open): anonymous
   footfall, dwell, heatmap, zone and shelf aggregates (docs/analytics.md).
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from . import analytics, checkout, live, review, service, shopper
+from . import analytics, checkout, live, review, service, shopper, stock
 from .context import HubContext
 from .limits import MAX_BODY_BYTES, BodyLimit
 
@@ -40,6 +42,6 @@ def create_app(ctx: HubContext) -> FastAPI:
                   description="Checkout terminals, review queue, wayfinding, offers and the live store page.")
     app.state.ctx = ctx
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # 413 for a body over 64 KiB, unread
-    for area in (service, checkout, review, shopper, live, analytics):  # the order of the OpenAPI document's paths
+    for area in (service, checkout, review, shopper, live, stock, analytics):  # the order of the OpenAPI document's paths
         app.include_router(area.router)
     return app
