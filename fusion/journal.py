@@ -34,7 +34,8 @@ and the node by a fresh one whose run id is ``<run id>.<k + 1>``. A restart
 replays only the current epoch. The fresh node forgets nothing that matters in
 an empty store (closed sessions, tracks of shoppers who left, BLE filters of
 tags no longer there), and its ids cannot collide with the previous epoch's.
-Replay never rotates: an epoch boundary is the file itself.
+Replay never rotates: an epoch boundary is the file itself. A clean stop with the
+store empty rotates too, whatever the size, so the next start has nothing to replay.
 """
 
 from __future__ import annotations
@@ -188,6 +189,11 @@ class InputJournal:
         self.entries = 0
         self._dirty = False
         return epoch_run_id(self.run_id, self.epoch)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the journal is open for appending."""
+        return self._fh is not None
 
     def close(self) -> None:
         """fsync and close (the journal stays: the next start resumes from it)."""

@@ -273,6 +273,8 @@ class FusionService:
         if self.subscriber is not None:
             self.subscriber.close()
         if self.journal is not None:
+            if self.journal.is_open and self.journal.entries and store_empty(self.node):
+                self.journal.rotate()  # nothing to carry on: the next start need not replay this epoch
             self.journal.close()
         if self.recorder is not None:
             self.recorder.close()

@@ -131,3 +131,28 @@ def test_no_input_frame_ends_serve_and_the_valid_ones_fuse_as_without_them(cfg, 
     assert service.handled == len(messages) and service.subscriber.decoder.rejected_total == 10_000
     assert [encode(m) for m in got] == [encode(m) for m in want]
     assert not [r for r in caplog.records if r.exc_info] and "Traceback" not in caplog.text
+
+
+def test_a_clean_stop_with_the_store_empty_leaves_nothing_to_replay(cfg, tmp_path):
+    path = tmp_path / "fusion.journal"
+    messages = generate_scenario(cfg, shoppers=2, seed=5).messages
+    with FusionService(cfg, journal=path, sinks=[]) as service:
+        run_id = service.run_id
+        half = len(messages) // 2
+        for msg in messages[:half]:
+            service.handle(msg)
+        service.flush()
+        assert not store_empty(service.node)
+    # stopped with shoppers inside: the next start carries them on
+    again = FusionService(cfg, journal=path, sinks=[]).start()
+    assert again.recovered == half + 1 and again.run_id == run_id
+    assert any(not s.closed for s in again.node.sessions.values())
+    for msg in messages[half:]:
+        again.handle(msg)
+    again.flush()
+    assert store_empty(again.node)
+    again.close()
+    # stopped with the store empty: a new epoch, nothing to replay, same run
+    third = FusionService(cfg, journal=path, sinks=[]).start()
+    assert third.recovered == 0 and third.run_id == run_id and third.node.run_id == f"{run_id}.1"
+    third.close()
