@@ -49,6 +49,7 @@ def fusion(
 ) -> None:
     """Run the fusion node on a recording or on the live edge stream."""
     from ..fusion.service import FusionService
+    from ..transport.provision import edge_sources
     from ..transport.zeromq import CurveKeys
 
     cfg = load_config(config)
@@ -69,7 +70,7 @@ def fusion(
         if input is not None:
             service.run_recording(input, speed=speed)
         else:
-            service.listen(cfg.transports.zmq.observations, curve=curve)
+            service.listen(cfg.transports.zmq.observations, curve=curve, sources=edge_sources(cfg))
             service.freeze_startup_state()
             console.print(f"fusion node listening on {cfg.transports.zmq.observations} (run {service.run_id}"
                           f"{', CURVE' if curve else ''}{', journal ' + str(journal) if journal else ''}; "

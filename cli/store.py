@@ -105,6 +105,7 @@ def up(
     from ..fusion.service import FusionService
     from ..hub.auth import TerminalRegistry
     from ..hub.service import HubService
+    from ..transport.provision import edge_sources
     from ..transport.zeromq import CurveKeys
 
     cfg = load_config(config)
@@ -117,7 +118,7 @@ def up(
                                journal_fsync_s=cfg.fusion.journal_fsync_s,
                                journal_rotate_entries=cfg.fusion.journal_rotate_entries).start()
         curve = CurveKeys.fusion(cfg.transports.zmq.curve_keys) if cfg.transports.zmq.curve_keys else None
-        endpoint = fusion.listen(cfg.transports.zmq.observations, curve=curve)
+        endpoint = fusion.listen(cfg.transports.zmq.observations, curve=curve, sources=edge_sources(cfg))
         fusion.freeze_startup_state()
         fusion.serve_in_thread(poll_s=1.0)
         console.print(f"store {cfg.store.id} up: edge nodes publish to {endpoint}; broker {url}; hub API and live "

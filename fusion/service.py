@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 from ..config import StoreConfig
 from ..contracts import Envelope
@@ -178,10 +178,12 @@ class FusionService:
         """Fuse a recording, at ``speed`` times its recorded pace (None: as fast as possible)."""
         self.run(replay(path, speed=speed))
 
-    def listen(self, endpoint: str, *, bind: bool = True, curve: CurveKeys | None = None) -> str:
+    def listen(self, endpoint: str, *, bind: bool = True, curve: CurveKeys | None = None,
+               sources: Callable[[str | None], Collection[str] | None] | None = None) -> str:
         """Open the live input: a ZeroMQ SUB socket on ``endpoint`` (with ``curve``: encrypted, accepting
-        only the listed edge nodes' keys); returns the real endpoint."""
-        self.subscriber = ZmqSubscriber(endpoint, bind=bind, curve=curve)
+        only the listed edge nodes' keys, each sending only as the ``sources`` its node may use);
+        returns the real endpoint."""
+        self.subscriber = ZmqSubscriber(endpoint, bind=bind, curve=curve, sources=sources)
         return self.subscriber.endpoint
 
     @staticmethod

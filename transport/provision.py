@@ -31,7 +31,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +74,23 @@ def store_nodes(config: StoreConfig, extra: Mapping[str, str] = ()) -> dict[str,
         nodes.update({i: "edge" for i in ids})
     nodes.update(dict(extra))
     return nodes
+
+
+def edge_sources(config: StoreConfig) -> Callable[[str | None], frozenset[str] | None]:
+    """For the fusion node's ZeroMQ subscriber: the sources an edge node's CURVE key may send as.
+
+    A camera, BLE receiver or gate sends as itself; a shelf node as itself and its weight sensors.
+    A key of a node the config does not name (added with ``security init --node``: a bridge, a
+    replayer) may send as any source (None).
+    """
+    table: dict[str, set[str]] = {}
+    for i in [c.id for c in config.cameras] + [b.id for b in config.ble_nodes] + \
+             [g.id for z in config.zones for g in z.gates]:
+        table.setdefault(i, set()).add(i)
+    for w in config.weight_sensors:
+        table.setdefault(w.node, {w.node}).add(w.id)
+    frozen = {k: frozenset(v) for k, v in table.items()}
+    return frozen.get
 
 
 def mosquitto_password_line(user: str, password: str, *, iterations: int = 101) -> str:

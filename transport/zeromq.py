@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,8 @@ class CurveKeys:
     secret: bytes = field(repr=False)
     server_key: bytes | None = None
     allowed: frozenset[bytes] = frozenset()
+    #: allowed public key -> the node it belongs to (its key file's name), for binding sources to keys
+    names: dict[bytes, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def load(cls, secret_file: str | Path, *, server_key_file: str | Path | None = None,
@@ -55,10 +57,12 @@ class CurveKeys:
             if secret is None:
                 raise ValueError("no secret key in it")
             server = zmq.auth.load_certificate(str(server_key_file))[0] if server_key_file else None
-            allowed = frozenset(zmq.auth.load_certificates(str(allowed_dir)).keys()) if allowed_dir else frozenset()
+            names = {zmq.auth.load_certificate(str(f))[0]: f.stem
+                     for f in sorted(Path(allowed_dir).glob("*.key"))} if allowed_dir else {}
+            allowed = frozenset(names)
         except (OSError, ValueError) as exc:
             raise TransportError(f"cannot load CURVE keys ({secret_file}): {exc}") from None
-        return cls(public, secret, server, allowed)
+        return cls(public, secret, server, allowed, names)
 
     @classmethod
     def fusion(cls, keys_dir: str | Path) -> CurveKeys:
@@ -196,7 +200,8 @@ class ZmqSubscriber:
     """
 
     def __init__(self, endpoint: str, *, bind: bool = True, topics: Iterable[str] = ("",),
-                 curve: CurveKeys | None = None):
+                 curve: CurveKeys | None = None,
+                 sources: Callable[[str | None], Collection[str] | None] | None = None):
         self._auth: ThreadAuthenticator | None = None
         self._context: zmq.Context | None = None
         self.allow_list: _AllowList | None = None
@@ -217,6 +222,9 @@ class ZmqSubscriber:
             raise
         self.decoder = Decoder(f"zmq-sub {endpoint}", check_topic=True)
         self.timed_out = False  # whether the last recv() returned None because nothing came (not a bad message)
+        # with CURVE: the node a peer's key belongs to -> the sources it may send as (None: any)
+        self._sources = sources if curve is not None else None
+        self._names = {k.decode("ascii"): n for k, n in curve.names.items()} if curve is not None else {}
         if self.allow_list is not None:
             self.allow_list.name = f"zmq-sub {self.endpoint}"
 
@@ -238,7 +246,9 @@ class ZmqSubscriber:
         self.timed_out = not self._sock.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN)
         if self.timed_out:
             return None
-        frames = self._sock.recv_multipart(zmq.NOBLOCK)
+        bound = self._sources is not None
+        raw = self._sock.recv_multipart(zmq.NOBLOCK, copy=not bound)
+        frames = [f.bytes for f in raw] if bound else raw
         topic = frames[0].decode("utf-8", errors="replace")
         if len(frames) != 2:
             self.decoder.rejected["wrong number of frames"] += 1
@@ -246,7 +256,25 @@ class ZmqSubscriber:
                         self.decoder.name, topic, len(frames))
             return None
         msg = self.decoder.decode(frames[1], origin=topic)
+        if msg is not None and bound and not self._source_allowed(raw[1], msg, topic):
+            return None
         return (topic, msg) if msg is not None else None
+
+    def _source_allowed(self, frame: zmq.Frame, msg: Envelope, topic: str) -> bool:
+        """Whether the CURVE key that sent ``frame`` belongs to a node that may send as ``msg.source``."""
+        try:
+            node = self._names.get(frame.get("User-Id"))
+        except zmq.ZMQError:
+            node = None
+        allowed = self._sources(node)  # type: ignore[misc]
+        if allowed is None or msg.source in allowed:  # type: ignore[attr-defined]
+            return True
+        # refused: counted and logged like any bad message, and its event id not remembered as seen
+        self.decoder._seen.pop(msg.event_id, None)  # type: ignore[attr-defined]
+        self.decoder.accepted -= 1
+        self.decoder._reject(f"source not allowed for the sender's key: {node!r} sent as "
+                             f"{msg.source!r}", topic)  # type: ignore[attr-defined]
+        return False
 
     def close(self) -> None:
         """Close the socket (and stop its CURVE authenticator)."""

@@ -1,6 +1,6 @@
-"""ZeroMQ CURVE from the command line: keys from `storesense security init`, a live `storesense fusion
---curve-keys` accepts what `storesense replay --curve-keys` sends as a listed edge node, and nothing from
-an unlisted key or a plain client."""
+"""ZeroMQ CURVE from the command line: keys from `storesense security init`, a live `storesense fusion`
+with the keys in its config accepts what `storesense replay --curve-keys` sends as a listed edge node,
+nothing from an unlisted key or a plain client, and nothing a listed node sends under another node's name."""
 
 from __future__ import annotations
 
@@ -82,10 +82,25 @@ def test_fusion_accepts_only_listed_edge_keys_from_the_store_config(tmp_path):
         for pub in intruders:
             pub.close(0)
         assert _messages(journal) == 30
+
+        # the listed camera's own key, sending under another node's name: refused; as itself: taken
+        cam = ZmqPublisher(endpoint, store=cfg.store.id, curve=CurveKeys.edge(cam_keys, "cam1"))
+        assert cam.wait_for_subscriber(10.0)
+        other = Stamper("cam2", run_id="posing")
+        for i in range(5):
+            cam.publish(other.make(NodeStatus, 3000.0 + i, node="cam2", kind="camera", state="online"))
+        cam.publish(st.make(NodeStatus, 3100.0, node="cam1", kind="camera", state="online"))
+        deadline = time.monotonic() + 10
+        while _messages(journal) < 31 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        cam.close()
+        assert _messages(journal) == 31
     finally:
         out = interrupt(proc)
     assert proc.returncode == 0, out
     assert "refused a ZeroMQ peer with an unlisted CURVE key" in seen + out
+    assert "source not allowed for the sender's key: 'cam1' sent as 'cam2'" in out
 
 
 def test_the_stores_own_broker_refuses_the_lan_with_security_on(tmp_path):
