@@ -252,9 +252,10 @@ class DetectorSettings(_Model):
         "tile_input_size (detections are mapped back and merged across tile borders).",
     )
     tile_input_size: tuple[int, int] = Field(
-        default=(320, 416),
-        description="Model input height and width of a tile pass, multiples of 32 (320x416: chosen by "
-        "leave-one-sequence-out CV on the rescaled MOT proxy, docs/benchmarks.md, camera node).",
+        default=(320, 384),
+        description="Model input height and width of a tile pass, multiples of 32 (320x384: chosen by "
+        "leave-one-sequence-out CV on the rescaled MOT proxy and the TUD videos within the 5 fps budget, "
+        "docs/benchmarks.md, camera node).",
     )
     person_px: tuple[int, int] = Field(
         default=(80, 176),
@@ -265,7 +266,7 @@ class DetectorSettings(_Model):
         default=1.5, ge=0.25, le=4.0, description="Largest model-pixels-per-frame-pixel scale a tile may use."
     )
     max_input_px: int = Field(
-        default=650_000,
+        default=600_000,
         ge=4096,
         description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget; "
         "MoveNet on two x86 cores: see docs/benchmarks.md, camera node; lower it on a slower CPU, e.g. 300,000 on "
