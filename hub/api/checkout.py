@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Literal
 
@@ -17,6 +18,7 @@ from .models import CartOut, CheckoutIn, CorrectionIn, ReceiptOut, SessionOut
 from .views import cart_or_404, cart_out, receipt_out
 
 router = APIRouter(tags=["checkout"])
+log = logging.getLogger(__name__)
 
 # Routes carry no docstrings: FastAPI would publish them as the operation's description.
 
@@ -77,7 +79,8 @@ def read_cart(shopper: str, ctx: Ctx, _: CheckoutTerminal) -> CartOut:
 
 @router.post("/api/carts/{shopper}/checkout", response_model=ReceiptOut,
              responses={402: {"description": "payment declined"}, 404: {"description": "unknown session"},
-                        409: {"description": "lines await review, or already settled with nothing due since"}},
+                        409: {"description": "lines await review, or already settled with nothing due since"},
+                        503: {"description": "paid, but the database could not record it: retry"}},
              summary="Settle a checkout: charge the cart (a settled one: what was taken since) and return the receipt")
 def settle(shopper: str, ctx: Ctx, terminal: CheckoutTerminal, body: CheckoutIn | None = None) -> ReceiptOut:
     body = body or CheckoutIn()
@@ -102,8 +105,26 @@ def settle(shopper: str, ctx: Ctx, terminal: CheckoutTerminal, body: CheckoutIn 
             result = PaymentResult(True, "nothing-to-pay", "total is zero")
         if not result.approved:
             raise HTTPException(402, {"message": f"payment declined: {result.message}"})
-        ctx.store.settle(receipt, terminal.id, getattr(ctx.payments, "name", "payment"), result.reference, now)
+        _record(ctx, receipt, result, lambda: ctx.store.settle(
+            receipt, terminal.id, getattr(ctx.payments, "name", "payment"), result.reference, now))
         return receipt_out(ctx, receipt.receipt_id)
+
+
+def _record(ctx: Ctx, receipt, result: PaymentResult, write) -> None:
+    """Record a charged checkout; when the database fails (a full disk), 503 naming the payment.
+
+    The charge is idempotent on the receipt id, so the till retrying gets the same payment, not a
+    second one, and the hub records it then.
+    """
+    try:
+        write()
+    except Exception as exc:  # noqa: BLE001 - whatever the database raises, the till must hear what happened
+        log.error("checkout %s: paid (%s) but not recorded: %s: %s", receipt.receipt_id, result.reference,
+                  type(exc).__name__, exc)
+        raise HTTPException(503, {
+            "message": f"the payment went through ({result.reference}) but the hub could not record the receipt "
+                       f"({type(exc).__name__}); retry the checkout: the same payment is recorded, not charged again",
+            "receipt_id": receipt.receipt_id, "payment_ref": result.reference}) from None
 
 
 def _settle_followup(ctx: Ctx, cart: HubCart, terminal: CheckoutTerminal, body: CheckoutIn) -> ReceiptOut:
@@ -126,8 +147,8 @@ def _settle_followup(ctx: Ctx, cart: HubCart, terminal: CheckoutTerminal, body: 
     result = ctx.payments.charge(receipt.receipt_id, receipt.total, receipt.currency, body.method)
     if not result.approved:
         raise HTTPException(402, {"message": f"payment declined: {result.message}"})
-    ctx.store.settle_followup(receipt, len(cart.paid) + 1, terminal.id, getattr(ctx.payments, "name", "payment"),
-                              result.reference, now)
+    _record(ctx, receipt, result, lambda: ctx.store.settle_followup(
+        receipt, len(cart.paid) + 1, terminal.id, getattr(ctx.payments, "name", "payment"), result.reference, now))
     return receipt_out(ctx, receipt.receipt_id)
 
 

@@ -112,3 +112,33 @@ def test_health_reports_ingest_lag_and_the_last_store_error(tmp_path, monkeypatc
     assert ingest["backlog"] == 0 and ingest["lag_s"] == 0.0 and ingest["dead_letters"] == 1
     assert ingest["stored"] == 1 and "OverflowError" in ingest["last_store_error"]
     assert 0 <= ingest["last_store_error_age_s"] < 5
+
+
+def test_a_database_failure_after_the_charge_is_a_clear_503_and_the_retry_is_not_charged_twice(tmp_path, monkeypatch):
+    from storesense.contracts import CartChange
+    from storesense.hub.auth import TerminalRegistry
+    from storesense.hub.db import DatabaseError
+
+    store = HubStore(tmp_path / "hub.db")
+    ctx = HubContext(CFG, store, terminals=TerminalRegistry.from_tokens({"till-1": "till-secret"}))
+    app = create_app(ctx)
+    f = Stamper("fusion", run_id="disk")
+    store.ingest(f.make(CartEvent, 1.0, shopper="s-d", phase="new", cart_version=0))
+    store.ingest(f.make(CartEvent, 2.0, shopper="s-d", phase="update", cart_version=1,
+                        change=CartChange(sku="MILK-1L", quantity=1, confidence=0.95)))
+    real = store.settle
+
+    def full_disk(*args, **kwargs):
+        raise DatabaseError("database or disk is full")
+
+    monkeypatch.setattr(store, "settle", full_disk)
+    till = {"Authorization": "Bearer till-secret"}
+    r = _call(app, "POST", "/api/carts/s-d/checkout", headers=till, json={"method": "card"})
+    assert r.status_code == 503, r.text
+    detail = r.json()["detail"]
+    assert "payment went through" in detail["message"] and detail["payment_ref"].startswith("local-")
+    assert store.settlement("s-d") is None
+    monkeypatch.setattr(store, "settle", real)  # space freed: the till retries
+    r = _call(app, "POST", "/api/carts/s-d/checkout", headers=till, json={"method": "card"})
+    assert r.status_code == 200 and r.json()["payment_ref"] == detail["payment_ref"]  # the same charge
+    assert len(ctx.payments.charges) == 1
