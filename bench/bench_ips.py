@@ -12,7 +12,13 @@ and the median error. Peers in the same run:
   distances (from our fitted path-loss models). Skipped with a note when it is
   not installed (``pip install easy-trilateration``).
 
-Usage: ``python bench/bench_ips.py [--repeat N] [--data DIR]``
+The last row is the fusion node's own path (sightings through ``BleLocator``
+into the Kalman fusion of trilateration, no radio map), issue #17's target of
+5,000 fixes/s; it also prints each pass's rate (the median pass is the figure
+least moved by other work on a shared machine). ``--only-node`` runs that row
+alone.
+
+Usage: ``python bench/bench_ips.py [--repeat N] [--data DIR] [--only-node]``
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from scipy.optimize import least_squares  # noqa: E402
 from storesense.datasets.loaders.kolakowski import KolakowskiDataset, Track  # noqa: E402
 from storesense.datasets.scoring.ips import IpsSetup, setup_from_dataset  # noqa: E402
 from storesense.ips.model import RssiObservation  # noqa: E402
+from storesense.ips.setup import DEFAULT_HISTORY_S  # noqa: E402
 from storesense.ips.pathloss import MIN_DISTANCE_M  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ble" / "kolakowski2021"
@@ -102,10 +109,34 @@ def median_error(points, truth: np.ndarray) -> float:
     return float(np.median(np.hypot(*(est - truth).T)))
 
 
+def node_row(setup: IpsSetup, track: Track, repeat: int) -> tuple[float, list]:
+    """The fusion node's path (setup_from_config: no radio map), as fusion/ble.py runs it: fixes per CPU
+    second over ``repeat`` passes (a fresh locator each), printing each pass's rate and the accuracy."""
+    from storesense.datasets.loaders.kolakowski import track_sightings
+    from storesense.ips.setup import make_setup
+
+    node_setup = make_setup(setup.anchors, setup.walkable, None, setup.tag_height)
+    sightings = track_sightings(track)
+    fused, rates, total = [], [], 0.0
+    for _ in range(repeat):
+        start = time.process_time()
+        fused = node_setup.locator("kalman").run(sightings)
+        dt = time.process_time() - start
+        rates.append(len(fused) / dt)
+        total += dt
+    err = np.hypot(*(np.array([[f.x, f.y] for f in fused]) - track.truth).T)
+    print(f"fusion node path ({len(sightings)} sightings -> {len(fused)} fixes per pass): passes "
+          f"{', '.join(f'{r:.0f}' for r in rates)} fixes/s, median pass {np.median(rates):.0f}; "
+          f"error median {np.median(err):.2f} m, p90 {np.percentile(err, 90):.2f} m; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    return repeat * len(fused) / total, fused
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2, help="passes over the track per method")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Kolakowski dataset folder")
+    ap.add_argument("--only-node", action="store_true", help="only the fusion node's path (locator + Kalman(tri))")
     args = ap.parse_args()
     if not KolakowskiDataset.looks_like(args.data):
         raise SystemExit(f"no Kolakowski dataset at {args.data} (pass --data DIR)")
@@ -127,7 +158,10 @@ def main() -> None:
         return fn
 
     tri = setup.trilateration()
-    rows.append(("storesense trilateration (LM, outlier rejection)",) + run(tri.locate, obs, args.repeat))
+    if args.only_node:
+        node_row(setup, track, args.repeat)
+        return
+    rows.append(("storesense trilateration (Newton, outlier rejection)",) + run(tri.locate, obs, args.repeat))
     rows.append(("scipy least_squares, same residuals",) + run(scipy_baseline(setup), obs, args.repeat))
     peer = easy_trilateration_peer(setup)
     if peer is not None:
@@ -138,20 +172,8 @@ def main() -> None:
     rows.append((f"storesense particle filter ({int(setup.params['pf_particles'])} particles)",)
                 + run(tracker_fn("particle"), obs, args.repeat))
 
-    # the fusion node's path: sightings -> BleLocator (its observation window) -> Kalman fusion of trilateration
-    # (setup_from_config: no radio map), as fusion/ble.py runs it
-    from storesense.datasets.loaders.kolakowski import track_sightings
-    from storesense.ips.setup import make_setup
-
-    node_setup = make_setup(setup.anchors, setup.walkable, None, setup.tag_height)
-    sightings = track_sightings(track)
-    fused = []
-    start = time.process_time()
-    for _ in range(args.repeat):
-        locator = node_setup.locator("kalman")
-        fused = locator.run(sightings)
-    rate = args.repeat * len(fused) / (time.process_time() - start)
-    rows.append((f"fusion node: locator + Kalman(tri), window {node_setup.history_s('kalman'):g} s", rate, fused))
+    node_rate, node_fixes = node_row(setup, track, args.repeat)
+    rows.append((f"fusion node: locator + Kalman(tri), window {DEFAULT_HISTORY_S['kalman']:g} s", node_rate, node_fixes))
 
     print(f"BLE positioning, {len(obs)} observations of 6 anchors (Kolakowski robot track), "
           f"{args.repeat} passes, one core\n")
