@@ -87,6 +87,9 @@ class PickDecider:
         #: product wider than a plate, are one item resting across them: one event
         self.combine_s = combine_s
         self.pending: list[WeightChange] = []
+        self.doubt = ""  # why the last explained change is in doubt (another product fits about as well)
+        self._runner_up: tuple[float, str, int] | None = None
+        self._run: set[str] = set()  # while a joined change is decided: the plates it spans
         self._spans: dict[tuple[str, str], tuple[int, float, frozenset[str]]] = {}  # plate -> (level, centre, wide skus)
         self._row: dict[tuple[str, str], int] = {}  # plate -> index along its shelf level
         self._wide = {p.sku for p in config.products if p.width_m}  # products that may rest across plates
@@ -205,7 +208,8 @@ class PickDecider:
                 off = max(0.0, abs(u - centre) - width / 2)
                 lik[p.id] *= math.exp(-0.5 * (off / self.along_sigma_m) ** 2)
             lik[p.id] += 1e-6
-        return lik[plate] / sum(lik.values())
+        run = self._run if plate in self._run else {plate}  # an item across plates: a hand at any of them
+        return sum(lik[p] for p in run) / sum(lik.values())
 
     def _hands_only(self, visit: HandVisit, in_cart: dict[str, int]) -> Decision:
         plates = self.config.shelf(visit.shelf).plates
@@ -268,7 +272,12 @@ class PickDecider:
                 "noise_g": math.sqrt(sum(m.noise_g ** 2 for m in g)), "started_ts": min(m.started_ts for m in g),
                 "ts": max(m.ts for m in g)})
             extra = tuple(m.event_id for m in g[1:])
-            for d in self._decide(merged, cart_of):
+            self._run = {m.plate for m in g}
+            try:
+                decided = self._decide(merged, cart_of)
+            finally:
+                self._run = set()
+            for d in decided:
                 d.change = d.change.model_copy(update={
                     "evidence": d.change.evidence + extra,
                     "reason": d.change.reason + f"; one item across plates {', '.join(m.plate for m in g)}"})
@@ -303,6 +312,7 @@ class PickDecider:
         shopper = reaching[0][0] if reaching else None
         held = cart_of(shopper) if shopper else {}
         sku, qty, fit, how = self._explain(msg, plate.skus, held)
+        doubt = self.doubt
         if qty == 0:
             return []  # less than half an item: noise or a nudge
         # the load changed whoever did it: the inventory follows the best explanation
@@ -310,6 +320,8 @@ class PickDecider:
         reason = f"{'picked' if qty > 0 else 'put back'} {abs(qty)} × {sku}: {msg.delta_g:+.0f} g on {msg.plate}"
         if how:
             reason += f" ({how})"
+        if doubt:  # half the confidence already: a person checks
+            reason += f"; {doubt}"
         if shopper is None:
             change = CartChange(sku=sku, quantity=qty, confidence=0.0, needs_review=True, shelf=msg.shelf,
                                 plate=msg.plate, evidence=(msg.event_id,), reason=reason + "; no hand seen")
@@ -442,7 +454,9 @@ class PickDecider:
         the shopper holds (one of another product: put back on the wrong
         plate); for a decrease, items the shelf inventory knows lie misplaced
         there (preferred over the planogram's product when both fit: the
-        misplaced item is known to be there). A put-back of a planogram product
+        misplaced item is known to be there). When another product fits about
+        as well (half the score or more), the fit is halved, so the change goes
+        to review with both in its reason. A put-back of a planogram product
         the shopper does not hold is unlikely when they hold another item that
         fits. When nothing fits, one item of any catalog product that does (the
         planogram may be wrong: the weight and the catalog win), at half
@@ -457,6 +471,12 @@ class PickDecider:
         else:  # something taken: maybe an item someone misplaced here
             options += [(s, 1.05, "a misplaced item taken") for s in sorted(misplaced)]
         best, best_score = self._best(msg, options, held, misplaced)
+        runner = self._runner_up
+        self.doubt = ""
+        if best_score >= 0.2 and runner is not None and runner[0] >= 0.5 * best_score:
+            # another product fits about as well (near-equal weights, a misplaced item or the plate's own?)
+            self.doubt = f"{abs(runner[2])} × {runner[1]} fits too"
+            best = (best[0], best[1], best[2] * 0.5, best[3])
         if best_score < 0.2 and abs(msg.delta_g) >= max(20.0, 6 * msg.noise_g):
             # nothing the plate should hold fits a clear change: the planogram may be wrong
             known = {o[0] for o in options}
@@ -471,6 +491,7 @@ class PickDecider:
               max_qty: int | None = None) -> tuple[tuple[str, int, float, str], float]:
         best = ("" if not options else options[0][0], 0, 0.0, "")
         best_score = -1.0
+        scored: list[tuple[float, str, int]] = []
         for sku, prior, how in options:
             unit = self.config.product(sku).unit_weight_g
             units = -msg.delta_g / unit
@@ -484,8 +505,11 @@ class PickDecider:
             residual_g = abs(units - qty) * unit
             sigma_g = max(msg.noise_g * math.sqrt(2), 1.0) + 0.02 * unit
             fit = math.exp(-0.5 * (residual_g / (2 * sigma_g)) ** 2)
+            scored.append((fit * prior, sku, qty))
             if fit * prior > best_score:
                 best, best_score = (sku, qty, fit, how), fit * prior
+        others = [x for x in scored if x[1] != best[0]]
+        self._runner_up = max(others) if others else None  # the best explanation by another product
         return best, best_score
 
     def expire(self, ts: float) -> None:

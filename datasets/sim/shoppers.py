@@ -321,7 +321,9 @@ class ShopperPlanner:
     def stand_spot(self, shelf: str, avoid: tuple[float, float] | None = None) -> tuple[float, float]:
         """A free spot in front of ``shelf``, at least 0.8 m along the front from ``avoid``."""
         f = self.fronts[shelf]
-        half = max(0.0, f.length / 2 - 0.45)
+        # along the front, 0.45 m in from its ends; a short front (a 1.2 m gondola) leaves room to stand
+        # beside it, so two shoppers can keep apart (people do not stand 20 cm from each other)
+        half = max(0.45, f.length / 2 - 0.45)
         mid = (f.a + f.b) / 2
         m = float(np.dot(f.access - mid, f.direction))
         best = None
