@@ -269,8 +269,9 @@ class DetectorSettings(_Model):
         default=600_000,
         ge=4096,
         description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget; "
-        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node; lower it on a slower CPU, e.g. 300,000 on "
-        "a Raspberry Pi 5); the plan lowers its scales to fit and says which person heights it then misses.",
+        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node; on a slower CPU, e.g. a Raspberry Pi 5, "
+        "450,000 with tile_input_size [256, 320]); the plan lowers its scales to fit and says which person "
+        "heights it then misses.",
     )
 
     @field_validator("input_size", "tile_input_size")
