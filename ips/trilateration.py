@@ -19,14 +19,14 @@ The solver (:class:`_PathLossProblem`, plain floats, 2 unknowns):
 2. **Newton steps** on the robust cost with its exact Hessian (the
    residuals' own curvature included), damped Levenberg–Marquardt style; where
    the Hessian is not positive definite, the reweighted Gauss–Newton matrix
-   (iteratively reweighted least squares) takes its place. This
-   this converges in a handful of iterations where plain reweighted
-   Gauss–Newton crawled (on the Kolakowski robot track one fix in nine stopped
-   at 50 iterations still moving).
+   (iteratively reweighted least squares) takes its place. This converges in
+   about six evaluations where plain reweighted Gauss–Newton crawled (on the
+   Kolakowski robot track one fix in nine stopped at 50 iterations still
+   moving). Steps stop at 1 cm (Newton: the rest is below 1 mm).
 
 ``bench/bench_ips.py`` compares it with ``scipy.optimize.least_squares`` on
-the same residuals; ``tests/ips/test_fast_paths.py`` checks it reaches
-scipy's minimum from the same start.
+the same residuals; ``tests/ips/test_fast_paths.py`` checks it ends in a
+minimum, scipy's own from the same start in 199 of 200 random fits.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Trilateration:
         return min(max(sx / sw, l0), h0), min(max(sy / sw, l1), h1)
 
     def _solve(self, ids: list[str], rssi: list[float]):
-        """Fit one set of nodes: position, residuals and Jacobian rows there, and ``sum(residual²)``."""
+        """Fit one set of nodes: the position, and the residuals and Jacobian rows there."""
         x0, x1 = self.start(ids, rssi)
         problem = _PathLossProblem([self._node[i] for i in ids], rssi, self.sigma_db)
         x = problem.solve(x0, x1, self.bounds[0], self.bounds[1], self.f_scale)
