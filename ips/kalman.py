@@ -103,3 +103,20 @@ class KalmanFusion:
             return
         reach = self.max_speed * dt + 3.0 * math.sqrt(max(kf.a00 + kf.a11, 0.0) / 2.0)
         kf.px, kf.py = self.walkable.walk_towards(np.array(before), np.array(target), reach).tolist()
+
+
+class TrackerPositioner:
+    """A tracker's fixes as a positioner's, covariance scaled by ``cov_scale``: so a Kalman fusion can take
+    the particle filter's output next to the single-shot fixes (the ``fused`` method of :mod:`.setup`)."""
+
+    def __init__(self, tracker, cov_scale: float = 1.0):
+        self.tracker = tracker
+        self.cov_scale = cov_scale
+        self.name = tracker.name
+
+    def locate(self, obs: RssiObservation) -> Fix | None:
+        """The tracker's fix after ``obs`` (the tracker advances: call once per observation)."""
+        f = self.tracker.update(obs)
+        if f is None:
+            return None
+        return Fix(f.ts, f.x, f.y, np.asarray(f.cov) * self.cov_scale, f.method, f.sources, f.tag)

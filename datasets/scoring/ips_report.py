@@ -35,6 +35,7 @@ LABELS = {
     "fingerprint": "fingerprinting kNN (single shot)",
     "kalman": "Kalman fusion of both",
     "particle": "particle filter (fused tracker)",
+    "fused": "Kalman fusion of trilateration, kNN and the particle filter",
 }
 
 

@@ -58,14 +58,15 @@ def test_subset_evaluation_keeps_its_accuracy(ds, tmp_path):
 
     setup = setup_from_dataset(ds)
     track = ds.robot_track().subset(slice(280, 520))
-    scores = evaluate_track(setup, track, ("fingerprint", "kalman", "particle"))
+    scores = evaluate_track(setup, track, ("fingerprint", "kalman", "particle", "fused"))
     med = {m: s.summary()["median"] for m, s in scores.items()}
     p90 = {m: s.summary()["p90"] for m, s in scores.items()}
     assert all(s.coverage == 1.0 for s in scores.values())
     assert med["fingerprint"] < 1.3 and med["kalman"] < 1.1 and med["particle"] < 1.1
     assert p90["kalman"] < 2.2 and p90["particle"] < 2.2
     assert med["kalman"] < med["fingerprint"] and med["particle"] < med["fingerprint"]  # tracking helps
-    for m in ("kalman", "particle"):  # tracked positions stay on the floor and never step through a wall
+    assert med["fused"] < 1.1 and p90["fused"] < 2.2  # the Kalman fusion with the particle filter as a source
+    for m in ("kalman", "particle", "fused"):  # tracked positions stay on the floor and never step through a wall
         est = np.array([[f.x, f.y] for f in scores[m].fixes])
         assert setup.walkable.free_at(est).all()
         assert setup.walkable.segments_free(est[:-1], est[1:]).all()
@@ -85,7 +86,7 @@ def test_eval_ips_cli_writes_table_and_figures(tmp_path):
     import json
 
     rows = json.loads((tmp_path / "ips_results.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["trilateration", "fingerprint", "kalman", "particle"]
+    assert [r["method"] for r in rows] == ["trilateration", "fingerprint", "kalman", "particle", "fused"]
 
 
 @pytest.mark.slow
