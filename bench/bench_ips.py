@@ -113,10 +113,12 @@ def node_row(setup: IpsSetup, track: Track, repeat: int) -> tuple[float, list]:
     """The fusion node's path (setup_from_config: no radio map), as fusion/ble.py runs it: fixes per CPU
     second over ``repeat`` passes (a fresh locator each), printing each pass's rate and the accuracy."""
     from storesense.datasets.loaders.kolakowski import track_sightings
+    from storesense.fusion.service import FusionService
     from storesense.ips.setup import make_setup
 
     node_setup = make_setup(setup.anchors, setup.walkable, None, setup.tag_height)
     sightings = track_sightings(track)
+    FusionService.freeze_startup_state()  # as the fusion node does after start-up (the rows before left garbage)
     fused, rates, total = [], [], 0.0
     for _ in range(repeat):
         start = time.process_time()
