@@ -686,22 +686,6 @@ class AnalyticsSettings(_Model):
                                                                        "analytics messages over MQTT.")
 
 
-class AnalyticsSettings(_Model):
-    """Store analytics rolled up at the hub (docs/analytics.md): anonymous hourly aggregates."""
-
-    k: int = Field(default=5, ge=1, description="k-anonymity: a cell, zone, shelf or hour with fewer visitors "
-                                                "than this is suppressed or merged in every output.")
-    cell_m: float = Field(default=0.5, gt=0.0, le=5.0, description="Side of a floor heatmap cell, metres.")
-    max_gap_s: float = Field(default=10.0, gt=0.0, description="A shopper's time between two positions counts "
-                                                               "in the first one's cell only when they are at most "
-                                                               "this many seconds apart.")
-    idle_close_s: float = Field(default=1800.0, gt=0.0, description="A session heard nothing from for this many "
-                                                                   "seconds without a receipt is counted as an "
-                                                                   "unclosed visit.")
-    publish_every_s: float = Field(default=3600.0, gt=0.0, description="Seconds between the hub's retained "
-                                                                       "analytics messages over MQTT.")
-
-
 class HubSettings(_Model):
     """The store hub: HTTP API and live page, wayfinding, offers and retention."""
 
@@ -714,8 +698,6 @@ class HubSettings(_Model):
     offers: list[OfferRule] = Field(default_factory=list, description="Zone offer rules.")
     max_offers_per_shopper: int = Field(default=3, ge=0, description="Most offers of any kind one shopper session gets.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Personal data retention.")
-    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings,
-                                         description="Anonymous store analytics (footfall, dwell, heatmap, zones).")
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings,
                                          description="Anonymous store analytics (footfall, dwell, heatmap, zones).")
 
