@@ -11,7 +11,7 @@ import json
 from importlib import resources
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from ..live import floor_plan, node_health
 from .context import Ctx, ViewerTerminal
@@ -24,6 +24,12 @@ router = APIRouter()
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def page() -> str:
     return resources.files("storesense.hub").joinpath("static/live.html").read_text(encoding="utf-8")
+
+
+@router.get("/static/viewer-token.js", include_in_schema=False)
+def viewer_token_script() -> Response:
+    js = resources.files("storesense.hub").joinpath("static/viewer-token.js").read_text(encoding="utf-8")
+    return Response(js, media_type="text/javascript")
 
 
 @router.get("/api/floor", tags=["live"], summary="The floor plan: outline, shelves, zones, lights")
