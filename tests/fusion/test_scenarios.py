@@ -49,12 +49,12 @@ def test_scenario_receipts_demo_store(name):
     _assert_receipts_exact(score)
 
 
-@pytest.mark.parametrize("name", sorted(KNOWN_WRONG))
-def test_scenarios_the_fusion_cannot_see_are_billed_wrong(name):
-    """Known limits, asserted as they are (so a fix shows up here as a failure to update)."""
-    scenario, score = _receipts(DEMO, name, DEMO_SEEDS[name])
-    assert score.exact < score.shoppers, KNOWN_WRONG[name]
-    assert score.precision < 1.0  # an item billed that the truth does not charge to that shopper
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=why, strict=True))
+                                  for n, why in sorted(KNOWN_WRONG.items())])
+def test_scenarios_the_fusion_cannot_see(name):
+    """Known limits: the receipts a user would want, expected to fail today (strict: a fix shows up as XPASS)."""
+    _, score = _receipts(DEMO, name, DEMO_SEEDS[name])
+    _assert_receipts_exact(score)
 
 
 @pytest.mark.parametrize("name", ["single-picks", "putback-wrong", "misplaced-taken", "group"])
