@@ -252,10 +252,10 @@ class DetectorSettings(_Model):
         "tile_input_size (detections are mapped back and merged across tile borders).",
     )
     tile_input_size: tuple[int, int] = Field(
-        default=(320, 384),
-        description="Model input height and width of a tile pass, multiples of 32 (320x384: chosen by "
-        "leave-one-sequence-out CV on the rescaled MOT proxy and the TUD videos within the 5 fps budget, "
-        "docs/benchmarks.md, camera node).",
+        default=(256, 320),
+        description="Model input height and width of a tile pass, multiples of 32 (256x320 with max_input_px "
+        "450,000: the plan that holds 5 processed fps on two x86 cores at 768x576 and 1280x720; 320x384 within "
+        "600,000 sees more small people but ran at 4.1-5.4 fps there, docs/benchmarks.md, camera node).",
     )
     person_px: tuple[int, int] = Field(
         default=(80, 176),
@@ -266,12 +266,12 @@ class DetectorSettings(_Model):
         default=1.5, ge=0.25, le=4.0, description="Largest model-pixels-per-frame-pixel scale a tile may use."
     )
     max_input_px: int = Field(
-        default=600_000,
+        default=450_000,
         ge=4096,
         description="Model-input pixels per frame the auto plan may spend over all passes (the compute budget; "
-        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node; on a slower CPU, e.g. a Raspberry Pi 5, "
-        "450,000 with tile_input_size [256, 320]); the plan lowers its scales to fit and says which person "
-        "heights it then misses.",
+        "MoveNet on two x86 cores: see docs/benchmarks.md, camera node; a faster accelerator, e.g. a Jetson with "
+        "TensorRT, can afford 600,000 with tile_input_size [320, 384]); the plan lowers its scales to fit and "
+        "says which person heights it then misses.",
     )
 
     @field_validator("input_size", "tile_input_size")
