@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from ..store import HubStateError, ShelfReview
 from .context import Ctx, ReviewTerminal
 from .models import ReviewDecisionOut, ReviewIn, ReviewOut
-from .views import cart_or_404, cart_out, review_out
+from .views import cart_or_404, cart_out, product_name, review_out
 
 router = APIRouter(tags=["review"])
 
@@ -75,10 +75,7 @@ class ShelfReviewIn(BaseModel):
 
 def shelf_review_out(ctx, item: ShelfReview) -> ShelfReviewOut:
     e = item.event
-    try:
-        name = ctx.config.product(e.sku).name if e.sku else None
-    except KeyError:
-        name = None
+    name = product_name(ctx, e.sku) if e.sku else None
     return ShelfReviewOut(event_id=e.event_id, ts=e.ts, shelf=e.shelf, plate=e.plate, sku=e.sku, name=name,
                           quantity=e.quantity, delta_g=e.delta_g, change_ts=e.change_ts,
                           nearby=[NearbyOut(shopper=n.shopper, distance_m=n.distance_m) for n in e.nearby],

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from .context import Ctx, ViewerTerminal
+from .views import product_name
 
 router = APIRouter(tags=["stock"])
 
@@ -34,10 +35,7 @@ class MisplacedOut(BaseModel):
 def misplaced(ctx: Ctx, _viewer: ViewerTerminal) -> list[MisplacedOut]:
     out = []
     for shelf, plate, sku, count, since, _ in ctx.store.misplaced_stock():
-        try:
-            name = ctx.config.product(sku).name
-        except KeyError:
-            name = sku
+        name = product_name(ctx, sku)
         home = [p.id for s in ctx.config.shelves for p in s.plates if sku in p.skus]
         out.append(MisplacedOut(shelf=shelf, plate=plate, sku=sku, name=name, count=count, since_ts=since,
                                 belongs_on=home))

@@ -42,14 +42,19 @@ def cart_out(ctx: HubContext, cart: HubCart) -> CartOut:
     )
 
 
+def product_name(ctx: HubContext, sku: str) -> str:
+    """The catalog name of a product, or its SKU when the catalog does not know it."""
+    try:
+        return ctx.config.product(sku).name
+    except KeyError:
+        return sku
+
+
 def review_out(ctx: HubContext, item: StoredChange) -> ReviewOut:
     """The API form of a cart change in the review queue (the product named from the catalog)."""
     c = item.change
-    try:
-        name = ctx.config.product(c.sku).name
-    except KeyError:
-        name = c.sku
-    return ReviewOut(event_id=item.event_id, shopper=item.shopper, sku=c.sku, name=name, quantity=c.quantity,
+    return ReviewOut(event_id=item.event_id, shopper=item.shopper, sku=c.sku, name=product_name(ctx, c.sku),
+                     quantity=c.quantity,
                      confidence=c.confidence, shelf=c.shelf, plate=c.plate, evidence=list(c.evidence),
                      reason=c.reason, ts=item.ts, review=item.review, decided_by=item.decided_by,  # type: ignore[arg-type]
                      note=item.note)

@@ -1,14 +1,12 @@
 """The store analytics page in a real headless browser, over a hub that ingested a short simulated day.
 
-Needs Debian's Chromium and the ``playwright`` package, as tests/hub/test_browser.py; skipped with the reason
+Needs Debian's Chromium and the ``playwright`` package (the ``browser_page`` fixture, tests/hub/conftest.py); skipped with the reason
 when either is missing.
 """
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,28 +17,11 @@ from storesense.hub.service import HubService
 
 CFG = load_store_config(example_store_path())
 VIEWER = TerminalRegistry.from_tokens({"back-office": "viewer-secret"}, roles=("viewer",))
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture
-def page(tmp_path):
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                                                                "(pip install -e '.[test]')")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900})
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-
-
-def test_the_analytics_page_shows_a_simulated_day(embedded_broker, tmp_path, page):
+def test_the_analytics_page_shows_a_simulated_day(embedded_broker, tmp_path, browser_page):
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 900})
     from storesense.datasets.sim.day import simulate_day
     from storesense.transport import MqttPublisher
 

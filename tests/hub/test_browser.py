@@ -1,15 +1,13 @@
 """The live store page in a real headless browser: shoppers appear and move as locations arrive.
 
-Needs Debian's Chromium (``apt-get install -y chromium chromium-driver``) and the Python
-``playwright`` package (the ``test`` extra), driven through ``executable_path`` (Playwright's own
-browser download is never used). Skipped with the reason when either is missing.
+Needs Debian's Chromium and the Python ``playwright`` package (the ``browser_page`` fixture,
+tests/hub/conftest.py); skipped with the reason when either is missing.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import uuid
 from pathlib import Path
 
@@ -25,29 +23,6 @@ CFG = load_store_config(example_store_path())
 #: the live feed needs a viewer token: the page takes it from the address's fragment once
 VIEWER = TerminalRegistry.from_tokens({"back-office": "viewer-secret"}, roles=("viewer",))
 VIEWER_FRAGMENT = "#token=viewer-secret"
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def browser_page(tmp_path):
-    """A page in Debian's headless Chromium with a fresh user-data dir."""
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium chromium-driver)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                                                                "(pip install -e '.[test]')")
-    with sync_api.sync_playwright() as pw:
-        # launch_persistent_context is how Playwright takes a --user-data-dir of our own
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 760})
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-
-
 def _cov():
     return ((0.05, 0.0), (0.0, 0.05))
 
