@@ -232,7 +232,8 @@ def _putback_same(s: Script) -> None:
     a.leave()
 
 
-def _putback_wrong(s: Script) -> None:
+def _putback_wrong(s: Script) -> tuple:
+    """One shopper takes an item and puts it back on another plate; returns (shopper, that plate, sku)."""
     a = s.shopper()
     shelf, plate = s.plates(1)[0]
     sku = s.config.plate(shelf, plate).sku
@@ -242,18 +243,11 @@ def _putback_wrong(s: Script) -> None:
     a.go(wrong[0])
     a.put(*wrong, sku)
     a.leave()
+    return a, wrong, sku
 
 
 def _misplaced_taken(s: Script) -> None:
-    a = s.shopper()
-    shelf, plate = s.plates(1)[0]
-    sku = s.config.plate(shelf, plate).sku
-    a.go(shelf)
-    a.pick(shelf, plate)
-    wrong = s.other_plate(sku, same_weight=bool(s.seed % 2 == 0))
-    a.go(wrong[0])
-    a.put(*wrong, sku)
-    a.leave()
+    a, wrong, sku = _putback_wrong(s)
     b = s.shopper(a.shopper.exit_ts + float(s.rng.uniform(2.0, 10.0)))
     b.go(wrong[0])
     b.pick(*wrong, sku=sku)  # the misplaced item, from the plate it was left on
