@@ -38,7 +38,12 @@ over all frames and shoppers at once:
   another person): ``enter`` at the first frame after the wrist went in and
   ``exit`` at the first frame after it came out, with the shopper's track id
   at that frame (after any id switch); a reach is missed with
-  ``hand_miss_rate``.
+  ``hand_miss_rate``. With ``neighbour_wrist_share`` a reach's wrist goes to
+  a neighbour's skeleton: its events carry the track id of the nearest other
+  tracked shopper within 0.8 m whose box overlaps the reacher's; spurious hand
+  visits (a hand at the face that moves nothing, ``spurious_hand_per_min``)
+  are seen like reaches. Both draw from a random stream of their own, and
+  every event's truth is in :attr:`CameraOutput.hands`.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ ASSUMED_HEIGHT_M = 1.7
 HEIGHT_SIGMA_M = 0.08
 MEAN_HEIGHT_M = 1.72
 ENCOUNTER_IOU = 0.3
+#: a shopper this close (floor metres) to a reacher, boxes overlapping in the image, can get the reacher's wrist
+NEIGHBOUR_REACH_M = 0.8
 FP_MEAN_FRAMES = 4.0
 
 
@@ -115,6 +122,32 @@ class IdSwitch:
 
 
 @dataclass
+class HandTruth:
+    """One hand event a camera sent, and the truth behind it.
+
+    ``shopper``: whose hand it was; ``track_id``: the track id the event
+    carries; ``cause``: ``reach`` (a real reach, on the reacher's track),
+    ``neighbour`` (a real reach whose wrist went to ``neighbour``'s skeleton:
+    the event carries that shopper's track id) or ``spurious`` (a hand at the
+    shelf face that moved nothing: a hover or a keypoint glitch).
+    """
+
+    camera: str
+    ts: float
+    phase: str
+    shopper: str
+    track_id: int
+    cause: str
+    shelf: str
+    neighbour: str | None = None
+
+    def to_json(self) -> dict:
+        """Plain JSON-ready dict."""
+        return {"camera": self.camera, "ts": round(self.ts, 3), "phase": self.phase, "shopper": self.shopper,
+                "track_id": self.track_id, "cause": self.cause, "shelf": self.shelf, "neighbour": self.neighbour}
+
+
+@dataclass
 class CameraOutput:
     """What :func:`render_camera` produced: message records and truth."""
 
@@ -122,6 +155,7 @@ class CameraOutput:
     segments: list[TrackSegment] = field(default_factory=list)
     switches: list[IdSwitch] = field(default_factory=list)
     stats: Counter = field(default_factory=Counter)
+    hands: list[HandTruth] = field(default_factory=list)
 
 
 def _boxes(view: PinholeView, pts: np.ndarray) -> np.ndarray:
@@ -212,14 +246,18 @@ def _skeleton(P, heading, height, moving, phase, reach_alpha, reach_target, reac
 
 def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: np.random.Generator,
                   start_ts: float, end_ts: float, fps: float, floor_points: np.ndarray,
-                  appearance=None) -> CameraOutput:
+                  appearance=None, spurious: list | None = None,
+                  hand_rng: np.random.Generator | None = None) -> CameraOutput:
     """Render one camera over [start_ts, end_ts): observations, interactions and track truth.
 
     ``appearance`` is None (observations without a descriptor) or ``(model,
     bases, light, rng)``: an :class:`~.appearance.AppearanceModel`, the
     shoppers' base histograms (S, 2, 12), this camera's lighting (12, 12) and
     its own random stream (so the rest of the scenario is the same with or
-    without appearance).
+    without appearance). ``spurious``: per shopper, hand visits that move
+    nothing (:func:`~.simulator.spurious_reaches`); ``hand_rng``: the random
+    stream of wrists given to a neighbour (``level.neighbour_wrist_share``)
+    and of the spurious events (None: neither happens).
     """
     view = PinholeView.of(cam)
     W, Hh = view.width, view.height
@@ -468,7 +506,8 @@ def render_camera(cam: Camera, shoppers: list, level, prisms: list[Prism], rng: 
                                (round(float(c[1, 0]), 6), round(float(c[1, 1]), 6)))})))
     out.stats["false_positives"] = n_fp
 
-    _hand_interactions(out, cam, view, shoppers, level, prisms, rng, T, TID, detected, cover)
+    _hand_interactions(out, cam, view, shoppers, level, prisms, rng, T, TID, detected, cover,
+                       neighbours=(P, inter_all, hand_rng), spurious=spurious)
     return out
 
 
@@ -539,54 +578,95 @@ def _ghost_tracks(view: PinholeView, rng, level, F: int, floor_points: np.ndarra
 
 
 def _hand_interactions(out: CameraOutput, cam: Camera, view: PinholeView, shoppers, level, prisms, rng, T, TID,
-                       detected, cover) -> None:
-    """Hand enter/exit events of every reach this camera sees into a configured shelf face."""
+                       detected, cover, neighbours=None, spurious: list | None = None) -> None:
+    """Hand enter/exit events of every reach this camera sees into a configured shelf face.
+
+    ``neighbours`` is ``(P, inter, hand_rng)``: floor positions (F, S, 2), the
+    boxes' pairwise intersections (F, S, S) and the random stream of the wrist
+    errors. With a share ``level.neighbour_wrist_share`` a reach's wrist goes
+    to a neighbour's skeleton: the event carries the track id of the nearest
+    other tracked shopper within :data:`NEIGHBOUR_REACH_M` whose box overlaps
+    the reacher's at that frame (the reacher's own id when there is none).
+    The ``spurious`` hand visits of each shopper are seen like real reaches,
+    their draws from ``hand_rng`` (so the real reaches' events do not change).
+    """
     faces: dict[str, list] = {}
     for face in cam.shelf_faces:
         faces.setdefault(face.shelf, []).append(face)
-    n_seen = n_missed = 0
+    n_seen = n_missed = n_spurious = 0
     F = len(T)
-    for j, s in enumerate(shoppers):
-        for r in s.reaches:
-            if r.shelf not in faces:
+    P, inter, hrng = neighbours if neighbours is not None else (None, None, None)
+    share = getattr(level, "neighbour_wrist_share", 0.0)
+    visits = [(j, r, rng) for j, s in enumerate(shoppers) for r in s.reaches]
+    if hrng is not None and spurious:
+        visits += [(j, r, hrng) for j, extra in enumerate(spurious) for r in extra]
+    for j, r, vrng in visits:
+        s = shoppers[j]
+        if r.shelf not in faces:
+            continue
+        fp = np.asarray([r.face_point], float)
+        if blocked(view.centre[None], fp, prisms)[0]:
+            continue
+        px = view.project(fp)
+        if np.isnan(px).any():
+            continue
+        face = next((fc for fc in faces[r.shelf] if _near_polygon(px[0], np.asarray(fc.polygon, float), 12.0)),
+                    None)
+        if face is None:
+            continue
+        f_in, f_out = (int(i) for i in np.searchsorted(T, [r.t_in, r.t_out]))
+        if f_out >= F or f_out <= f_in:
+            continue
+        if vrng.random() < level.hand_miss_rate:
+            n_missed += r.kind != "spurious"
+            continue
+        # the wrist on a neighbour's skeleton (drawn once per reach, on its own stream)
+        to_neighbour = hrng is not None and r.kind != "spurious" and share > 0 and hrng.random() < share
+        seen_any = False
+        # where the wrist crosses the face: on the shelf's front edge, between the face point and the target
+        crossing = fp + (np.asarray([r.target], float) - fp) * (FACE_CLEARANCE_M / (FACE_CLEARANCE_M + REACH_DEPTH_M))
+        wrist_px = view.project(crossing)[0]
+        # the wrist's pixel jitters like any keypoint: a share of the person's height in the image
+        depth = float(np.linalg.norm(fp[0] - view.centre))
+        wrist_sigma = level.keypoint_sigma_frac * view.focal * s.height_m / max(depth, 0.5)
+        # its own random stream, so the rest of the scenario does not depend on whether wrists are drawn
+        wrist_rng = np.random.default_rng([zlib.crc32(cam.id.encode()), int(r.t_in * 1000) % 2**32])
+        for phase, f in (("enter", f_in), ("exit", f_out)):
+            tid = int(TID[f, j])
+            if tid < 0 or not detected[max(0, f - 2):f + 3, j].any() or cover[f, j] >= 0.6:
                 continue
-            fp = np.asarray([r.face_point], float)
-            if blocked(view.centre[None], fp, prisms)[0]:
-                continue
-            px = view.project(fp)
-            if np.isnan(px).any():
-                continue
-            face = next((fc for fc in faces[r.shelf] if _near_polygon(px[0], np.asarray(fc.polygon, float), 12.0)),
-                        None)
-            if face is None:
-                continue
-            f_in, f_out = (int(i) for i in np.searchsorted(T, [r.t_in, r.t_out]))
-            if f_out >= F or f_out <= f_in:
-                continue
-            if rng.random() < level.hand_miss_rate:
-                n_missed += 1
-                continue
-            seen_any = False
-            # where the wrist crosses the face: on the shelf's front edge, between the face point and the target
-            crossing = fp + (np.asarray([r.target], float) - fp) * (FACE_CLEARANCE_M / (FACE_CLEARANCE_M + REACH_DEPTH_M))
-            wrist_px = view.project(crossing)[0]
-            # the wrist's pixel jitters like any keypoint: a share of the person's height in the image
-            depth = float(np.linalg.norm(fp[0] - view.centre))
-            wrist_sigma = level.keypoint_sigma_frac * view.focal * s.height_m / max(depth, 0.5)
-            # its own random stream, so the rest of the scenario does not depend on whether wrists are drawn
-            wrist_rng = np.random.default_rng([zlib.crc32(cam.id.encode()), int(r.t_in * 1000) % 2**32])
-            for phase, f in (("enter", f_in), ("exit", f_out)):
-                tid = int(TID[f, j])
-                if tid < 0 or not detected[max(0, f - 2):f + 3, j].any() or cover[f, j] >= 0.6:
-                    continue
-                seen_any = True
-                out.records.append((round(float(T[f]), 3), cam.id, HandShelfInteraction, dict(
-                    camera=cam.id, track_id=tid, shelf=r.shelf, face=face.id, phase=phase, hand=r.hand,
-                    dwell_s=0.0 if phase == "enter" else round(float(T[f_out] - T[f_in]), 3),
-                    keypoint_score=round(float(rng.uniform(0.55, 0.95) * (1 - 0.5 * cover[f, j])), 3),
-                    wrist=tuple(round(float(c), 1) for c in wrist_px + wrist_rng.normal(0.0, wrist_sigma, 2)))))
+            seen_any = True
+            cause, other = ("spurious" if r.kind == "spurious" else "reach"), None
+            if to_neighbour:
+                k = _neighbour(j, f, P, inter, TID, detected)
+                if k is not None:
+                    tid, cause, other = int(TID[f, k]), "neighbour", shoppers[k].id
+            out.records.append((round(float(T[f]), 3), cam.id, HandShelfInteraction, dict(
+                camera=cam.id, track_id=tid, shelf=r.shelf, face=face.id, phase=phase, hand=r.hand,
+                dwell_s=0.0 if phase == "enter" else round(float(T[f_out] - T[f_in]), 3),
+                keypoint_score=round(float(vrng.uniform(0.55, 0.95) * (1 - 0.5 * cover[f, j])), 3),
+                wrist=tuple(round(float(c), 1) for c in wrist_px + wrist_rng.normal(0.0, wrist_sigma, 2)))))
+            out.hands.append(HandTruth(cam.id, round(float(T[f]), 3), phase, s.id, tid, cause, r.shelf, other))
+        if r.kind == "spurious":
+            n_spurious += seen_any
+        else:
             n_seen += seen_any
     out.stats.update(reaches_seen=n_seen, reaches_missed=n_missed)
+    if n_spurious:
+        out.stats["spurious_hands_seen"] = n_spurious
+
+
+def _neighbour(j: int, f: int, P, inter, TID, detected) -> int | None:
+    """The nearest other shopper tracked at frame ``f`` within reach of shopper ``j``, boxes overlapping."""
+    if P is None:
+        return None
+    ok = detected[f] & (TID[f] >= 0) & (TID[f] != TID[f, j]) & (inter[f, j] > 0)
+    ok[j] = False
+    if not ok.any():
+        return None
+    d = np.where(ok, np.linalg.norm(P[f] - P[f, j], axis=1), np.inf)
+    k = int(np.argmin(d))
+    return k if d[k] < NEIGHBOUR_REACH_M else None
 
 
 def _near_polygon(p: np.ndarray, poly: np.ndarray, tol: float) -> bool:

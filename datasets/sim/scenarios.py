@@ -28,13 +28,14 @@ from ...config import StoreConfig
 from ...errors import StoresenseError
 from .shoppers import Handover, Reach, ShopperPlanner, SimShopper, _Walker
 from .geometry import SHELF_HEIGHT_M
-from .simulator import DEFAULT_START_TS, LEVELS, SimScenario, _grid, render
+from .simulator import DEFAULT_START_TS, HONEST, LEVELS, SimScenario, _grid, render
 from .synthetic import ShelfAction
 
 #: sensing as the quiet level, behaviour scripted (no random put-backs, touches, detours, handovers)
 SCENARIO_LEVEL = dataclasses.replace(LEVELS["quiet"], name="scenario", putback_share=0.0, wrong_place_share=0.0,
                                      touch_share=0.0, handover_share=0.0, simultaneous_share=0.0,
-                                     wander_share=0.0, code_checkin_share=0.0)
+                                     wander_share=0.0, code_checkin_share=0.0,
+                                     **{k: 0.0 for k in HONEST})  # scripted: who has the app is the script's
 
 
 #: the sensors run this long after the last shopper left (the fusion closes a session it saw leave only as

@@ -111,6 +111,7 @@ class SimShopper(TruthShopper):
 
     height_m: float = 1.72
     phone: str = "hand"  # where the phone is carried: "hand", "pocket" or "none" (no app, no tag: no BLE)
+    has_app: bool = True  # False: no app (checks in with a scanned code, phone "none"); True with phone "none": BLE off
     checkin_ts: float = 0.0
     checkin_method: str = "app"  # "app", "code", or "none" (a group member: the group checked in once)
     group: str | None = None  # id of the shopper who checked the group in (for every member, that one too)
@@ -158,6 +159,7 @@ class SimShopper(TruthShopper):
         """Plain JSON-ready dict of the whole truth."""
         return {
             "id": self.id, "tag": self.tag, "height_m": round(self.height_m, 3), "phone": self.phone,
+            "has_app": self.has_app,
             "enter_ts": round(self.enter_ts, 3), "exit_ts": round(self.exit_ts, 3),
             "checkin": {"ts": round(self.checkin_ts, 3), "method": self.checkin_method, "gate": self.checkin_gate},
             "group": self.group, "group_size": self.group_size,
@@ -305,6 +307,9 @@ class ShopperPlanner:
         self.stock = {(s.id, p.id): p.stock for s in config.shelves for p in s.plates}
         self.finder = PathFinder(grid)
         self._earlier: list[SimShopper] = []
+        #: draws who has no app (``level.no_app_share``) or BLE off (``level.ble_off_share``); None: nobody.
+        #: A stream of its own, so every other draw of the plan is the same whatever those shares are.
+        self.people_rng: np.random.Generator | None = None
 
     # -- geometry helpers
 
@@ -397,8 +402,18 @@ class ShopperPlanner:
 
     def start(self, index: int, t_arrive: float, *, method: str | None = None, phone: str | None = None
               ) -> tuple[SimShopper, _Walker]:
-        """Shopper number ``index`` walks in and checks in (``method`` and ``phone`` drawn unless given)."""
+        """Shopper number ``index`` walks in and checks in (``method`` and ``phone`` drawn unless given).
+
+        With :attr:`people_rng` set and neither given, a share ``level.no_app_share`` of shoppers has
+        no app: they check in with a scanned code and their phone sends nothing (``phone`` "none");
+        of the others (the app's users), a share ``level.ble_off_share`` has BLE advertising off.
+        """
         rng, lv = self.rng, self.level
+        no_app = ble_off = False
+        if self.people_rng is not None and method is None and phone is None:
+            u = self.people_rng.random(2)
+            no_app = bool(u[0] < getattr(lv, "no_app_share", 0.0))
+            ble_off = not no_app and bool(u[1] < getattr(lv, "ble_off_share", 0.0))
         sid = f"shopper-{index + 1}"
         shopper = SimShopper(sid, f"tag-{index + 1:03d}", t_arrive, 0.0)
         shopper.height_m = float(np.clip(rng.normal(1.72, 0.08), 1.5, 1.95))
@@ -416,7 +431,10 @@ class ShopperPlanner:
                 w.wait(wait, "entry")
         w.walk_to(spot)
         drawn = "code" if rng.random() < lv.code_checkin_share else "app"
-        method = method or drawn
+        method = method or ("code" if no_app else drawn)
+        if no_app or ble_off:
+            shopper.phone = "none"
+            shopper.has_app = not no_app
         stand = float(rng.uniform(2.5, 4.5) if method == "code" else rng.uniform(1.0, 2.5))
         shopper.checkin_ts = w.t + float(rng.uniform(0.3, stand - 0.3))
         shopper.checkin_method = method
