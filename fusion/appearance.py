@@ -8,23 +8,42 @@ two histograms is a dot product and the Hellinger distance
 compares a few descriptors per camera frame). A running appearance (a track's,
 a session's reference) is the normalised running mean of such vectors
 (:func:`blend`).
+
+Speed: the fusion node does this for every observation (a floor track's and a
+camera track's running appearance, the association cost), so :func:`distance`
+and :func:`blend` are written out over the 24 entries (no loops or index
+arithmetic: about 2.5 times faster in CPython). The arithmetic is the
+element-wise loop's, operation for operation and in the same order (dot
+products left to right; the norm through ``sum`` as before), so the results
+are the same bits. :func:`unit` keeps the last few descriptors' vectors: the
+tracker and the node ask for the same observation's vector in turn.
 """
 
 from __future__ import annotations
 
 import math
 
-from ..contracts import Appearance
+from ..contracts import APPEARANCE_BINS, Appearance
 
 REGION_BINS = 12
 #: observations hidden more than this (quality below it) do not update an appearance
 MIN_QUALITY = 0.6
+assert APPEARANCE_BINS == 2 * REGION_BINS  # the written-out arithmetic below is for two regions of 12
+
+_sqrt = math.sqrt
+#: id(descriptor) -> (descriptor, its unit vector), the last few asked for; the descriptor (frozen) is held,
+#: so no other object can have its id while it is here
+_units: dict[int, tuple[Appearance, tuple[float, ...] | None]] = {}
+_UNITS_KEPT = 64
 
 
 def unit(app: Appearance | None) -> tuple[float, ...] | None:
     """Square-root histograms of a descriptor, unit length per region (an empty region stays zeros)."""
     if app is None:
         return None
+    known = _units.get(id(app))
+    if known is not None and known[0] is app:
+        return known[1]
     out: list[float] = []
     bins = app.bins
     filled = False
@@ -35,27 +54,68 @@ def unit(app: Appearance | None) -> tuple[float, ...] | None:
             out += [0.0] * REGION_BINS
             continue
         filled = True
-        out += [math.sqrt(v / total) for v in region]
-    return tuple(out) if filled else None
+        out += [_sqrt(v / total) for v in region]
+    vec = tuple(out) if filled else None
+    if len(_units) >= _UNITS_KEPT:
+        _units.clear()
+    _units[id(app)] = (app, vec)
+    return vec
 
 
 def distance(a, b) -> float | None:
-    """Hellinger distance (0..1) averaged over the regions both unit vectors have; None when none."""
+    """Hellinger distance (0..1) averaged over the regions both unit vectors have; None when none.
+
+    A region is there when its entries (all ≥ 0) sum above zero; the
+    Bhattacharyya coefficient is the regions' dot product, summed left to right.
+    """
     if a is None or b is None:
         return None
+    (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11,
+     a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23) = a
+    (b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11,
+     b12, b13, b14, b15, b16, b17, b18, b19, b20, b21, b22, b23) = b
     total, n = 0.0, 0
-    for r in range(0, len(a), REGION_BINS):
-        bc = 0.0
-        na = nb = 0.0
-        for i in range(r, r + REGION_BINS):
-            x, y = a[i], b[i]
-            bc += x * y
-            na += x
-            nb += y
-        if na > 0 and nb > 0:
-            total += math.sqrt(max(0.0, 1.0 - bc))
-            n += 1
+    if (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11 > 0
+            and b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11 > 0):
+        bc = (a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4 + a5 * b5 + a6 * b6 + a7 * b7 + a8 * b8 + a9 * b9
+              + a10 * b10 + a11 * b11)
+        total += _sqrt(max(0.0, 1.0 - bc))
+        n += 1
+    if (a12 + a13 + a14 + a15 + a16 + a17 + a18 + a19 + a20 + a21 + a22 + a23 > 0
+            and b12 + b13 + b14 + b15 + b16 + b17 + b18 + b19 + b20 + b21 + b22 + b23 > 0):
+        bc = (a12 * b12 + a13 * b13 + a14 * b14 + a15 * b15 + a16 * b16 + a17 * b17 + a18 * b18 + a19 * b19
+              + a20 * b20 + a21 * b21 + a22 * b22 + a23 * b23)
+        total += _sqrt(max(0.0, 1.0 - bc))
+        n += 1
     return total / n if n else None
+
+
+def _mix(current, new, weight: float) -> tuple[float, ...]:
+    """``(1 - weight) × current + weight × new``, each region scaled to unit length (left as is when all zero)."""
+    keep = 1.0 - weight
+    (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11,
+     c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23) = current
+    (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11,
+     v12, v13, v14, v15, v16, v17, v18, v19, v20, v21, v22, v23) = new
+    m0, m1, m2, m3 = keep * c0 + weight * v0, keep * c1 + weight * v1, keep * c2 + weight * v2, keep * c3 + weight * v3
+    m4, m5, m6, m7 = keep * c4 + weight * v4, keep * c5 + weight * v5, keep * c6 + weight * v6, keep * c7 + weight * v7
+    m8, m9 = keep * c8 + weight * v8, keep * c9 + weight * v9
+    m10, m11 = keep * c10 + weight * v10, keep * c11 + weight * v11
+    m12, m13 = keep * c12 + weight * v12, keep * c13 + weight * v13
+    m14, m15 = keep * c14 + weight * v14, keep * c15 + weight * v15
+    m16, m17 = keep * c16 + weight * v16, keep * c17 + weight * v17
+    m18, m19 = keep * c18 + weight * v18, keep * c19 + weight * v19
+    m20, m21 = keep * c20 + weight * v20, keep * c21 + weight * v21
+    m22, m23 = keep * c22 + weight * v22, keep * c23 + weight * v23
+    n0 = _sqrt(sum((m0 * m0, m1 * m1, m2 * m2, m3 * m3, m4 * m4, m5 * m5, m6 * m6, m7 * m7, m8 * m8, m9 * m9,
+                    m10 * m10, m11 * m11)))
+    n1 = _sqrt(sum((m12 * m12, m13 * m13, m14 * m14, m15 * m15, m16 * m16, m17 * m17, m18 * m18, m19 * m19,
+                    m20 * m20, m21 * m21, m22 * m22, m23 * m23)))
+    r0 = ((m0 / n0, m1 / n0, m2 / n0, m3 / n0, m4 / n0, m5 / n0, m6 / n0, m7 / n0, m8 / n0, m9 / n0, m10 / n0,
+           m11 / n0) if n0 > 0 else (m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11))
+    r1 = ((m12 / n1, m13 / n1, m14 / n1, m15 / n1, m16 / n1, m17 / n1, m18 / n1, m19 / n1, m20 / n1, m21 / n1,
+           m22 / n1, m23 / n1) if n1 > 0 else (m12, m13, m14, m15, m16, m17, m18, m19, m20, m21, m22, m23))
+    return r0 + r1
 
 
 def blend(current, new, weight: float):
@@ -64,12 +124,7 @@ def blend(current, new, weight: float):
         return new
     if new is None:
         return current
-    out = []
-    for r in range(0, len(new), REGION_BINS):
-        mixed = [(1.0 - weight) * current[i] + weight * new[i] for i in range(r, r + REGION_BINS)]
-        norm = math.sqrt(sum(v * v for v in mixed))
-        out += [v / norm for v in mixed] if norm > 0 else mixed
-    return tuple(out)
+    return _mix(current, new, weight)
 
 
 class RunningAppearance:
@@ -83,11 +138,20 @@ class RunningAppearance:
         self.n = 0
         self.ts = float("-inf")
 
-    def add(self, vec, ts: float, long_weight: float = 0.05, recent_weight: float = 0.3) -> None:
-        """Take one unit vector seen at ``ts``."""
+    def add(self, vec, ts: float, long_weight: float | None = 0.05, recent_weight: float | None = 0.3) -> None:
+        """Take one unit vector seen at ``ts``.
+
+        A weight of None keeps that memory out (it stays None): for a running
+        appearance whose owner never reads it, which saves half the work.
+        """
         if vec is None:
             return
         self.n += 1
-        self.long = blend(self.long, vec, max(long_weight, 1.0 / self.n))
-        self.recent = blend(self.recent, vec, max(recent_weight, 1.0 / self.n))
+        first = 1.0 / self.n
+        if long_weight is not None:
+            long = self.long
+            self.long = vec if long is None else _mix(long, vec, max(long_weight, first))
+        if recent_weight is not None:
+            recent = self.recent
+            self.recent = vec if recent is None else _mix(recent, vec, max(recent_weight, first))
         self.ts = ts

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Collection, Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -47,6 +47,8 @@ GATE_CHI2_2DOF = 13.82
 _INFEASIBLE = 1e9
 #: frames with at most this many observation × track pairs are costed on plain floats, larger ones with numpy
 _SCALAR_MAX_PAIRS = 400
+#: ``seen_by`` entry of a camera that has not seen a track
+_UNSEEN = (0, None)
 
 
 def _np_pow4(values: list[float]) -> list[float]:
@@ -207,6 +209,7 @@ class FloorTracker:
         self._close_since: dict[tuple[str, str], float] = {}
         self._distinct_until: dict[tuple[str, str], float] = {}
         self._next = 1
+        self._pow4: dict[float, float] = {}  # dt -> numpy's dt**4 (see :meth:`_assign_small`)
 
     def track_for(self, camera: str, camera_track: int) -> FloorTrack | None:
         """The live floor track a camera's track id is bound to, if any."""
@@ -223,7 +226,7 @@ class FloorTracker:
         obs = [o for o in observations if o.floor is not None]
         if not obs:
             return []
-        tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, (0, None))[1] != ts]
+        tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
         zs = [(o.floor.x, o.floor.y) for o in obs]  # type: ignore[union-attr]
         looks = [unit(o.appearance) for o in obs]
         Rs = [o.floor.cov for o in obs]  # type: ignore[union-attr]
@@ -296,9 +299,15 @@ class FloorTracker:
                     dts[j] = dt
         if not near:
             return []
-        moving = [j for j, dt in dts.items() if dt]
-        p4 = dict(zip(moving, _np_pow4([dts[j] for j in moving]))) if moving else {}
-        pred = {j: tracks[j].filter.predicted_position(dt, p4.get(j, 0.0)) for j, dt in dts.items()}
+        # numpy's dt**4 (what the vectorised path uses) per value, remembered: camera frames come on a few
+        # fixed intervals, so most values recur (numpy's result for one element does not depend on the others)
+        pow4 = self._pow4
+        missing = [dt for dt in dts.values() if dt and dt not in pow4]
+        if missing:
+            if len(pow4) > 4096:
+                pow4.clear()
+            pow4.update(zip(missing, _np_pow4(missing)))
+        pred = {j: tracks[j].filter.predicted_position(dt, pow4[dt] if dt else 0.0) for j, dt in dts.items()}
         bindings = self.bindings
         gate, bound_gate = self.gate, self.bound_gate
         feasible = []  # (row, col, d², det, bound)
@@ -320,10 +329,20 @@ class FloorTracker:
         logs = _np_log([f[3] for f in feasible])
         cost = [[_INFEASIBLE] * m for _ in obs]
         bonus = self.binding_bonus
+        # the appearance term of :meth:`_appearance_cost`, inline (it is added for most pairs of every frame)
+        weight, centre, min_n = self.appearance_weight, self.appearance_centre, self.appearance_min_n
+        if looks is None or not weight:
+            looks = [None] * len(obs)
         for (i, j, d2, _, bound), lg in zip(feasible, logs):
-            cost[i][j] = d2 + lg if bound else d2 + lg + bonus
-            if looks is not None and looks[i] is not None:
-                cost[i][j] += self._appearance_cost(looks[i], tracks[j])
+            c = d2 + lg if bound else d2 + lg + bonus
+            look = looks[i]
+            if look is not None:
+                track_look = tracks[j].look
+                if track_look.n >= min_n:
+                    d = distance(look, track_look.long)
+                    if d is not None:
+                        c += weight * (d - centre)
+            cost[i][j] = c
         picks: dict[int, int] = {}
         unique = len(obs) <= m
         for i, row in enumerate(cost):
@@ -413,17 +432,35 @@ class FloorTracker:
         track is kept. The caller merges them with :meth:`merge`.
         """
         live = [t for t in self.tracks.values() if ts - t.last_camera_ts < 0.5]
-        out = []
+        out: list[tuple[FloorTrack, FloorTrack]] = []
+        if len(live) < 2:
+            return out
+        # pairs one camera saw together: under two of its track ids within 0.25 s (per camera, in time order)
+        by_camera: dict[str, list[tuple[float, int, int]]] = {}
+        for k, t in enumerate(live):
+            for cam, (tid, seen_ts) in t.seen_by.items():
+                by_camera.setdefault(cam, []).append((seen_ts, k, tid))
+        together_pairs = set()
+        for seen in by_camera.values():
+            if len(seen) < 2:
+                continue
+            seen.sort()
+            for p, (tp, kp, tidp) in enumerate(seen):
+                for tq, kq, tidq in seen[p + 1:]:
+                    if not tq - tp < 0.25:
+                        break  # the rest were seen later still
+                    if tidq != tidp:
+                        together_pairs.add((kp, kq) if kp < kq else (kq, kp))
+        positions = [t.xy for t in live]
+        near2 = distance_m**2
         for i, a in enumerate(live):
-            for b in live[i + 1:]:
+            ax, ay = positions[i]
+            for j in range(i + 1, len(live)):
+                b = live[j]
                 key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
-                ax, ay = a.xy
-                bx, by = b.xy
-                close = (ax - bx) ** 2 + (ay - by) ** 2 <= distance_m**2
-                together = any(
-                    cam in b.seen_by and abs(b.seen_by[cam][1] - t) < 0.25 and b.seen_by[cam][0] != tid
-                    for cam, (tid, t) in a.seen_by.items()
-                )
+                bx, by = positions[j]
+                close = (ax - bx) ** 2 + (ay - by) ** 2 <= near2
+                together = (i, j) in together_pairs
                 if together:
                     self._distinct_until[key] = ts + 10.0  # seen apart by one camera: two people
                 if not close or together or self._distinct_until.get(key, -1.0) > ts:
@@ -454,21 +491,25 @@ class FloorTracker:
         if self.tracks.pop(track_id, None) is not None:
             self.bindings = {k: v for k, v in self.bindings.items() if v != track_id}
 
-    def prune(self, ts: float, kept_alive: set[str] = frozenset()) -> list[FloorTrack]:
+    def prune(self, ts: float, kept_alive: Collection[str] | Callable[[], Collection[str]] = frozenset()
+              ) -> list[FloorTrack]:
         """Delete stale tracks; returns the deleted ones.
 
         Tracks in ``kept_alive`` (bound to a session that gets position fixes)
         may live on fixes alone for up to ``fix_max_age_s`` without a camera.
+        ``kept_alive`` may be a function returning them: it is called only when
+        a confirmed track has gone ``max_age_s`` without a camera (the fusion
+        node prunes after every message; most of the time no track is stale).
         """
-        dead = []
-        for t in self.tracks.values():
-            if not t.confirmed:
-                if ts - t.born_ts > self.tentative_s:
-                    dead.append(t)
-            elif ts - t.last_camera_ts > self.max_age_s:
-                if not (t.id in kept_alive and ts - t.last_fix_ts < 2.0
-                        and ts - t.last_camera_ts < self.fix_max_age_s):
-                    dead.append(t)
+        tentative_s, max_age_s, fix_max_age_s = self.tentative_s, self.max_age_s, self.fix_max_age_s
+        stale = [t for t in self.tracks.values()
+                 if (ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s)]
+        if not stale:
+            return stale
+        if callable(kept_alive):
+            kept_alive = kept_alive()
+        dead = [t for t in stale if not t.confirmed or not (
+            t.id in kept_alive and ts - t.last_fix_ts < 2.0 and ts - t.last_camera_ts < fix_max_age_s)]
         for t in dead:
             del self.tracks[t.id]
         if dead:
