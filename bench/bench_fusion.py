@@ -3,15 +3,21 @@
 Throughput (one core, in process): the camera floor observations of a
 simulated store (``--level``, ``--seed``) are fed frame by frame to
 
-- storesense's floor tracker with its fast Kalman filter (the default),
+- storesense's floor tracker with its fast Kalman filter and its defaults
+  (appearance in the association cost when observations carry descriptors),
+- the same tracker without appearance (``FloorTracker(appearance_weight=0)``),
 - the same tracker with filterpy's ``KalmanFilter`` injected (the reference),
 - norfair (the ``norfair-enough`` fork, which runs on numpy 2): the tracker a
   user would otherwise pick for points, with a euclidean distance,
 
 timing each (best of ``--repeat``) and scoring the median floor error of the
 confirmed tracks against the truth. The whole fusion node (tracking, identity
-with BLE, carts) is timed too: a fresh node per run, ``--repeat`` runs, median
-and range of the observations per wall-clock second, and per CPU second.
+with BLE, carts; every message of the scenario through ``FusionNode.handle``)
+is timed too, with appearance (the defaults) and without
+(``FusionNode(appearance=False, tracker=FloorTracker(appearance_weight=0))``):
+a fresh node per run, ``--repeat`` runs of each taking turns, median and range
+of the observations per wall-clock second, and per CPU second. ``--json FILE``
+writes the figures.
 
 Latency (``--latency``): the scenario is replayed at recorded pace over
 ZeroMQ into a fusion node that publishes over MQTT (QoS 1, embedded broker)
@@ -23,7 +29,7 @@ evidence (whose source timestamp is the BLE fix's, which waits for the next
 advertisement).
 
     pip install norfair-enough==2.4.3     # the peer, for the benchmark only
-    python bench/bench_fusion.py [--level busy] [--seed 0]
+    python bench/bench_fusion.py [--level busy] [--seed 0] [--json FILE]
     python bench/bench_fusion.py --latency [--seconds 40]
 """
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import statistics
 import sys
@@ -42,6 +49,7 @@ import numpy as np
 from storesense.config import example_store_path, load_store_config
 from storesense.datasets.sim.simulator import simulate
 from storesense.fusion.kalman import FilterpyCV
+from storesense.fusion.node import FusionNode, run
 from storesense.fusion.service import FusionService
 from storesense.fusion.tracker import FloorTracker
 
@@ -73,8 +81,8 @@ def floor_error(estimates, scenario):
     return float(np.median(errs)) if errs else float("nan")
 
 
-def run_ours(frames, factory=None):
-    tracker = FloorTracker(filter_factory=factory) if factory else FloorTracker()
+def run_ours(frames, factory=None, **options):
+    tracker = FloorTracker(filter_factory=factory, **options) if factory else FloorTracker(**options)
     estimates = []
     start = time.perf_counter()
     for (camera, _, ts), batch in frames:
@@ -108,6 +116,7 @@ def throughput(args):
           f"{n_obs} floor observations")
     rows = []
     for name, fn in (("storesense FloorTracker (fast KF)", lambda: run_ours(frames)),
+                     ("  same, without appearance", lambda: run_ours(frames, appearance_weight=0.0)),
                      ("storesense FloorTracker (filterpy KF)", lambda: run_ours(frames, FilterpyCV)),
                      ("norfair-enough 2.4.3 Tracker", lambda: run_norfair(frames))):
         try:
@@ -119,28 +128,48 @@ def throughput(args):
         except ImportError as exc:
             rows.append((name, float("nan"), float("nan"), float("nan")))
             print(f"  {name}: not installed ({exc}); pip install norfair-enough==2.4.3")
-    node_runs = []  # (wall s, cpu s) per run of a fresh node over the whole scenario
+    # the whole node, with appearance (the defaults) and without, taking turns: (wall s, cpu s) per run
+    nodes = {"with appearance": lambda: FusionNode(cfg, [].append, run_id="bench"),
+             "without appearance": lambda: FusionNode(cfg, [].append, run_id="bench", appearance=False,
+                                                      tracker=FloorTracker(appearance_weight=0.0))}
+    node_runs: dict[str, list[tuple[float, float]]] = {k: [] for k in nodes}
+    n_person = sum(m.type == "person_observation" for m in scenario.messages)
+    n_ble = sum(m.type == "ble_sighting" for m in scenario.messages)
     logging.disable(logging.WARNING)  # the node's warnings (swaps, unattributed changes) once per run otherwise
-    for _ in range(args.repeat):
-        service = FusionService(cfg, run_id="bench", sinks=[[].append]).start()
-        start, cpu = time.perf_counter(), time.process_time()
-        service.run(scenario.messages)
-        node_runs.append((time.perf_counter() - start, time.process_time() - cpu))
+    for r in range(args.repeat):
+        for label, make in list(nodes.items())[::1 if r % 2 == 0 else -1]:  # which goes first alternates
+            node = make()
+            gc.collect()
+            start, cpu = time.perf_counter(), time.process_time()
+            run(node, scenario.messages)
+            node_runs[label].append((time.perf_counter() - start, time.process_time() - cpu))
+            assert node.counters["in.person_observation"] == n_person
     logging.disable(logging.NOTSET)
-    node = service.node
     print(f"\n{'tracker':40} {'obs/s':>10} {'us/frame':>10} {'median err':>11}")
     for name, rate, us, err in rows:
         print(f"{name:40} {rate:10,.0f} {us:10.1f} {err:10.3f} m")
-    ours, peer = rows[0][1], rows[2][1]
+    peer = rows[3][1]
     if peer == peer:
-        print(f"\nratio storesense / norfair: {ours / peer:.2f}x observations per second")
-    n_person = node.counters["in.person_observation"]
-    wall = sorted(n_person / w for w, _ in node_runs)
-    cpu = sorted(n_person / c for _, c in node_runs)
-    print(f"whole fusion node (tracking, identity with BLE, carts), {len(node_runs)} runs: median "
-          f"{statistics.median(wall):,.0f} observations/s (range {wall[0]:,.0f}-{wall[-1]:,.0f}; per CPU second "
-          f"{statistics.median(cpu):,.0f}), {len(scenario.messages)} messages incl. {node.counters['in.ble_sighting']} "
-          f"BLE sightings")
+        print(f"\nratio storesense / norfair: {rows[0][1] / peer:.2f}x observations per second with appearance, "
+              f"{rows[1][1] / peer:.2f}x without")
+    result = {"level": args.level, "seed": args.seed, "shoppers": len(scenario.shoppers), "frames": len(frames),
+              "floor_observations": n_obs, "messages": len(scenario.messages), "ble_sightings": n_ble,
+              "repeat": args.repeat,
+              "trackers": [{"name": name.strip(), "obs_per_s": rate, "us_per_frame": us, "median_error_m": err}
+                           for name, rate, us, err in rows],
+              "node": {}}
+    print(f"whole fusion node (tracking, identity with BLE, carts), {len(scenario.messages)} messages incl. "
+          f"{n_ble} BLE sightings, {args.repeat} runs each:")
+    for label, runs in node_runs.items():
+        wall = sorted(n_person / w for w, _ in runs)
+        cpu = sorted(n_person / c for _, c in runs)
+        print(f"  {label:19} median {statistics.median(wall):,.0f} observations/s (range {wall[0]:,.0f}-"
+              f"{wall[-1]:,.0f}; per CPU second {statistics.median(cpu):,.0f})")
+        result["node"][label] = {"obs_per_s_median": statistics.median(wall), "obs_per_s_runs": wall,
+                                 "obs_per_cpu_s_median": statistics.median(cpu)}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 def latency(args):
@@ -206,6 +235,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--json", help="write the throughput figures to this file")
     args = ap.parse_args()
     latency(args) if args.latency else throughput(args)
 

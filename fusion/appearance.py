@@ -79,13 +79,15 @@ def distance(a, b) -> float | None:
             and b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11 > 0):
         bc = (a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4 + a5 * b5 + a6 * b6 + a7 * b7 + a8 * b8 + a9 * b9
               + a10 * b10 + a11 * b11)
-        total += _sqrt(max(0.0, 1.0 - bc))
+        bc = 1.0 - bc
+        total += _sqrt(bc if bc > 0.0 else 0.0)
         n += 1
     if (a12 + a13 + a14 + a15 + a16 + a17 + a18 + a19 + a20 + a21 + a22 + a23 > 0
             and b12 + b13 + b14 + b15 + b16 + b17 + b18 + b19 + b20 + b21 + b22 + b23 > 0):
         bc = (a12 * b12 + a13 * b13 + a14 * b14 + a15 * b15 + a16 * b16 + a17 * b17 + a18 * b18 + a19 * b19
               + a20 * b20 + a21 * b21 + a22 * b22 + a23 * b23)
-        total += _sqrt(max(0.0, 1.0 - bc))
+        bc = 1.0 - bc
+        total += _sqrt(bc if bc > 0.0 else 0.0)
         n += 1
     return total / n if n else None
 
@@ -147,11 +149,13 @@ class RunningAppearance:
         if vec is None:
             return
         self.n += 1
-        first = 1.0 / self.n
+        first = 1.0 / self.n  # the weights are at least this: the first vectors are averaged
         if long_weight is not None:
             long = self.long
-            self.long = vec if long is None else _mix(long, vec, max(long_weight, first))
+            w = first if first > long_weight else long_weight
+            self.long = vec if long is None else _mix(long, vec, w)
         if recent_weight is not None:
             recent = self.recent
-            self.recent = vec if recent is None else _mix(recent, vec, max(recent_weight, first))
+            w = first if first > recent_weight else recent_weight
+            self.recent = vec if recent is None else _mix(recent, vec, w)
         self.ts = ts

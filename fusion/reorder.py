@@ -41,23 +41,31 @@ class ReorderBuffer:
         A message with ``ts`` before the last released one is late: it is
         counted in :attr:`late` and dropped (an empty list is returned for it).
         """
-        if msg.ts < self.released_ts:
+        ts = msg.ts
+        if ts < self.released_ts:
             self.late += 1
-            return self.release_until(msg.ts)  # nothing new is due; keeps the call uniform
-        if msg.ts < self.newest_ts:
+            return self.release_until(ts)  # nothing new is due; keeps the call uniform
+        if ts < self.newest_ts:
             self.reordered += 1
-        self.newest_ts = max(self.newest_ts, msg.ts)
+        else:
+            self.newest_ts = ts
         # ties broken by source and sequence number: the same messages come out in the same order
         # however the network interleaved them
-        heapq.heappush(self._heap, (msg.ts, msg.source, msg.seq, next(self._order), msg))
-        return self.release_until(self.newest_ts - self.window_s)
+        heap = self._heap
+        heapq.heappush(heap, (ts, msg.source, msg.seq, next(self._order), msg))
+        due = self.newest_ts - self.window_s
+        if heap[0][0] > due:
+            return []  # nothing due yet (most calls: the window holds what came in lately)
+        return self.release_until(due)
 
     def release_until(self, ts: float) -> list[Envelope]:
         """Release every held message with a timestamp up to ``ts``."""
         out = []
-        while self._heap and self._heap[0][0] <= ts:
-            t, _, _, _, msg = heapq.heappop(self._heap)
-            self.released_ts = max(self.released_ts, t)
+        heap = self._heap
+        while heap and heap[0][0] <= ts:
+            t, _, _, _, msg = heapq.heappop(heap)
+            if t > self.released_ts:
+                self.released_ts = t
             out.append(msg)
         return out
 

@@ -309,6 +309,7 @@ class FloorTracker:
             pow4.update(zip(missing, _np_pow4(missing)))
         pred = {j: tracks[j].filter.predicted_position(dt, pow4[dt] if dt else 0.0) for j, dt in dts.items()}
         bindings = self.bindings
+        bound_to = [bindings.get((camera, o.track_id)) for o in obs]  # the floor track each camera id is bound to
         gate, bound_gate = self.gate, self.bound_gate
         feasible = []  # (row, col, d², det, bound)
         for i, j in near:
@@ -321,7 +322,7 @@ class FloorTracker:
                 continue
             d0, d1 = zx - px, zy - py
             d2 = (e * (d0 * d0) - (b + c) * d0 * d1 + a * (d1 * d1)) / det
-            bound = bindings.get((camera, obs[i].track_id)) == tracks[j].id
+            bound = bound_to[i] == tracks[j].id
             if d2 <= (bound_gate if bound else gate):
                 feasible.append((i, j, d2, det, bound))
         if not feasible:
