@@ -492,23 +492,17 @@ class FloorTracker:
         if self.tracks.pop(track_id, None) is not None:
             self.bindings = {k: v for k, v in self.bindings.items() if v != track_id}
 
-    def prune(self, ts: float, kept_alive: Collection[str] | Callable[[], Collection[str]] = frozenset()
-              ) -> list[FloorTrack]:
+    def prune(self, ts: float, kept_alive: Collection[str] = frozenset()) -> list[FloorTrack]:
         """Delete stale tracks; returns the deleted ones.
 
         Tracks in ``kept_alive`` (bound to a session that gets position fixes)
         may live on fixes alone for up to ``fix_max_age_s`` without a camera.
-        ``kept_alive`` may be a function returning them: it is called only when
-        a confirmed track has gone ``max_age_s`` without a camera (the fusion
-        node prunes after every message; most of the time no track is stale).
         """
         tentative_s, max_age_s, fix_max_age_s = self.tentative_s, self.max_age_s, self.fix_max_age_s
         stale = [t for t in self.tracks.values()
                  if (ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s)]
-        if not stale:
+        if not stale:  # the fusion node prunes after every message: mostly nothing is stale
             return stale
-        if callable(kept_alive):
-            kept_alive = kept_alive()
         dead = [t for t in stale if not t.confirmed or not (
             t.id in kept_alive and ts - t.last_fix_ts < 2.0 and ts - t.last_camera_ts < fix_max_age_s)]
         for t in dead:
