@@ -58,6 +58,8 @@ from ..contracts import (
     ZoneEvent,
 )
 from .appearance import MIN_QUALITY, RunningAppearance, distance, unit
+from .encounters import Decision as Verdict
+from .encounters import EncounterBook
 from .identity import Fix, IdentityBook, Session
 from .reorder import ReorderBuffer
 from .tracker import FloorTrack, FloorTracker
@@ -97,10 +99,15 @@ class FusionNode:
         reference_s: float = 8.0,
         reference_quality: float = 0.8,
         reference_clear_m: float = 1.0,
+        reference_max: int = 60,
+        look_sure_max: float = 0.22,
+        ble_coast: bool = True,
+        look_stranger_min: float = 0.32,
+        look_reid_margin: float = 0.1,
         look_own_ok: float = 0.4,
         look_swap_margin: float = 0.15,
-        look_swap_votes: int = 3,
         look_hand_margin: float = 0.15,
+        encounters: EncounterBook | None = None,
         group_window_s: float = 15.0,
     ):
         self.config = config
@@ -129,12 +136,18 @@ class FusionNode:
         self.reference_s = reference_s
         self.reference_quality = reference_quality
         self.reference_clear_m = reference_clear_m
+        self.reference_max = reference_max
+        self.look_sure_max = look_sure_max
+        self.ble_coast = ble_coast
+        self.look_stranger_min = look_stranger_min
+        self.look_reid_margin = look_reid_margin
         self.look_own_ok = look_own_ok
         self.look_swap_margin = look_swap_margin
-        self.look_swap_votes = look_swap_votes
         self.look_hand_margin = look_hand_margin
+        self.encounters = encounters or EncounterBook()
         self._cam_look: dict[tuple[str, int], RunningAppearance] = {}  # camera track -> its recent colours
-        self._look_votes: dict[tuple[str, str], int] = {}
+        self._track_look: dict[str, RunningAppearance] = {}  # floor track -> its clear colours since it last met anyone
+        self._reid_checked = float("-inf")
         self._look_checked = float("-inf")
         self.reorder = ReorderBuffer(reorder_window_s)
         self.counters: Counter[str] = Counter()
@@ -150,6 +163,7 @@ class FusionNode:
         self._retry: dict[str, float] = {}  # track without a session -> when it was last considered
         self._entry = config.zones_of("entry")
         self._exit = config.zones_of("exit")
+        self._gates = [g for z in self._entry for g in z.gates]
         # bounding boxes of the zones: a point outside one (by more than rounding) is outside its zone
         self._boxes = {z.id: (min(p[0] for p in z.polygon), min(p[1] for p in z.polygon),
                               max(p[0] for p in z.polygon), max(p[1] for p in z.polygon)) for z in config.zones}
@@ -241,18 +255,44 @@ class FusionNode:
         if look is None:
             look = self._cam_look[key] = RunningAppearance()
         look.add(vec, ts)
-        session = self.identity.session_of(track.id)
-        if session is None or ts - session.opened_ts > self.reference_s:
-            return
         if obs.appearance.quality < self.reference_quality:
             return  # partly hidden by someone: their colours may be mixed in
+        clear = self._clear(track, ts, self.encounters.clear_m)
+        if clear:  # how this floor track looks since it last met anyone
+            tl = self._track_look.get(track.id)
+            if tl is None:
+                tl = self._track_look[track.id] = RunningAppearance()
+            tl.add(vec, ts, long_weight=1.0 / 25)
+        session = self.identity.session_of(track.id)
+        if session is None:
+            return
+        self.encounters.observe(session.id, vec, ts, clear)
+        if self._at_gate(track) and session.look.n < self.reference_max and self._clear(track, ts, 0.5):
+            # standing at a gate, where the check-in ties the tag to this very track: the surest view there is
+            session.look.add(vec, ts, long_weight=0.0)
+            return
+        if not self._clear(track, ts, self.reference_clear_m) or not self.encounters.sure(session.id) or session.look.n >= self.reference_max:
+            return  # someone right next to them, or a meeting not yet decided: which one is which is unsure
+        if ts - session.opened_ts > self.reference_s:
+            return  # later views may be of someone the track swapped to: the reference is what the entry saw
+        session.look.add(vec, ts, long_weight=0.0)
+
+    def _at_gate(self, track: FloorTrack) -> bool:
+        """Whether a track stands at one of the entry gates (within ``gate_radius_m``)."""
         x, y = track.xy
-        for other in self.tracker.tracks.values():  # someone right next to them: which one is which is unsure
+        r2 = self.gate_radius_m * self.gate_radius_m
+        return any((x - g.position[0]) ** 2 + (y - g.position[1]) ** 2 <= r2 for g in self._gates)
+
+    def _clear(self, track: FloorTrack, ts: float, radius: float) -> bool:
+        """Whether no other live track stands within ``radius`` of ``track``."""
+        x, y = track.xy
+        r2 = radius * radius
+        for other in self.tracker.tracks.values():
             if other is not track and other.confirmed and ts - other.last_camera_ts < 0.5:
                 ox, oy = other.xy
-                if (ox - x) ** 2 + (oy - y) ** 2 < self.reference_clear_m ** 2:
-                    return
-        session.look.add(vec, ts, long_weight=0.0)
+                if (ox - x) ** 2 + (oy - y) ** 2 < r2:
+                    return False
+        return True
 
     def _look_fit(self, session: Session, look) -> float | None:
         """Distance of a session's reference appearance from a track's recent one (None: unknown)."""
@@ -260,56 +300,186 @@ class FusionNode:
             return None
         return distance(session.look.long, look)
 
-    def _appearance_check(self, ts: float) -> None:
-        """Swap two sessions' tracks when each track now looks like the other session (several checks running).
-
-        Only pairs whose tracks met (within 1.5 m) in the last 30 s are
-        candidates: tracks swap where people meet. The cart changes since that
-        meeting move with the shopper; they go to review unless the evidence is
-        twice the margin.
-        """
-        live = []
+    def _encounters(self, ts: float, leaving: set[str] = frozenset()) -> None:
+        """Record where open sessions' tracks meet; act on the meetings appearance has decided."""
+        positions, refs = {}, {}
         for s in self.identity.sessions.values():
-            if s.closed or s.lost_at is not None or s.look.n < 8:
+            if s.closed or s.lost_at is not None:
                 continue
             t = self.tracker.tracks.get(s.track_id)
-            if t is not None and t.look.recent is not None and ts - t.look.ts < 1.0:
-                live.append((s, t))
-        votes = {}
-        for a, ta in live:
-            d_aa = self._look_fit(a, ta.look.recent)
-            if d_aa is None or d_aa < self.look_own_ok:
+            if t is not None:  # coasting tracks too: one that coasted into someone else swaps as easily
+                positions[s.id] = t.xy
+                refs[s.id] = s.look
+        self.encounters.meet(positions, ts)
+        live = [t for t in self.tracker.tracks.values() if t.confirmed]
+        m2 = self.encounters.meet_m ** 2
+        for i, a in enumerate(live):  # a track that meets anyone may come out as someone else
+            ax, ay = a.xy
+            for b in live[i + 1:]:
+                bx, by = b.xy
+                if (ax - bx) ** 2 + (ay - by) ** 2 < m2:
+                    self._track_look.pop(a.id, None)
+                    self._track_look.pop(b.id, None)
+        for verdict in self.encounters.due(refs, ts, leaving):
+            self._verdict(verdict, ts)
+        if ts - self._reid_checked >= 0.5:
+            self._reid_checked = ts
+            self._reidentify(ts)
+
+    def _reidentify(self, ts: float) -> None:
+        """Give a session whose track clearly looks like someone else the track that looks like it.
+
+        A session is *sure* while its track's clear look since the track last met
+        anyone fits its reference (within ``look_sure_max``); it is a *stranger*
+        when that look is farther than ``look_stranger_min``: the shopper was
+        lost in some meeting. A stranger takes the live track that fits its
+        reference best (within ``look_sure_max``, by ``look_reid_margin`` over
+        the next), unless that track's own session is sure of it. The changes
+        the stranger made since it was last sure go with its old track to the
+        session that gets it (or to review); the changes made on the taken track
+        since its session was last sure come along.
+        """
+        enc = self.encounters
+        sessions = [s for s in self.identity.sessions.values()
+                    if not s.closed and s.lost_at is None and s.look.n >= 8 and s.track_id in self.tracker.tracks]
+        fit: dict[str, float] = {}
+        for s in sessions:
+            tl = self._track_look.get(s.track_id)
+            if tl is None or tl.n < enc.min_post:
                 continue
-            for b, tb in live:
-                if b is a:
+            d = distance(s.look.long, tl.long)
+            if d is None:
+                continue
+            fit[s.id] = d
+            if d <= self.look_sure_max:
+                s.sure_ts = ts
+        looks = {tid: tl for tid, tl in self._track_look.items() if tl.n >= enc.min_post and tid in self.tracker.tracks}
+        for s in sessions:
+            if fit.get(s.id, 0.0) <= self.look_stranger_min or enc.cluster_of(s.id) is not None:
+                continue
+            ranked = sorted((d, tid) for tid, tl in looks.items() if tid != s.track_id
+                            for d in [distance(s.look.long, tl.long)] if d is not None)
+            if not ranked or ranked[0][0] > self.look_sure_max:
+                continue
+            if len(ranked) > 1 and ranked[1][0] - ranked[0][0] < self.look_reid_margin:
+                continue
+            tid = ranked[0][1]
+            holder = self.identity.session_of(tid)
+            if holder is not None and fit.get(holder.id, 1.0) <= self.look_sure_max:
+                continue  # the track's own session is sure of it: look-alikes
+            self._take_track(s, holder, tid, ts)
+            return  # one re-binding per round: the looks of the others change with it
+
+    def _take_track(self, s: Session, holder: Session | None, tid: str, ts: float) -> None:
+        """``s`` takes track ``tid`` from ``holder`` (or from nobody); the holder gets ``s``'s old track."""
+        old = s.track_id
+        self.counters["sessions_reidentified"] += 1
+        log.warning("session %s looks like track %s (held by %s), not its own %s: re-bound", s.id, tid,
+                    holder.id if holder else "nobody", old)
+        s.track_id, s.bound_ts = tid, ts
+        self.identity.by_track[tid] = s.id
+        s.fixes.clear()
+        moves = []
+        if holder is not None:
+            holder.track_id, holder.bound_ts = old, ts
+            self.identity.by_track[old] = holder.id
+            holder.fixes.clear()
+            moves.append((holder, s, max(holder.sure_ts, holder.opened_ts)))
+            moves.append((s, holder, max(s.sure_ts, s.opened_ts)))
+        else:
+            self.identity.by_track[old] = ""
+        if moves:
+            self._move_changes(moves, 0.0, 0.0, ts, unsure=True)
+        if holder is None:
+            self._flag_changes(s, max(s.sure_ts, s.opened_ts), ts, "identity in doubt: its track turned out to be someone else's")
+
+    def _verdict(self, v: Verdict, ts: float) -> None:
+        """Re-bind the tracks of a decided meeting and move its cart changes, or send them to review."""
+        c = v.cluster
+        members = [self.identity.sessions[m] for m in sorted(c.members) if m in self.identity.sessions]
+        members = [m for m in members if not m.closed]
+        if v.assignment is None:
+            self.counters["encounters_undecided"] += 1
+            self.counters["encounters_undecided:" + v.reason] += 1
+            for s in members:
+                own = self._track_look.get(s.track_id)
+                d = distance(s.look.long, own.long) if own is not None and own.n >= self.encounters.min_post \
+                    and s.look.n >= 8 else None
+                if d is not None and d <= self.look_sure_max and all(
+                        o.look.n < 8 or (distance(o.look.long, own.long) or 0.0) >= d + self.encounters.margin
+                        for o in members if o is not s):
+                    continue  # its track still looks like it, and like none of the others: its changes stand
+                others = ", ".join(o.id for o in members if o is not s)
+                self._flag_changes(s, c.start_ts, ts, f"identity in doubt: met {others} and {v.reason}")
+            return
+        if all(v.assignment.get(s.id, s.id) == s.id for s in members):
+            self.counters["encounters_confirmed"] += 1
+            for s in members:
+                s.look_sure = True
+            return
+        self.counters["encounters_swapped"] += 1
+        by_id = {s.id: s for s in members}
+        old_track = {s.id: s.track_id for s in members}
+        moves = []  # (from session, to session)
+        for s in members:
+            src = by_id.get(v.assignment.get(s.id, s.id))
+            if src is None or src is s:
+                continue
+            s.track_id = old_track[src.id]
+            self.identity.by_track[s.track_id] = s.id
+            s.bound_ts = ts
+            s.fixes.clear()
+            moves.append((src, s))
+        log.warning("appearance re-bound tracks after a meeting %.1f s ago: %s", ts - c.start_ts,
+                    ", ".join(f"{a.id} -> {b.id}" for a, b in moves))
+        unsure = v.margin < 2 * self.encounters.margin
+        self._move_changes(moves, c.start_ts, c.last_close_ts, ts, unsure)
+
+    def _move_changes(self, moves: list[tuple], since: float, contact_until: float, ts: float,
+                      unsure: bool) -> None:
+        """Move the changes each ``(src, dst)`` pair's source made since ``since`` to the destination.
+
+        A ``(src, dst, since)`` triple gives the pair its own ``since``.
+
+        A change made while they were in contact (until ``contact_until``), or
+        any when ``unsure``, goes to review: whose hand it was is not certain.
+        """
+        decisions, stamps = [], {}
+        for move in moves:
+            src, dst = move[0], move[1]
+            # a decision lands up to a settle time after the hand that caused it
+            start = (move[2] if len(move) > 2 else since) - 1.0
+            ledger = src.ledger
+            undone = {k.split(":undo")[0] for k in ledger.changes if ":undo" in k}
+            for key, change in list(ledger.changes.items()):
+                decided = ledger.decided_ts.get(key, 0.0)
+                if decided < start or ":undo" in key or key in undone or not change.quantity:
                     continue
-                (ax, ay), (bx, by) = ta.xy, tb.xy
-                if (ax - bx) ** 2 + (ay - by) ** 2 > 16.0:
-                    continue
-                d_bb, d_ab, d_ba = (self._look_fit(b, tb.look.recent), self._look_fit(a, tb.look.recent),
-                                    self._look_fit(b, ta.look.recent))
-                gain = d_aa + d_bb - d_ab - d_ba
-                if gain <= self.look_swap_margin:
-                    continue
-                key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
-                votes[key] = self._look_votes.get(key, 0) + 1
-                if votes[key] < self.look_swap_votes:
-                    continue
-                met = next((t for t, x, y in reversed(ta.history) if ts - t <= 30.0
-                            and (x - tb.xy_at(t)[0]) ** 2 + (y - tb.xy_at(t)[1]) ** 2 < 1.5**2), None)
-                if met is None:
-                    continue
-                votes.pop(key)
-                a.track_id, b.track_id = b.track_id, a.track_id
-                self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
-                a.bound_ts = b.bound_ts = ts
-                a.fixes.clear()
-                b.fixes.clear()
-                self.counters["appearance_swaps"] += 1
-                self._swap_carts(a, b, met, ts, review=gain < 2 * self.look_swap_margin)
-                self._look_checked = ts
-                return
-        self._look_votes = votes
+                n = sum(1 for k in ledger.changes if k.startswith(key + ":undo")) + 1
+                review = unsure or decided <= contact_until + 1.0 or change.needs_review
+                undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": review,
+                                                 "reason": f"moved to {dst.id}: tracks were swapped"})
+                redo = change.model_copy(update={"needs_review": review,
+                                                 "reason": change.reason + f"; moved from {src.id}: tracks were swapped"})
+                decisions += [Decision(src.id, f"{key}:undo{n}", undo), Decision(dst.id, f"{key}:mv{n}", redo)]
+                stamps[(dst.id, f"{key}:mv{n}")] = decided
+        self._apply(decisions, ts)
+        for (sid, key), decided in stamps.items():  # a moved change keeps the time it was first decided
+            ledger = self.identity.sessions[sid].ledger
+            if key in ledger.decided_ts:
+                ledger.decided_ts[key] = decided
+
+    def _flag_changes(self, s: Session, since: float, ts: float, why: str) -> None:
+        """Send the changes ``s`` made since ``since`` to review, saying ``why``."""
+        ledger, flagged = s.ledger, False
+        for key, change in list(ledger.changes.items()):
+            if ledger.decided_ts.get(key, 0) >= since - 1.0 and not change.needs_review and change.quantity:
+                ledger.changes[key] = change.model_copy(update={"needs_review": True,
+                                                                "reason": f"{change.reason}; {why}"})
+                flagged = True
+        if flagged:
+            self.counters["changes_flagged_identity"] += 1
+            self._publish_state(s, ts)
 
     def _appearance_veto(self, a: Session, b: Session) -> int | None:
         """What appearance says of ``a`` and ``b``'s current bindings: 1 right, -1 wrong, 0 cannot tell.
@@ -457,7 +627,7 @@ class FusionNode:
         self.identity.add_fix(session, fix)
         track = self.tracker.tracks.get(session.track_id)
         if session.lost_at is None and track is not None:
-            if fix.ts - track.last_camera_ts > 1.0:  # no camera sees the shopper: coast on BLE
+            if self.ble_coast and fix.ts - track.last_camera_ts > 1.0:  # no camera sees the shopper: coast on BLE
                 self.tracker.update_fix(track, fix.ts, (fix.x, fix.y), fix.cov)
                 self.counters["ble_fixes_applied"] += 1
             swapped = self.identity.check_swap(session, self.tracker.tracks, fix.ts)
@@ -488,16 +658,8 @@ class FusionNode:
     def _flag_since(self, a: Session, b: Session, since: float, ts: float) -> None:
         """Send the changes both sessions made since ``since`` to review: who made them is in doubt."""
         for s, other in ((a, b), (b, a)):
-            ledger, flagged = s.ledger, False
-            for key, change in list(ledger.changes.items()):
-                if ledger.decided_ts.get(key, 0) >= since - 1.0 and not change.needs_review:
-                    ledger.changes[key] = change.model_copy(update={
-                        "needs_review": True, "reason": f"{change.reason}; identity in doubt: BLE suggests a swap "
-                                                        f"with {other.id} that appearance cannot confirm"})
-                    flagged = True
-            if flagged:
-                self.counters["changes_flagged_identity"] += 1
-                self._publish_state(s, ts)
+            self._flag_changes(s, since, ts, f"identity in doubt: BLE suggests a swap with {other.id} "
+                                             "that appearance cannot confirm")
 
     def _swap_carts(self, a: Session, b: Session, since: float, ts: float, review: bool = True) -> None:
         """Tracks of ``a`` and ``b`` were swapped at ``since``: move the changes made after (flagged if ``review``)."""
@@ -580,6 +742,12 @@ class FusionNode:
 
     def _close(self, session: Session, ts: float, review: str = "") -> None:
         """Close a session: end its cart and emit the receipt (all lines to review when ``review`` says why)."""
+        if self.appearance and self.encounters.cluster_of(session.id) is not None:
+            # leaving in the middle of a meeting's doubt: decide it now, the leaver may be the other one
+            track_id = session.track_id
+            self._encounters(ts, leaving={session.id})
+            session = self.identity.session_of(track_id) or session
+        self.encounters.drop(session.id)
         ledger = session.ledger
         if review:
             for key, change in list(ledger.changes.items()):
@@ -736,6 +904,7 @@ class FusionNode:
 
     def _void(self, session: Session, ts: float) -> None:
         """Close a session that turned out to duplicate another, without a receipt."""
+        self.encounters.drop(session.id)
         session.closed = True
         session.ledger.changes.clear()
         session.ledger.closed_ts = ts
@@ -754,9 +923,9 @@ class FusionNode:
             self._merge_duplicates(ts)
             if self._groups:
                 self._adopt_members(ts)
-        if self.appearance and ts - self._look_checked >= 0.5:
+        if self.appearance and ts - self._look_checked >= 0.2:
             self._look_checked = ts
-            self._appearance_check(ts)
+            self._encounters(ts)
             if len(self._cam_look) > 512:  # camera tracks not seen for 10 s are gone
                 self._cam_look = {k: v for k, v in self._cam_look.items() if ts - v.ts < 10.0}
         kept = {s.track_id for s in self.identity.sessions.values() if not s.closed and s.fixes}

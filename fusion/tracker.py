@@ -190,6 +190,8 @@ class FloorTracker:
         appearance_weight: float = 10.0,
         appearance_centre: float = 0.45,
         appearance_min_n: int = 5,
+        reacquire_after_s: float = 0.5,
+        reacquire_max: float = 0.5,
     ):
         self.filter_factory = filter_factory
         self.gate = gate
@@ -204,6 +206,9 @@ class FloorTracker:
         self.appearance_weight = appearance_weight
         self.appearance_centre = appearance_centre
         self.appearance_min_n = appearance_min_n
+        self.reacquire_after_s = reacquire_after_s
+        self.reacquire_max = reacquire_max
+        self._now = float("-inf")
         self.tracks: dict[str, FloorTrack] = {}
         self.bindings: dict[tuple[str, int], str] = {}  # (camera, camera track id) -> floor track id
         self._close_since: dict[tuple[str, str], float] = {}
@@ -226,6 +231,7 @@ class FloorTracker:
         obs = [o for o in observations if o.floor is not None]
         if not obs:
             return []
+        self._now = ts
         tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
         zs = [(o.floor.x, o.floor.y) for o in obs]  # type: ignore[union-attr]
         looks = [unit(o.appearance) for o in obs]
@@ -270,7 +276,11 @@ class FloorTracker:
         if look is None or track.look.n < self.appearance_min_n or not self.appearance_weight:
             return 0.0
         d = distance(look, track.look.long)
-        return 0.0 if d is None else self.appearance_weight * (d - self.appearance_centre)
+        if d is None:
+            return 0.0
+        if d > self.reacquire_max and self._now - track.last_camera_ts > self.reacquire_after_s:
+            return _INFEASIBLE  # a track no camera saw lately takes back only someone who looks like it
+        return self.appearance_weight * (d - self.appearance_centre)
 
     def _assign_small(self, camera: str, ts: float, obs: list[PersonObservation], zs: list, Rs: list,
                       tracks: list[FloorTrack], looks: list | None = None) -> list[tuple[int, FloorTrack]]:
@@ -342,7 +352,10 @@ class FloorTracker:
                 if track_look.n >= min_n:
                     d = distance(look, track_look.long)
                     if d is not None:
-                        c += weight * (d - centre)
+                        if d > self.reacquire_max and self._now - tracks[j].last_camera_ts > self.reacquire_after_s:
+                            c = _INFEASIBLE  # as in :meth:`_appearance_cost`
+                        else:
+                            c += weight * (d - centre)
             cost[i][j] = c
         picks: dict[int, int] = {}
         unique = len(obs) <= m

@@ -34,14 +34,17 @@ def _looks(bins, rng):
     return Appearance(bins=tuple(int(v) for v in np.round(noisy)), quality=1.0)
 
 
-def _run(appearance_a, appearance_b, with_appearance=True):
+def _run(appearance_a, appearance_b, with_appearance=True, until=22.0, during=None):
+    """Play the two walks into a node; ``during(node, t)`` is called before each frame."""
     cfg = load_store_config(example_store_path())
     node = FusionNode(cfg, lambda m: None, run_id="t", ble=None)
     cam = Stamper("cam-test", "t")
     rng = np.random.default_rng(5)
     frame = 0
-    for t in np.arange(0.0, 22.01, 0.1):
+    for t in np.arange(0.0, until + 0.01, 0.1):
         t = round(float(t), 2)
+        if during is not None:
+            during(node, t)
         switched = t >= 17.0  # the camera swaps the two ids while they stand together
         people = [("A", PATH_A, appearance_a, 2 if switched else 1)]
         if t >= ENTER_B:
@@ -80,12 +83,41 @@ def test_without_appearance_the_same_encounter_is_a_coin_toss_the_tracker_loses(
     assert not (abs(a_x - 2.0) < 0.3 and abs(b_x - 8.0) < 0.3), (a_x, b_x)
 
 
-def test_look_alikes_leave_the_decision_to_other_evidence():
-    node = _run(RED, RED)
+def test_the_meeting_is_decided_by_appearance_and_recorded():
+    node = _run(RED, GREEN, until=30.0)
+    assert node.counters["encounters_undecided"] == 0, dict(node.counters)
+    assert node.counters["encounters_swapped"] + node.counters["encounters_confirmed"] >= 1, dict(node.counters)
+
+
+def _pick_after_meeting(node, t):
+    """Put one item in the first shopper's cart at t = 19 s, right after the meeting (a hand on their track)."""
+    if t == 19.0:
+        from storesense.cart.decisions import Decision
+        from storesense.contracts import CartChange
+
+        a = min((s for s in node.sessions.values() if not s.closed), key=lambda s: s.opened_ts)
+        node._apply([Decision(a.id, "hand-1", CartChange(sku="MILK-1L", quantity=1, confidence=0.95,
+                                                         reason="picked 1 × MILK-1L"))], t)
+
+
+def test_look_alikes_leave_the_decision_to_other_evidence_and_then_to_review():
+    node = _run(RED, RED, until=40.0, during=_pick_after_meeting)
     a, b = sorted((s for s in node.sessions.values() if not s.closed), key=lambda s: s.opened_ts)
-    assert node.counters["appearance_swaps"] == 0
+    assert node.counters["encounters_swapped"] == 0 and node.counters["sessions_reidentified"] == 0
     assert node._appearance_veto(a, b) == 0  # appearance cannot tell: a BLE swap would only flag for review
     assert node.counters["hands_reattributed_by_appearance"] == 0
+    # nothing decided who is who after they met: the pick made since goes to review, it is not charged silently
+    assert node.counters["encounters_undecided"] >= 1, dict(node.counters)
+    change = a.ledger.changes["hand-1"]
+    assert change.needs_review and "identity in doubt" in change.reason, change
+
+
+def test_distinct_shoppers_keep_a_pick_made_after_the_meeting_without_review():
+    node = _run(RED, GREEN, until=40.0, during=_pick_after_meeting)
+    owner = [s for s in node.sessions.values() if "hand-1" in s.ledger.changes or any(
+        k.startswith("hand-1") for k in s.ledger.changes)]
+    assert owner, dict(node.counters)
+    assert not any(c.needs_review for s in owner for c in s.ledger.changes.values()), dict(node.counters)
 
 
 def test_distance_separates_colours_and_ignores_empty_regions():
