@@ -505,6 +505,9 @@ class PickDecider:
             residual_g = abs(units - qty) * unit
             sigma_g = max(msg.noise_g * math.sqrt(2), 1.0) + 0.02 * unit
             fit = math.exp(-0.5 * (residual_g / (2 * sigma_g)) ** 2)
+            many = 2 * max(self.quantity_prior)
+            if abs(qty) > many:  # a dozen light items matching a heavy load is a coincidence, not one reach
+                prior *= 0.5 ** (abs(qty) - many)
             scored.append((fit * prior, sku, qty))
             if fit * prior > best_score:
                 best, best_score = (sku, qty, fit, how), fit * prior

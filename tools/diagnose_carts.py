@@ -63,6 +63,7 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
         state, since = "right", None
         first = True
         prev_track = None
+        prev_sources = ()
         for m in locs.get(sid, []):
             if not (owner.enter_ts <= m.ts <= owner.exit_ts):
                 continue
@@ -77,10 +78,12 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
                     how = "same-track" if m.track == prev_track else f"rebound {prev_track}->{m.track}"
                     swaps.append({"session": sid, "owner": owner.id, "t": round(m.ts - s.opened_ts, 1),
                                   "on": on[1], "on_d": round(on[0], 2) if on[0] is not None else None,
-                                  "owner_d": round(d, 2), "how": how, "ref_n": s.look.n})
+                                  "owner_d": round(d, 2), "how": how, "ref_n": s.look.n,
+                                  "sources": list(m.sources), "prev_sources": list(prev_sources)})
                     break
             first = False
             prev_track = m.track
+            prev_sources = m.sources
         wrong_from[sid] = (state, since)
 
     kinds = Counter()
