@@ -57,6 +57,9 @@ class Session:
     look: RunningAppearance = field(default_factory=RunningAppearance)  # reference colours, learnt at the entry
     look_sure: bool = False  # a meeting since confirmed the track: the reference may keep learning
     sure_ts: float = 0.0  # when its track last looked like its reference
+    doubt_since: float | None = None  # a meeting left who this is open since then (None: sure)
+    doubt_with: set = field(default_factory=set)  # the sessions it met then
+    look_frozen: bool = False  # the reference stopped learning: the track may have been someone else's since
 
 
 def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:

@@ -102,6 +102,8 @@ class FusionNode:
         reference_max: int = 60,
         look_sure_max: float = 0.22,
         ble_coast: bool = True,
+        anchor_at_gate: bool = True,
+        persistent_doubt: bool = True,
         look_stranger_min: float = 0.32,
         look_reid_margin: float = 0.1,
         look_own_ok: float = 0.4,
@@ -139,6 +141,8 @@ class FusionNode:
         self.reference_max = reference_max
         self.look_sure_max = look_sure_max
         self.ble_coast = ble_coast
+        self.anchor_at_gate = anchor_at_gate
+        self.persistent_doubt = persistent_doubt
         self.look_stranger_min = look_stranger_min
         self.look_reid_margin = look_reid_margin
         self.look_own_ok = look_own_ok
@@ -267,6 +271,8 @@ class FusionNode:
         if session is None:
             return
         self.encounters.observe(session.id, vec, ts, clear)
+        if session.look_frozen:
+            return  # a meeting left who this is open: its reference must not learn someone else
         if self._at_gate(track) and session.look.n < self.reference_max and self._clear(track, ts, 0.5):
             # standing at a gate, where the check-in ties the tag to this very track: the surest view there is
             session.look.add(vec, ts, long_weight=0.0)
@@ -276,6 +282,23 @@ class FusionNode:
         if ts - session.opened_ts > self.reference_s:
             return  # later views may be of someone the track swapped to: the reference is what the entry saw
         session.look.add(vec, ts, long_weight=0.0)
+
+    def _anchor_look(self, session: Session, track: FloorTrack) -> None:
+        """The check-in at a gate ties the tag to the track standing there: who this is starts afresh from it.
+
+        Whatever the session learnt before (in the queue, where tracks swap) is
+        dropped; the reference starts from the track's clear views since it
+        last met anyone, and any doubt from meetings in the queue is settled.
+        """
+        session.look = RunningAppearance()
+        own = self._track_look.get(track.id)
+        if own is not None and own.long is not None:
+            for _ in range(min(own.n, 8)):  # its mean, weighted as the views it was made of (at most 8)
+                session.look.add(own.long, track.ts, long_weight=0.0)
+        session.look_frozen = False
+        session.doubt_since = None
+        session.doubt_with.clear()
+        session.sure_ts = track.ts
 
     def _at_gate(self, track: FloorTrack) -> bool:
         """Whether a track stands at one of the entry gates (within ``gate_radius_m``)."""
@@ -353,6 +376,13 @@ class FusionNode:
             fit[s.id] = d
             if d <= self.look_sure_max:
                 s.sure_ts = ts
+                others = [self.identity.sessions[o] for o in s.doubt_with if o in self.identity.sessions]
+                if s.doubt_since is not None and all(
+                        o.look.n < 8 or (distance(o.look.long, tl.long) or 0.0) >= d + self.encounters.margin
+                        for o in others):
+                    s.doubt_since = None  # it looks like itself, and like none of those it met: settled
+                    s.doubt_with.clear()
+                    self.counters["doubts_settled"] += 1
         looks = {tid: tl for tid, tl in self._track_look.items() if tl.n >= enc.min_post and tid in self.tracker.tracks}
         for s in sessions:
             if fit.get(s.id, 0.0) <= self.look_stranger_min or enc.cluster_of(s.id) is not None:
@@ -411,6 +441,10 @@ class FusionNode:
                     continue  # its track still looks like it, and like none of the others: its changes stand
                 others = ", ".join(o.id for o in members if o is not s)
                 self._flag_changes(s, c.start_ts, ts, f"identity in doubt: met {others} and {v.reason}")
+                if s.doubt_since is None:
+                    s.doubt_since = c.start_ts  # and so are its changes from now on, until its looks settle it
+                s.doubt_with |= {o.id for o in members if o is not s}
+                s.look_frozen = s.look.n >= self.encounters.min_reference  # a reference to keep; none yet: learn on
             return
         if all(v.assignment.get(s.id, s.id) == s.id for s in members):
             self.counters["encounters_confirmed"] += 1
@@ -613,6 +647,8 @@ class FusionNode:
         session = session or self._open(track, ts)
         self.identity.attach_tag(session, ci.tag, ci.ts)
         session.tag_at_gate = True
+        if self.anchor_at_gate:
+            self._anchor_look(session, track)
         self.counters["checkins_at_gate"] += 1
         return True
 
@@ -799,6 +835,12 @@ class FusionNode:
                 self._unattributed(d, ts)
                 continue
             session = self.identity.sessions[self._member_of.get(d.shopper, d.shopper)]  # a group: its one cart
+            actor = self.identity.sessions[d.shopper]
+            if self.persistent_doubt and actor.doubt_since is not None and d.change.quantity and not d.change.needs_review:
+                # whose track this is has been unsure since a meeting nothing decided: a person checks
+                d = Decision(d.shopper, d.key, d.change.model_copy(update={
+                    "needs_review": True, "reason": d.change.reason + "; identity in doubt since a meeting "
+                                                                      f"{ts - actor.doubt_since:.0f} s ago"}), d.weight)
             if session.ledger.closed_ts is not None or not session.ledger.apply(d.key, d.change, ts):
                 self.counters["changes_dropped"] += 1
                 continue

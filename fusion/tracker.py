@@ -187,7 +187,7 @@ class FloorTracker:
         tentative_s: float = 1.0,
         max_age_s: float = 2.5,
         fix_max_age_s: float = 15.0,
-        appearance_weight: float = 50.0,
+        appearance_weight: float = 100.0,
         appearance_centre: float = 0.45,
         appearance_min_n: int = 5,
         reacquire_after_s: float = 0.5,
