@@ -8,16 +8,17 @@ keeps the question open:
 - a **cluster** forms when the tracks of open sessions come within ``meet_m``
   of each other (transitively: A meets B, B meets C is one cluster); from then
   on the cart changes of its members are in doubt;
-- once the members are apart again (each farther than ``clear_m`` from every
-  other track), each member's track collects a *post-encounter* appearance: the
-  mean of its clear, unhidden descriptors;
+- a member whose track is clear again (nobody within ``clear_m``) collects a
+  *post-encounter* appearance: the mean of its track's clear, unhidden
+  descriptors since it last met anyone (meeting again starts it afresh);
 - with ``min_post`` descriptors per member the cluster is **decided** by
   assignment: the cost of giving track j to session i is the distance between
-  i's reference appearance and j's post-encounter appearance. The bindings are
+  i's reference appearance and j's post-encounter appearance (a member without
+  a reference costs ``neutral`` everywhere). The bindings are
   kept when the current assignment is the cheapest by ``margin`` over every
   other; tracks are re-bound to the cheapest assignment when it beats the
   current one by ``margin``; otherwise more descriptors are awaited, until
-  ``max_wait_s`` after the members parted (or a member leaves the store): then
+  ``max_wait_s`` after the last meeting (or a member leaves the store): then
   the cluster is **undecided**, and its members' changes since the meeting go
   to review (look-alikes, members without a reference).
 

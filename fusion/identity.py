@@ -55,7 +55,6 @@ class Session:
     tag_at_gate: bool = False  # the tag came from a check-in at a gate the shopper stood at (not a guess)
     bound_ts: float = 0.0  # when the current track binding started
     look: RunningAppearance = field(default_factory=RunningAppearance)  # reference colours, learnt at the entry
-    look_sure: bool = False  # a meeting since confirmed the track: the reference may keep learning
     sure_ts: float = 0.0  # when its track last looked like its reference
     doubt_since: float | None = None  # a meeting left who this is open since then (None: sure)
     doubt_with: set = field(default_factory=set)  # the sessions it met then

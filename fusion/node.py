@@ -101,8 +101,6 @@ class FusionNode:
         reference_clear_m: float = 1.0,
         reference_max: int = 60,
         look_sure_max: float = 0.22,
-        ble_coast: bool = True,
-        anchor_at_gate: bool = True,
         persistent_doubt: bool = True,
         look_stranger_min: float = 0.32,
         look_reid_margin: float = 0.1,
@@ -140,8 +138,6 @@ class FusionNode:
         self.reference_clear_m = reference_clear_m
         self.reference_max = reference_max
         self.look_sure_max = look_sure_max
-        self.ble_coast = ble_coast
-        self.anchor_at_gate = anchor_at_gate
         self.persistent_doubt = persistent_doubt
         self.look_stranger_min = look_stranger_min
         self.look_reid_margin = look_reid_margin
@@ -261,7 +257,8 @@ class FusionNode:
         look.add(vec, ts)
         if obs.appearance.quality < self.reference_quality:
             return  # partly hidden by someone: their colours may be mixed in
-        clear = self._clear(track, ts, self.encounters.clear_m)
+        near2 = self._nearest2(track, ts)  # squared distance to the nearest other live track
+        clear = near2 >= self.encounters.clear_m ** 2
         if clear:  # how this floor track looks since it last met anyone
             tl = self._track_look.get(track.id)
             if tl is None:
@@ -273,11 +270,12 @@ class FusionNode:
         self.encounters.observe(session.id, vec, ts, clear)
         if session.look_frozen:
             return  # a meeting left who this is open: its reference must not learn someone else
-        if self._at_gate(track) and session.look.n < self.reference_max and self._clear(track, ts, 0.5):
+        if self._at_gate(track) and session.look.n < self.reference_max and near2 >= 0.5 ** 2:
             # standing at a gate, where the check-in ties the tag to this very track: the surest view there is
             session.look.add(vec, ts, long_weight=0.0)
             return
-        if not self._clear(track, ts, self.reference_clear_m) or not self.encounters.sure(session.id) or session.look.n >= self.reference_max:
+        if (near2 < self.reference_clear_m ** 2 or not self.encounters.sure(session.id)
+                or session.look.n >= self.reference_max):
             return  # someone right next to them, or a meeting not yet decided: which one is which is unsure
         if ts - session.opened_ts > self.reference_s:
             return  # later views may be of someone the track swapped to: the reference is what the entry saw
@@ -306,16 +304,17 @@ class FusionNode:
         r2 = self.gate_radius_m * self.gate_radius_m
         return any((x - g.position[0]) ** 2 + (y - g.position[1]) ** 2 <= r2 for g in self._gates)
 
-    def _clear(self, track: FloorTrack, ts: float, radius: float) -> bool:
-        """Whether no other live track stands within ``radius`` of ``track``."""
+    def _nearest2(self, track: FloorTrack, ts: float) -> float:
+        """Squared distance from ``track`` to the nearest other live (confirmed, seen lately) track; inf if none."""
         x, y = track.xy
-        r2 = radius * radius
+        best = math.inf
         for other in self.tracker.tracks.values():
             if other is not track and other.confirmed and ts - other.last_camera_ts < 0.5:
                 ox, oy = other.xy
-                if (ox - x) ** 2 + (oy - y) ** 2 < r2:
-                    return False
-        return True
+                d2 = (ox - x) ** 2 + (oy - y) ** 2
+                if d2 < best:
+                    best = d2
+        return best
 
     def _look_fit(self, session: Session, look) -> float | None:
         """Distance of a session's reference appearance from a track's recent one (None: unknown)."""
@@ -448,8 +447,6 @@ class FusionNode:
             return
         if all(v.assignment.get(s.id, s.id) == s.id for s in members):
             self.counters["encounters_confirmed"] += 1
-            for s in members:
-                s.look_sure = True
             return
         self.counters["encounters_swapped"] += 1
         by_id = {s.id: s for s in members}
@@ -647,8 +644,7 @@ class FusionNode:
         session = session or self._open(track, ts)
         self.identity.attach_tag(session, ci.tag, ci.ts)
         session.tag_at_gate = True
-        if self.anchor_at_gate:
-            self._anchor_look(session, track)
+        self._anchor_look(session, track)
         self.counters["checkins_at_gate"] += 1
         return True
 
@@ -663,7 +659,7 @@ class FusionNode:
         self.identity.add_fix(session, fix)
         track = self.tracker.tracks.get(session.track_id)
         if session.lost_at is None and track is not None:
-            if self.ble_coast and fix.ts - track.last_camera_ts > 1.0:  # no camera sees the shopper: coast on BLE
+            if fix.ts - track.last_camera_ts > 1.0:  # no camera sees the shopper: coast on BLE
                 self.tracker.update_fix(track, fix.ts, (fix.x, fix.y), fix.cov)
                 self.counters["ble_fixes_applied"] += 1
             swapped = self.identity.check_swap(session, self.tracker.tracks, fix.ts)
@@ -697,21 +693,11 @@ class FusionNode:
             self._flag_changes(s, since, ts, f"identity in doubt: BLE suggests a swap with {other.id} "
                                              "that appearance cannot confirm")
 
-    def _swap_carts(self, a: Session, b: Session, since: float, ts: float, review: bool = True) -> None:
-        """Tracks of ``a`` and ``b`` were swapped at ``since``: move the changes made after (flagged if ``review``)."""
+    def _swap_carts(self, a: Session, b: Session, since: float, ts: float) -> None:
+        """Tracks of ``a`` and ``b`` were swapped at ``since``: move the changes made after, to review."""
         self.counters["identity_swaps"] += 1
         log.warning("sessions %s and %s had swapped tracks since %.1f s ago; re-bound", a.id, b.id, ts - since)
-        since -= 1.0  # a decision lands up to a settle time after the hand that caused it
-        moves = [(a, b, k, c) for k, c in a.ledger.changes.items() if a.ledger.decided_ts.get(k, 0) >= since]
-        moves += [(b, a, k, c) for k, c in b.ledger.changes.items() if b.ledger.decided_ts.get(k, 0) >= since]
-        for src, dst, key, change in moves:
-            if key.endswith(":swap"):
-                continue
-            undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": review,
-                                             "reason": f"moved to {dst.id}: tracks were swapped"})
-            redo = change.model_copy(update={"needs_review": review or change.needs_review,
-                                             "reason": change.reason + f"; moved from {src.id}: tracks were swapped"})
-            self._apply([Decision(src.id, f"{key}:undo:swap", undo), Decision(dst.id, f"{key}:swap", redo)], ts)
+        self._move_changes([(a, b), (b, a)], since, since, ts, unsure=True)
 
     def _interaction(self, msg: HandShelfInteraction) -> None:
         session = self.identity.session_of(getattr(self.tracker.track_for(msg.camera, msg.track_id), "id", None))

@@ -28,12 +28,9 @@ import math
 from collections import Counter, defaultdict
 
 from storesense.config import example_store_path, load_store_config
+from storesense.datasets.scoring.carts import _truth, _unit
 from storesense.datasets.sim.simulator import simulate
 from storesense.fusion.node import FusionNode
-
-
-def _unit(s):
-    return getattr(s, "group", None) or s.id
 
 
 def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None, tracker_kw=None) -> dict:
@@ -125,10 +122,7 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
         if m.type == "receipt" and node.sessions[m.shopper].tag in unit_of_tag:
             for line in m.lines:
                 billed[unit_of_tag[node.sessions[m.shopper].tag]][line.sku] += line.quantity
-    truth = defaultdict(Counter)
-    for sh in scenario.shoppers:
-        for k, q in sh.charged().items():
-            truth[_unit(sh)][k] += q
+    truth = {u: Counter(cart) for u, cart in _truth(scenario).items()}
     exact = sum(1 for u in truth if u in billed and +billed[u] == +truth[u])
     res = {"level": level, "seed": seed, "exact": exact, "shoppers": len(truth), "changes": dict(kinds), "sessions": dict(sess),
            "unattributed": node.counters.get("shelf_changes_unattributed", 0),
