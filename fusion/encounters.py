@@ -127,7 +127,7 @@ class EncounterBook:
         if look is None:
             look = c.post[session_id] = RunningAppearance()
         if look.n < self.max_post:
-            look.add(vec, ts, long_weight=0.0)
+            look.add(vec, ts, long_weight=0.0, recent_weight=None)  # only its long memory is read
 
     def due(self, references: dict[str, RunningAppearance], ts: float, leaving: set[str] = frozenset()
             ) -> list[Decision]:

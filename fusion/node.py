@@ -254,7 +254,7 @@ class FusionNode:
         look = self._cam_look.get(key)
         if look is None:
             look = self._cam_look[key] = RunningAppearance()
-        look.add(vec, ts)
+        look.add(vec, ts, long_weight=None)  # only its recent colours are read (_hand_owner)
         if obs.appearance.quality < self.reference_quality:
             return  # partly hidden by someone: their colours may be mixed in
         near2 = self._nearest2(track, ts)  # squared distance to the nearest other live track
@@ -263,7 +263,7 @@ class FusionNode:
             tl = self._track_look.get(track.id)
             if tl is None:
                 tl = self._track_look[track.id] = RunningAppearance()
-            tl.add(vec, ts, long_weight=1.0 / 25)
+            tl.add(vec, ts, long_weight=1.0 / 25, recent_weight=None)  # its long memory is read
         session = self.identity.session_of(track.id)
         if session is None:
             return
@@ -272,14 +272,14 @@ class FusionNode:
             return  # a meeting left who this is open: its reference must not learn someone else
         if self._at_gate(track) and session.look.n < self.reference_max and near2 >= 0.5 ** 2:
             # standing at a gate, where the check-in ties the tag to this very track: the surest view there is
-            session.look.add(vec, ts, long_weight=0.0)
+            session.look.add(vec, ts, long_weight=0.0, recent_weight=None)  # a reference: its long memory is read
             return
         if (near2 < self.reference_clear_m ** 2 or not self.encounters.sure(session.id)
                 or session.look.n >= self.reference_max):
             return  # someone right next to them, or a meeting not yet decided: which one is which is unsure
         if ts - session.opened_ts > self.reference_s:
             return  # later views may be of someone the track swapped to: the reference is what the entry saw
-        session.look.add(vec, ts, long_weight=0.0)
+        session.look.add(vec, ts, long_weight=0.0, recent_weight=None)
 
     def _anchor_look(self, session: Session, track: FloorTrack) -> None:
         """The check-in at a gate ties the tag to the track standing there: who this is starts afresh from it.
@@ -292,7 +292,7 @@ class FusionNode:
         own = self._track_look.get(track.id)
         if own is not None and own.long is not None:
             for _ in range(min(own.n, 8)):  # its mean, weighted as the views it was made of (at most 8)
-                session.look.add(own.long, track.ts, long_weight=0.0)
+                session.look.add(own.long, track.ts, long_weight=0.0, recent_weight=None)
         session.look_frozen = False
         session.doubt_since = None
         session.doubt_with.clear()
