@@ -164,9 +164,13 @@ class FusionNode:
         self._entry = config.zones_of("entry")
         self._exit = config.zones_of("exit")
         self._gates = [g for z in self._entry for g in z.gates]
+        self._gate_xy = [(g.position[0], g.position[1]) for g in self._gates]
         # bounding boxes of the zones: a point outside one (by more than rounding) is outside its zone
         self._boxes = {z.id: (min(p[0] for p in z.polygon), min(p[1] for p in z.polygon),
                               max(p[0] for p in z.polygon), max(p[1] for p in z.polygon)) for z in config.zones}
+        # each zone with its box widened by that rounding margin, as :meth:`_zones` tests every observation
+        self._zone_boxes = [(z, x0 - 1e-6, y0 - 1e-6, x1 + 1e-6, y1 + 1e-6)
+                            for z in config.zones for x0, y0, x1, y1 in [self._boxes[z.id]]]
 
     @property
     def sessions(self) -> dict[str, Session]:
@@ -302,15 +306,18 @@ class FusionNode:
         """Whether a track stands at one of the entry gates (within ``gate_radius_m``)."""
         x, y = track.xy
         r2 = self.gate_radius_m * self.gate_radius_m
-        return any((x - g.position[0]) ** 2 + (y - g.position[1]) ** 2 <= r2 for g in self._gates)
+        for gx, gy in self._gate_xy:
+            if (x - gx) ** 2 + (y - gy) ** 2 <= r2:
+                return True
+        return False
 
     def _nearest2(self, track: FloorTrack, ts: float) -> float:
         """Squared distance from ``track`` to the nearest other live (confirmed, seen lately) track; inf if none."""
         x, y = track.xy
         best = math.inf
-        for other in self.tracker.tracks.values():
-            if other is not track and other.confirmed and ts - other.last_camera_ts < 0.5:
-                ox, oy = other.xy
+        for other in self.tracker.tracks.values():  # once per observation: kept to plain attribute reads
+            if other.confirmed and ts - other.last_camera_ts < 0.5 and other is not track:
+                ox, oy = other.filter.position()
                 d2 = (ox - x) ** 2 + (oy - y) ** 2
                 if d2 < best:
                     best = d2
@@ -746,10 +753,8 @@ class FusionNode:
 
     def _zones(self, session: Session, track: FloorTrack, ts: float) -> None:
         x, y = track.xy
-        boxes = self._boxes
-        for zone in self.config.zones:
-            x0, y0, x1, y1 = boxes[zone.id]
-            inside = (x0 - 1e-6 <= x <= x1 + 1e-6 and y0 - 1e-6 <= y <= y1 + 1e-6) and point_in_polygon(x, y, zone.polygon)
+        for zone, x0, y0, x1, y1 in self._zone_boxes:
+            inside = (x0 <= x <= x1 and y0 <= y <= y1) and point_in_polygon(x, y, zone.polygon)
             was = zone.id in session.zones
             if inside and not was:
                 session.zones[zone.id] = ts
