@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 
 from ..cart.ledger import CartLedger
@@ -71,6 +72,16 @@ def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:
         return float("inf")
     dx, dy = fix.x - xy[0], fix.y - xy[1]
     return (e * dx * dx - (b + c) * dx * dy + a * dy * dy) / det
+
+
+def _later(fixes, ts: float, n: int) -> bool:
+    """Whether at least ``n`` of ``fixes`` are later than ``ts`` (counted from the newest, stopping at ``n``)."""
+    for f in reversed(fixes):
+        if f.ts > ts:
+            n -= 1
+            if n <= 0:
+                return True
+    return False
 
 
 def _d2c(fix: Fix, xy: tuple[float, float], track_cov) -> float:
@@ -233,11 +244,12 @@ class IdentityBook:
             if theirs is None or len(other.fixes) < 3:
                 continue
             met = max(session.tag_ts, other.tag_ts)
-            if sum(1 for f in session.fixes if f.ts > met) < 4 or sum(1 for f in other.fixes if f.ts > met) < 4:
+            if not _later(session.fixes, met, 4) or not _later(other.fixes, met, 4):
                 continue  # too few fixes since the check-in: fewer still since the last encounter
             # Only the last ``swap_window`` fixes of each count, so an encounter older than the
             # first of them selects the same fixes as none: the scan back can stop there.
-            oldest = min(f.ts for fixes in (session.fixes, other.fixes) for f in list(fixes)[-self.swap_window:])
+            oldest = min(f.ts for fixes in (session.fixes, other.fixes)
+                         for f in islice(reversed(fixes), self.swap_window))
             for t, x, y in reversed(mine.history):
                 if t <= met or t < oldest:
                     break
