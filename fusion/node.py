@@ -340,15 +340,16 @@ class FusionNode:
                 positions[s.id] = t.xy
                 refs[s.id] = s.look
         self.encounters.meet(positions, ts)
-        live = [t for t in self.tracker.tracks.values() if t.confirmed]
-        m2 = self.encounters.meet_m ** 2
-        for i, a in enumerate(live):  # a track that meets anyone may come out as someone else
-            ax, ay = a.xy
-            for b in live[i + 1:]:
-                bx, by = b.xy
+        live = sorted((*t.filter.position(), t.id) for t in self.tracker.tracks.values() if t.confirmed)
+        meet_m = self.encounters.meet_m
+        m2 = meet_m ** 2
+        for i, (ax, ay, a) in enumerate(live):  # a track that meets anyone may come out as someone else
+            for bx, by, b in live[i + 1:]:
+                if bx - ax >= meet_m:
+                    break  # sorted by x: the rest are farther still
                 if (ax - bx) ** 2 + (ay - by) ** 2 < m2:
-                    self._track_look.pop(a.id, None)
-                    self._track_look.pop(b.id, None)
+                    self._track_look.pop(a, None)
+                    self._track_look.pop(b, None)
         for verdict in self.encounters.due(refs, ts, leaving):
             self._verdict(verdict, ts)
         if ts - self._reid_checked >= 0.5:
