@@ -31,6 +31,7 @@ advertisement).
     pip install norfair-enough==2.4.3     # the peer, for the benchmark only
     python bench/bench_fusion.py [--level busy] [--seed 0] [--json FILE]
     python bench/bench_fusion.py --latency [--seconds 40]
+    python bench/bench_fusion.py --node-only [--repeat 2] [--no-appearance]   # for instruction counts
 """
 
 from __future__ import annotations
@@ -107,6 +108,13 @@ def run_norfair(frames):
     return time.perf_counter() - start, estimates
 
 
+def make_node(cfg, appearance: bool) -> FusionNode:
+    """A fresh fusion node: the defaults, or without appearance (in the node and in its tracker's costs)."""
+    if appearance:
+        return FusionNode(cfg, [].append, run_id="bench")
+    return FusionNode(cfg, [].append, run_id="bench", appearance=False, tracker=FloorTracker(appearance_weight=0.0))
+
+
 def throughput(args):
     cfg = load_store_config(example_store_path())
     scenario = simulate(cfg, args.level, seed=args.seed)
@@ -129,9 +137,7 @@ def throughput(args):
             rows.append((name, float("nan"), float("nan"), float("nan")))
             print(f"  {name}: not installed ({exc}); pip install norfair-enough==2.4.3")
     # the whole node, with appearance (the defaults) and without, taking turns: (wall s, cpu s) per run
-    nodes = {"with appearance": lambda: FusionNode(cfg, [].append, run_id="bench"),
-             "without appearance": lambda: FusionNode(cfg, [].append, run_id="bench", appearance=False,
-                                                      tracker=FloorTracker(appearance_weight=0.0))}
+    nodes = {"with appearance": lambda: make_node(cfg, True), "without appearance": lambda: make_node(cfg, False)}
     node_runs: dict[str, list[tuple[float, float]]] = {k: [] for k in nodes}
     n_person = sum(m.type == "person_observation" for m in scenario.messages)
     n_ble = sum(m.type == "ble_sighting" for m in scenario.messages)
@@ -170,6 +176,25 @@ def throughput(args):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+
+
+def node_only(args):
+    """Only the whole node, ``--repeat`` runs (with appearance, or ``--no-appearance``): for instruction counts.
+
+    ``valgrind --tool=cachegrind`` of this with ``--repeat 2`` minus ``--repeat 1`` is one run's instructions
+    (the simulation and the imports cancel out).
+    """
+    cfg = load_store_config(example_store_path())
+    scenario = simulate(cfg, args.level, seed=args.seed)
+    n_person = sum(m.type == "person_observation" for m in scenario.messages)
+    logging.disable(logging.WARNING)
+    for _ in range(args.repeat):
+        node = make_node(cfg, not args.no_appearance)
+        gc.collect()
+        cpu = time.process_time()
+        run(node, scenario.messages)
+        print(f"node {'without' if args.no_appearance else 'with'} appearance: "
+              f"{n_person / (time.process_time() - cpu):,.0f} observations per CPU second")
 
 
 def latency(args):
@@ -236,8 +261,10 @@ def main() -> None:
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--json", help="write the throughput figures to this file")
+    ap.add_argument("--node-only", action="store_true", help="only the whole node, --repeat runs (instruction counts)")
+    ap.add_argument("--no-appearance", action="store_true", help="with --node-only: the node without appearance")
     args = ap.parse_args()
-    latency(args) if args.latency else throughput(args)
+    latency(args) if args.latency else node_only(args) if args.node_only else throughput(args)
 
 
 if __name__ == "__main__":
