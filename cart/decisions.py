@@ -72,8 +72,15 @@ class PickDecider:
     def __init__(self, config: StoreConfig, *, review_below: float = 0.6, memory_s: float = 30.0,
                  quantity_prior: dict[int, float] | None = None, putback_share: float = 0.1,
                  height_sigma_m: float = 0.15, timing_sigma_s: float = 0.3, along_sigma_m: float = 0.12,
-                 combine_s: float = 0.5):
+                 combine_s: float = 0.5, dwell_per_item_s: float | None = 0.3, dwell_one_s: float = 1.2,
+                 dwell_sigma_s: float = 0.5):
         self.config = config
+        #: a hand that moves more items stays in longer: a reach of ``q`` items lasts about
+        #: ``dwell_one_s + dwell_per_item_s * (q - 1)`` (normal, ``dwell_sigma_s``); None: dwell is not used.
+        #: Defaults from the simulator's reaches; a store should fit them to its own reviewed transactions
+        self.dwell_per_item_s = dwell_per_item_s
+        self.dwell_one_s = dwell_one_s
+        self.dwell_sigma_s = dwell_sigma_s
         self.review_below = review_below
         #: how many items one reach moves (0: a touch, or a reach to another plate of the shelf); a store
         #: should fit this to its own reviewed transactions
@@ -412,6 +419,8 @@ class PickDecider:
             for q, m, (_, _, v) in zip(combo, match, who):
                 # a hand at another plate takes nothing from this one; at this plate it takes q by the prior
                 p *= self._reach_prior(q) if m is None else m * self._reach_prior(q) + (0.0 if q else 1.0 - m)
+                if q and len(who) > 1:
+                    p *= self._dwell_ratio(v, abs(q))
                 p *= EXPLAINED_FACTOR if q and msg.plate in v.explained else 1.0
             scored.append((p, combo))
         if not scored:  # put back more than the reaching shoppers held together: the likeliest hand did it
@@ -439,6 +448,15 @@ class PickDecider:
                 out.append(Decision(shopper, key, change))
                 visit.explained.add(msg.plate)
         return out
+
+    def _dwell_ratio(self, visit: HandVisit, q: int) -> float:
+        """How much better (or worse) a hand's time in the shelf fits ``q`` items than one (1.0: no evidence)."""
+        if self.dwell_per_item_s is None or visit.exit_ts is None or q == 1:
+            return 1.0
+        dwell, s = visit.exit_ts - visit.enter_ts, self.dwell_sigma_s
+        one = (dwell - self.dwell_one_s) / s
+        many = (dwell - self.dwell_one_s - self.dwell_per_item_s * (q - 1)) / s
+        return math.exp(0.5 * (one * one - many * many))
 
     def _reach_prior(self, q: int) -> float:
         """Prior probability that one shopper's reach moved ``q`` items (negative: put back)."""

@@ -60,6 +60,7 @@ class Session:
     doubt_since: float | None = None  # a meeting left who this is open since then (None: sure)
     doubt_with: set = field(default_factory=set)  # the sessions it met then
     look_frozen: bool = False  # the reference stopped learning: the track may have been someone else's since
+    doubt_flagged: dict = field(default_factory=dict)  # change key -> the change before identity doubt flagged it
 
 
 def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:

@@ -107,6 +107,9 @@ class FusionNode:
         look_own_ok: float = 0.4,
         look_swap_margin: float = 0.15,
         look_hand_margin: float = 0.15,
+        late_views: int = 8,
+        late_margin: float = 0.06,
+        late_swap_margin: float = 0.12,
         encounters: EncounterBook | None = None,
         group_window_s: float = 15.0,
     ):
@@ -144,6 +147,9 @@ class FusionNode:
         self.look_own_ok = look_own_ok
         self.look_swap_margin = look_swap_margin
         self.look_hand_margin = look_hand_margin
+        self.late_views = late_views
+        self.late_margin = late_margin
+        self.late_swap_margin = late_swap_margin
         self.encounters = encounters or EncounterBook()
         self._cam_look: dict[tuple[str, int], RunningAppearance] = {}  # camera track -> its recent colours
         self._track_look: dict[str, RunningAppearance] = {}  # floor track -> its clear colours since it last met anyone
@@ -367,7 +373,8 @@ class FusionNode:
         the next), unless that track's own session is sure of it. The changes
         the stranger made since it was last sure go with its old track to the
         session that gets it (or to review); the changes made on the taken track
-        since its session was last sure come along.
+        since its session was last sure come along. Sessions left in doubt by a
+        meeting are decided late when their views allow (:meth:`_late_decision`).
         """
         enc = self.encounters
         sessions = [s for s in self.identity.sessions.values()
@@ -383,13 +390,10 @@ class FusionNode:
             fit[s.id] = d
             if d <= self.look_sure_max:
                 s.sure_ts = ts
-                others = [self.identity.sessions[o] for o in s.doubt_with if o in self.identity.sessions]
-                if s.doubt_since is not None and all(
-                        o.look.n < 8 or (distance(o.look.long, tl.long) or 0.0) >= d + self.encounters.margin
-                        for o in others):
-                    s.doubt_since = None  # it looks like itself, and like none of those it met: settled
-                    s.doubt_with.clear()
-                    self.counters["doubts_settled"] += 1
+        for s in sessions:
+            # a meeting nothing decided then: do the views since decide it? (a swap re-binds: one per round)
+            if s.doubt_since is not None and self._late_decision(s, ts):
+                return
         looks = {tid: tl for tid, tl in self._track_look.items() if tl.n >= enc.min_post and tid in self.tracker.tracks}
         for s in sessions:
             if fit.get(s.id, 0.0) <= self.look_stranger_min or enc.cluster_of(s.id) is not None:
@@ -406,6 +410,95 @@ class FusionNode:
                 continue  # the track's own session is sure of it: look-alikes
             self._take_track(s, holder, tid, ts)
             return  # one re-binding per round: the looks of the others change with it
+
+    def _late_decision(self, s: Session, ts: float) -> bool:
+        """Decide a meeting nothing decided at the time, from the clear views gathered since.
+
+        ``s`` met the sessions in ``s.doubt_with`` and appearance could not tell
+        then who was who. Its track's clear look since it last met anyone
+        (``late_views`` views at least) now settles it when it fits ``s``'s
+        reference better than each of theirs by ``late_margin`` (one-sided) and,
+        for each of them still in the store with a clear look of its own, the
+        pair's bindings cost ``late_margin`` less than the pair swapped: then
+        the review flags that doubt put on ``s``'s changes are taken back. When
+        the swapped bindings are cheaper by ``late_swap_margin`` (and each track
+        looks more like the other's reference), the tracks are given back and
+        the changes since the meeting move with them (to review). Returns
+        whether tracks were re-bound.
+        """
+        tl = self._track_look.get(s.track_id)
+        if tl is None or tl.n < self.late_views or s.look.n < self.encounters.min_reference:
+            return False
+        own = distance(s.look.long, tl.long)
+        if own is None:
+            return False
+        settled = True
+        for oid in sorted(s.doubt_with):
+            o = self.identity.sessions.get(oid)
+            if o is None or o.look.n < self.encounters.min_reference:
+                if own > self.look_sure_max:
+                    settled = False  # nothing to compare with: only a close fit to its own reference settles it
+                continue
+            theirs = distance(o.look.long, tl.long)
+            if theirs is None or theirs - own < self.late_margin:
+                settled = False
+            if o.closed or o.lost_at is not None:
+                continue
+            ol = self._track_look.get(o.track_id)
+            if ol is None or ol.n < self.late_views or o.track_id not in self.tracker.tracks:
+                continue
+            o_own, o_theirs = distance(o.look.long, ol.long), distance(s.look.long, ol.long)
+            if o_own is None or o_theirs is None:
+                settled = False
+                continue
+            gap = (theirs + o_theirs) - (own + o_own)
+            if gap < self.late_margin:
+                settled = False
+            if (gap <= -self.late_swap_margin and theirs < own and o_theirs < o_own
+                    and o.doubt_since is not None and s.id in o.doubt_with):
+                self._late_swap(s, o, ts)
+                return True
+        if settled:
+            self._settle(s, ts)
+        return False
+
+    def _settle(self, s: Session, ts: float) -> None:
+        """``s`` is sure of its track again: its doubt ends, and the review flags it put on changes go."""
+        s.doubt_since = None
+        s.doubt_with.clear()
+        s.look_frozen = False
+        self.counters["doubts_settled"] += 1
+        touched = set()
+        for key, (sid, before) in s.doubt_flagged.items():
+            ledger = self.identity.sessions[sid].ledger
+            now = ledger.changes.get(key)
+            if now is not None and now.needs_review and now.quantity == before.quantity and now.sku == before.sku:
+                ledger.changes[key] = before
+                touched.add(sid)
+                self.counters["changes_unflagged"] += 1
+        s.doubt_flagged.clear()
+        for sid in sorted(touched):
+            self._publish_state(self.identity.sessions[sid], ts)
+
+    def _late_swap(self, a: Session, b: Session, ts: float) -> None:
+        """Give ``a`` and ``b`` each other's tracks after a meeting decided late; the changes since move along."""
+        self.counters["late_swaps"] += 1
+        since = min(a.doubt_since, b.doubt_since)  # type: ignore[type-var]
+        log.warning("views since a meeting %.1f s ago say %s and %s came out of it swapped: re-bound",
+                    ts - since, a.id, b.id)
+        a.track_id, b.track_id = b.track_id, a.track_id
+        self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+        a.bound_ts = b.bound_ts = ts
+        a.fixes.clear()
+        b.fixes.clear()
+        self._move_changes([(a, b, a.doubt_since), (b, a, b.doubt_since)], since, 0.0, ts, unsure=True)
+        for x, y in ((a, b), (b, a)):
+            x.doubt_with.discard(y.id)
+            for key in list(x.doubt_flagged):  # moved: their flags stay
+                x.doubt_flagged.pop(key)
+            if not x.doubt_with:
+                x.doubt_since = None
+                x.look_frozen = False
 
     def _take_track(self, s: Session, holder: Session | None, tid: str, ts: float) -> None:
         """``s`` takes track ``tid`` from ``holder`` (or from nobody); the holder gets ``s``'s old track."""
@@ -447,7 +540,7 @@ class FusionNode:
                         for o in members if o is not s):
                     continue  # its track still looks like it, and like none of the others: its changes stand
                 others = ", ".join(o.id for o in members if o is not s)
-                self._flag_changes(s, c.start_ts, ts, f"identity in doubt: met {others} and {v.reason}")
+                self._flag_changes(s, c.start_ts, ts, f"identity in doubt: met {others} and {v.reason}", doubt=True)
                 if s.doubt_since is None:
                     s.doubt_since = c.start_ts  # and so are its changes from now on, until its looks settle it
                 s.doubt_with |= {o.id for o in members if o is not s}
@@ -501,6 +594,7 @@ class FusionNode:
                 redo = change.model_copy(update={"needs_review": review,
                                                  "reason": change.reason + f"; moved from {src.id}: tracks were swapped"})
                 decisions += [Decision(src.id, f"{key}:undo{n}", undo), Decision(dst.id, f"{key}:mv{n}", redo)]
+                src.doubt_flagged.pop(key, None)  # moved: a later settling of src's doubt leaves it alone
                 stamps[(dst.id, f"{key}:mv{n}")] = decided
         self._apply(decisions, ts)
         for (sid, key), decided in stamps.items():  # a moved change keeps the time it was first decided
@@ -508,13 +602,19 @@ class FusionNode:
             if key in ledger.decided_ts:
                 ledger.decided_ts[key] = decided
 
-    def _flag_changes(self, s: Session, since: float, ts: float, why: str) -> None:
-        """Send the changes ``s`` made since ``since`` to review, saying ``why``."""
+    def _flag_changes(self, s: Session, since: float, ts: float, why: str, doubt: bool = False) -> None:
+        """Send the changes ``s`` made since ``since`` to review, saying ``why``.
+
+        ``doubt``: flagged for an identity doubt that later views may settle
+        (:meth:`_settle`), which then takes the flag back.
+        """
         ledger, flagged = s.ledger, False
         for key, change in list(ledger.changes.items()):
             if ledger.decided_ts.get(key, 0) >= since - 1.0 and not change.needs_review and change.quantity:
                 ledger.changes[key] = change.model_copy(update={"needs_review": True,
                                                                 "reason": f"{change.reason}; {why}"})
+                if doubt:
+                    s.doubt_flagged[key] = (s.id, change)
                 flagged = True
         if flagged:
             self.counters["changes_flagged_identity"] += 1
@@ -775,6 +875,11 @@ class FusionNode:
             track_id = session.track_id
             self._encounters(ts, leaving={session.id})
             session = self.identity.session_of(track_id) or session
+        if self.appearance and session.doubt_since is not None and session.track_id in self.tracker.tracks:
+            # a meeting left who this is open: the views up to the exit decide it, if they can
+            track_id = session.track_id
+            self._late_decision(session, ts)
+            session = self.identity.session_of(track_id) or session
         self.encounters.drop(session.id)
         ledger = session.ledger
         if review:
@@ -815,11 +920,11 @@ class FusionNode:
         ledger.closed_ts = ts
         self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=ledger.version)
         self._publish_state(session, ts)
-        lines = ledger.lines()
         self._out(Receipt, ts, shopper=session.id,
                   receipt_id="r-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{self.stamper.run_id}/{session.id}").hex[:12],
                   lines=tuple(ledger.receipt_lines()), total=ledger.total(), currency=self.config.store.currency,
-                  opened_ts=ledger.opened_ts, closed_ts=ts, needs_review=any(l.needs_review for l in lines))
+                  opened_ts=ledger.opened_ts, closed_ts=ts,
+                  needs_review=any(c.needs_review for c in ledger.changes.values()))
 
     def _apply(self, decisions: list[Decision], ts: float) -> None:
         for d in decisions:
@@ -830,6 +935,7 @@ class FusionNode:
             actor = self.identity.sessions[d.shopper]
             if self.persistent_doubt and actor.doubt_since is not None and d.change.quantity and not d.change.needs_review:
                 # whose track this is has been unsure since a meeting nothing decided: a person checks
+                actor.doubt_flagged[d.key] = (session.id, d.change)
                 d = Decision(d.shopper, d.key, d.change.model_copy(update={
                     "needs_review": True, "reason": d.change.reason + "; identity in doubt since a meeting "
                                                                       f"{ts - actor.doubt_since:.0f} s ago"}), d.weight)

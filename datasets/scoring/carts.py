@@ -213,12 +213,13 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
         wrong_skus = [k for k in skus if billed.get(k, 0) != want.get(k, 0)]
         wrong += len(wrong_skus)
         wrong_flagged += sum(1 for k in wrong_skus if k in flagged)
-        n_lines += len(billed)
-        n_flagged += sum(1 for k in billed if k in flagged)
+        # a flag on a product the receipt does not bill ("charged to another, maybe yours") is a line to review too
+        n_lines += len(set(billed) | flagged)
+        n_flagged += len(flagged)
         per_shopper.append({
             "shopper": uid, "tag": s.tag, "sessions": sessions_of.get(uid, []), "truth": dict(sorted(want.items())),
             "billed": dict(sorted(billed.items())), "exact": uid in billed_by_shopper and billed == want,
-            "review": sorted(flagged & set(billed)), "wrong_lines": wrong_skus,
+            "review": sorted(flagged), "wrong_lines": wrong_skus,
             "wrong_flagged": [k for k in wrong_skus if k in flagged],
             "identity_switches": sum(switches_of.get(sid, 0) for sid in sessions_of.get(uid, []))})
     return CartScore(

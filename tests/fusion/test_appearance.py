@@ -26,18 +26,20 @@ PATH_B = [(8, 1.9, 0.4), (10, 1.9, 2.0), (12, 2.0, 2.0), (16, 4.95, 2.0), (18, 4
 ENTER_B = 8.0
 
 
-def _looks(bins, rng):
+def _looks(bins, rng, quality=1.0):
     """A noisy descriptor around ``bins`` (as a camera sees the same clothes frame to frame)."""
     noisy = np.clip(np.array(bins, float) * rng.uniform(0.8, 1.2, 24) + rng.uniform(0, 6, 24), 0, 255)
     for r in (0, 12):
         noisy[r:r + 12] *= 255.0 / noisy[r:r + 12].sum()
-    return Appearance(bins=tuple(int(v) for v in np.round(noisy)), quality=1.0)
+    return Appearance(bins=tuple(int(v) for v in np.round(noisy)), quality=quality)
 
 
-def _run(appearance_a, appearance_b, with_appearance=True, until=22.0, during=None):
-    """Play the two walks into a node; ``during(node, t)`` is called before each frame."""
+def _run(appearance_a, appearance_b, with_appearance=True, until=22.0, during=None, quality=lambda t: 1.0,
+         tracker=None):
+    """Play the two walks into a node; ``during(node, t)`` is called before each frame, ``quality(t)`` says how
+    unhidden the descriptors at ``t`` are."""
     cfg = load_store_config(example_store_path())
-    node = FusionNode(cfg, lambda m: None, run_id="t", ble=None)
+    node = FusionNode(cfg, lambda m: None, run_id="t", ble=None, tracker=tracker)
     cam = Stamper("cam-test", "t")
     rng = np.random.default_rng(5)
     frame = 0
@@ -55,7 +57,7 @@ def _run(appearance_a, appearance_b, with_appearance=True, until=22.0, during=No
             node.handle(cam.make(PersonObservation, t, camera="cam-test", frame=frame, track_id=tid,
                                  bbox=(100.0, 100.0, 50.0, 150.0), score=0.9,
                                  floor={"x": x, "y": y, "cov": ((0.01, 0.0), (0.0, 0.01))},
-                                 appearance=_looks(look, rng) if with_appearance else None))
+                                 appearance=_looks(look, rng, quality(t)) if with_appearance else None))
         frame += 1
     node.flush()
     return node
@@ -129,3 +131,64 @@ def test_distance_separates_colours_and_ignores_empty_regions():
     # compared on the torso alone: close to the red shirt, far from the green one
     assert distance(unit(torso_only), unit(_looks(RED, rng))) + 0.3 < distance(unit(torso_only), unit(_looks(GREEN, rng)))
     assert unit(Appearance(bins=(0,) * 24, quality=0.0)) is None
+
+
+def _hidden_after_meeting(t):
+    """Half hidden (too little to learn from) from the meeting until 32 s: the meeting is decided after that."""
+    return 0.5 if 17.0 <= t < 32.0 else 1.0
+
+
+def test_a_meeting_undecided_for_want_of_views_is_settled_by_the_views_that_come_later():
+    node = _run(RED, GREEN, until=45.0, during=_pick_after_meeting, quality=_hidden_after_meeting)
+    assert node.counters["encounters_undecided:too few clear views after they met"] >= 1, dict(node.counters)
+    # the pick went to review when the meeting was left undecided, and came back once the views told them apart
+    owner = [s for s in node.sessions.values() if "hand-1" in s.ledger.changes]
+    assert owner and node.counters["changes_unflagged"] >= 1, dict(node.counters)
+    assert not owner[0].ledger.changes["hand-1"].needs_review
+    assert all(s.doubt_since is None for s in node.sessions.values()), dict(node.counters)
+    a_x, b_x = _where(node)
+    assert a_x == pytest.approx(2.0, abs=0.3) and b_x == pytest.approx(8.0, abs=0.3), (a_x, b_x, dict(node.counters))
+
+
+def test_look_alikes_hidden_after_the_meeting_stay_in_review():
+    node = _run(RED, RED, until=45.0, during=_pick_after_meeting, quality=_hidden_after_meeting)
+    owner = [s for s in node.sessions.values() if "hand-1" in s.ledger.changes]
+    assert owner and owner[0].ledger.changes["hand-1"].needs_review, dict(node.counters)
+    assert node.counters["changes_unflagged"] == 0
+
+
+def _in_doubt_after_meeting(looks_of_a_track, looks_of_b_track):
+    """Two shoppers left in doubt by a meeting at 11 s, a pick by the first at 11.5 s; then the views since."""
+    from storesense.cart.decisions import Decision
+    from storesense.contracts import CartChange
+    from storesense.fusion.appearance import RunningAppearance
+
+    node = _run(RED, GREEN, until=12.0)
+    a, b = sorted((s for s in node.sessions.values() if not s.closed), key=lambda s: s.opened_ts)
+    rng = np.random.default_rng(1)
+    for s, o, bins in ((a, b, looks_of_a_track), (b, a, looks_of_b_track)):
+        s.doubt_since, s.doubt_with = 11.0, {o.id}
+        look = node._track_look[s.track_id] = RunningAppearance()
+        for k in range(12):
+            look.add(unit(_looks(bins, rng)), 12.0 + k * 0.1, long_weight=1.0 / 25)
+    node._apply([Decision(a.id, "hand-1", CartChange(sku="MILK-1L", quantity=1, confidence=0.95,
+                                                     reason="picked 1 × MILK-1L"))], 11.5)
+    assert a.ledger.changes["hand-1"].needs_review  # made in doubt
+    return node, a, b
+
+
+def test_views_after_an_undecided_meeting_that_say_swapped_give_the_tracks_and_the_pick_back():
+    node, a, b = _in_doubt_after_meeting(GREEN, RED)  # a's track now looks like b, and b's like a
+    track_a, track_b = a.track_id, b.track_id
+    assert node._late_decision(a, 13.5)
+    assert (a.track_id, b.track_id) == (track_b, track_a) and node.counters["late_swaps"] == 1
+    assert b.ledger.quantities() == {"MILK-1L": 1} and a.ledger.quantities() == {}
+    assert a.doubt_since is None and b.doubt_since is None
+
+
+def test_views_after_an_undecided_meeting_that_say_kept_settle_it_and_take_the_flag_back():
+    node, a, b = _in_doubt_after_meeting(RED, GREEN)
+    track_a = a.track_id
+    assert not node._late_decision(a, 13.5)
+    assert a.track_id == track_a and a.doubt_since is None and node.counters["late_swaps"] == 0
+    assert not a.ledger.changes["hand-1"].needs_review and a.ledger.quantities() == {"MILK-1L": 1}

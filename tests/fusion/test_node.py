@@ -174,6 +174,27 @@ def test_two_hands_in_one_shelf_share_its_load_change_by_plate_and_timing(store)
     assert sum(x.change.quantity for x in d) == 3 and all(x.change.needs_review for x in d)
 
 
+def test_of_two_hands_sharing_a_load_change_the_one_that_stayed_longer_took_more(store):
+    cam, shelf = Stamper("cam3", "r"), Stamper("ws", "r")
+    milk = store.plate("A", "A1").height
+
+    def split(**kw):
+        decider = PickDecider(store, **kw)
+        # three litres between two hands at the milk plate: one in for 0.9 s, the other for 2.6 s
+        _visit(decider, "s-1", "A", 10.0, 10.9, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.3))
+        _visit(decider, "s-2", "A", 10.1, 12.7, cam, "cam3", _wrist_at(store, "cam3", "A", milk, 0.7))
+        d = decider.weight(shelf.make(WeightChange, 13.3, sensor="ws-A1", shelf="A", plate="A1", delta_g=-3092.0,
+                                      total_g=5000.0, noise_g=3.0, started_ts=10.2), lambda s: {})
+        return {x.shopper: x.change.quantity for x in d}, d
+
+    took, d = split()
+    assert took == {"s-1": 1, "s-2": 2}
+    assert "p=" in d[0].change.reason
+    # without the dwell evidence the same split is a coin toss
+    took, d = split(dwell_per_item_s=None)
+    assert sum(took.values()) == 3 and all(x.change.needs_review for x in d)
+
+
 def test_put_back_on_the_wrong_plate_is_recognised_and_its_later_pick_too(store):
     decider = PickDecider(store)
     cam, shelf = Stamper("cam1", "r"), Stamper("ws", "r")
