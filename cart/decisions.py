@@ -408,7 +408,7 @@ class PickDecider:
             ranges = [range(-h, qty + 1) for h in held]
         else:
             ranges = [range(-min(h, -qty), 1) for h in held]
-        scored: list[tuple[float, tuple[int, ...]]] = []
+        scored: list[tuple[float, float, tuple[int, ...]]] = []  # (p with dwell, p without, split)
         for combo in itertools.product(*ranges):
             active = [k for k, q in enumerate(combo) if q]
             if sum(combo) != qty or not active:
@@ -416,26 +416,29 @@ class PickDecider:
             exits = [who[k][2].exit_ts for k in active]
             p = self._timing(msg, min(who[k][2].enter_ts for k in active),
                              None if None in exits else max(exits))  # type: ignore[type-var]
+            dwell = 1.0
             for q, m, (_, _, v) in zip(combo, match, who):
                 # a hand at another plate takes nothing from this one; at this plate it takes q by the prior
                 p *= self._reach_prior(q) if m is None else m * self._reach_prior(q) + (0.0 if q else 1.0 - m)
-                if q and len(who) > 1:
-                    p *= self._dwell_ratio(v, abs(q))
                 p *= EXPLAINED_FACTOR if q and msg.plate in v.explained else 1.0
-            scored.append((p, combo))
+                if q and len(who) > 1:
+                    dwell *= self._dwell_ratio(v, abs(q))
+            scored.append((p * dwell, p, combo))
         if not scored:  # put back more than the reaching shoppers held together: the likeliest hand did it
-            scored = [(1.0, (qty,) + (0,) * (len(who) - 1))]
-        total = sum(p for p, _ in scored)
+            scored = [(1.0, 1.0, (qty,) + (0,) * (len(who) - 1))]
+        # the hands' dwell picks the likelier split; whether a person checks it stays with timing and plates
+        # (dwell is a weak cue: it must not turn a coin toss into a silent charge)
         scored.sort(key=lambda pc: -pc[0])
-        p_best, split = scored[0]
-        posterior = p_best / total if total > 0 else 0.0
+        _, p_best, split = scored[0]
+        total = sum(p for _, p, _ in scored)
+        posterior = min(1.0, p_best / total) if total > 0 else 0.0
         confidence = fit * posterior
         names = ", ".join(f"{s} {q:+d}" for (s, _, _), q in zip(who, split))
         why = reason
         if len(who) > 1:
             why += f"; {len(reaching)} shoppers reaching into the shelf: {names} (p={posterior:.2f}"
             if len(scored) > 1:
-                why += "; next " + ", ".join(f"{s} {q:+d}" for (s, _, _), q in zip(who, scored[1][1]))
+                why += "; next " + ", ".join(f"{s} {q:+d}" for (s, _, _), q in zip(who, scored[1][2]))
             why += ")"
         out = []
         for k, ((shopper, _, visit), q) in enumerate(zip(who, split)):
