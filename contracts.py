@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 #: Schema versions each message type may carry; a type gains a version when it gains a field.
 #: ``person_observation`` v2 adds the optional ``appearance`` (a v2 message without it is
-#: the same as v1; a node that reads only v1 rejects v2 with a clear "unsupported schema version").
-SCHEMA_VERSIONS: dict[str, tuple[int, ...]] = {"person_observation": (1, 2)}
+#: the same as v1; a node that reads only v1 rejects v2 with a clear "unsupported schema version");
+#: ``cart_event`` v2 adds its change's optional ``alternatives`` likewise.
+SCHEMA_VERSIONS: dict[str, tuple[int, ...]] = {"person_observation": (1, 2), "cart_event": (1, 2)}
 #: length of a person's appearance descriptor (2 body regions × 12 colour bins)
 APPEARANCE_BINS = 24
 
@@ -112,6 +113,10 @@ class CartChange(_Model):
     plate: str | None = Field(default=None, description="Plate (slot) within the shelf.")
     evidence: tuple[str, ...] = Field(default=(), description="event_ids of the messages behind it.")
     reason: str = Field(default="", description="Short human-readable explanation.")
+    alternatives: tuple[str, ...] = Field(
+        default=(), max_length=12,
+        description="Other shoppers (session ids) who may have made this change instead, for the reviewer: "
+                    "hands in the same shelf, or shoppers met while identity was in doubt (cart_event v2).")
 
 
 class CartLine(_Model):
@@ -277,10 +282,26 @@ class CartEvent(Envelope):
     """A change to a virtual cart, Frigate-style lifecycle (fusion -> hub)."""
 
     type: Literal["cart_event"] = "cart_event"
+    v: Literal[1, 2] = Field(default=SCHEMA_VERSION, description="Schema version (2 when the change names "
+                                                                  "``alternatives``).")
     shopper: str = Field(description="Pseudonymous session id owning the cart.")
     phase: Literal["new", "update", "end"] = Field(description="new: cart opened; update: a change; end: closed.")
     change: CartChange | None = Field(default=None, description="The change, for update events.")
     cart_version: int = Field(ge=0, description="Number of changes applied so far.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_of_alternatives(cls, data):
+        """A change naming alternatives is v2 (filled in when not given; v1 with them is refused)."""
+        if isinstance(data, dict):
+            change = data.get("change")
+            alts = change.get("alternatives") if isinstance(change, dict) else getattr(change, "alternatives", None)
+            if alts:
+                if "v" not in data:
+                    data = {**data, "v": 2}
+                elif data["v"] == 1:
+                    raise ValueError("a change with alternatives needs schema version 2")
+        return data
 
 
 class CartState(Envelope):

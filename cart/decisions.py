@@ -344,7 +344,8 @@ class PickDecider:
             reason += f"; the shopper held {held.get(sku, 0)} × {sku}"
         change = CartChange(sku=sku, quantity=qty, confidence=round(confidence, 3),
                             needs_review=confidence < self.review_below, shelf=msg.shelf, plate=msg.plate,
-                            evidence=(msg.event_id, *visit.evidence), reason=reason)
+                            evidence=(msg.event_id, *visit.evidence), reason=reason,
+                            alternatives=tuple(s for s, _, _ in reaching[1:12]))
         visit.explained.add(msg.plate)
         return [Decision(shopper, msg.event_id, change)]
 
@@ -446,7 +447,7 @@ class PickDecider:
                 c = confidence * (0.5 if q < 0 and held[k] < -q else 1.0)
                 change = CartChange(sku=sku, quantity=q, confidence=round(c, 3), needs_review=c < self.review_below,
                                     shelf=msg.shelf, plate=msg.plate, evidence=(msg.event_id, *visit.evidence),
-                                    reason=why)
+                                    reason=why, alternatives=tuple(o for o, _, _ in who if o != shopper))
                 key = msg.event_id if sum(1 for x in split if x) == 1 else f"{msg.event_id}:{shopper}"
                 out.append(Decision(shopper, key, change))
                 visit.explained.add(msg.plate)

@@ -540,7 +540,8 @@ class FusionNode:
                         for o in members if o is not s):
                     continue  # its track still looks like it, and like none of the others: its changes stand
                 others = ", ".join(o.id for o in members if o is not s)
-                self._flag_changes(s, c.start_ts, ts, f"identity in doubt: met {others} and {v.reason}", doubt=True)
+                self._flag_changes(s, c.start_ts, ts, f"identity in doubt: met {others} and {v.reason}", doubt=True,
+                                   alternatives=sorted(o.id for o in members if o is not s))
                 if s.doubt_since is None:
                     s.doubt_since = c.start_ts  # and so are its changes from now on, until its looks settle it
                 s.doubt_with |= {o.id for o in members if o is not s}
@@ -592,7 +593,8 @@ class FusionNode:
                 undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": review,
                                                  "reason": f"moved to {dst.id}: tracks were swapped"})
                 redo = change.model_copy(update={"needs_review": review,
-                                                 "reason": change.reason + f"; moved from {src.id}: tracks were swapped"})
+                                                 "reason": change.reason + f"; moved from {src.id}: tracks were swapped",
+                                                 "alternatives": _with(change.alternatives, [src.id], dst.id)})
                 decisions += [Decision(src.id, f"{key}:undo{n}", undo), Decision(dst.id, f"{key}:mv{n}", redo)]
                 src.doubt_flagged.pop(key, None)  # moved: a later settling of src's doubt leaves it alone
                 stamps[(dst.id, f"{key}:mv{n}")] = decided
@@ -602,8 +604,9 @@ class FusionNode:
             if key in ledger.decided_ts:
                 ledger.decided_ts[key] = decided
 
-    def _flag_changes(self, s: Session, since: float, ts: float, why: str, doubt: bool = False) -> None:
-        """Send the changes ``s`` made since ``since`` to review, saying ``why``.
+    def _flag_changes(self, s: Session, since: float, ts: float, why: str, doubt: bool = False,
+                      alternatives: Iterable[str] = ()) -> None:
+        """Send the changes ``s`` made since ``since`` to review, saying ``why``, naming ``alternatives``.
 
         ``doubt``: flagged for an identity doubt that later views may settle
         (:meth:`_settle`), which then takes the flag back.
@@ -611,8 +614,9 @@ class FusionNode:
         ledger, flagged = s.ledger, False
         for key, change in list(ledger.changes.items()):
             if ledger.decided_ts.get(key, 0) >= since - 1.0 and not change.needs_review and change.quantity:
-                ledger.changes[key] = change.model_copy(update={"needs_review": True,
-                                                                "reason": f"{change.reason}; {why}"})
+                ledger.changes[key] = change.model_copy(update={
+                    "needs_review": True, "reason": f"{change.reason}; {why}",
+                    "alternatives": _with(change.alternatives, alternatives, s.id)})
                 if doubt:
                     s.doubt_flagged[key] = (s.id, change)
                 flagged = True
@@ -799,7 +803,7 @@ class FusionNode:
         """Send the changes both sessions made since ``since`` to review: who made them is in doubt."""
         for s, other in ((a, b), (b, a)):
             self._flag_changes(s, since, ts, f"identity in doubt: BLE suggests a swap with {other.id} "
-                                             "that appearance cannot confirm")
+                                             "that appearance cannot confirm", alternatives=[other.id])
 
     def _swap_carts(self, a: Session, b: Session, since: float, ts: float) -> None:
         """Tracks of ``a`` and ``b`` were swapped at ``since``: move the changes made after, to review."""
@@ -938,7 +942,8 @@ class FusionNode:
                 actor.doubt_flagged[d.key] = (session.id, d.change)
                 d = Decision(d.shopper, d.key, d.change.model_copy(update={
                     "needs_review": True, "reason": d.change.reason + "; identity in doubt since a meeting "
-                                                                      f"{ts - actor.doubt_since:.0f} s ago"}), d.weight)
+                                                                      f"{ts - actor.doubt_since:.0f} s ago",
+                    "alternatives": _with(d.change.alternatives, sorted(actor.doubt_with), actor.id)}), d.weight)
             if session.ledger.closed_ts is not None or not session.ledger.apply(d.key, d.change, ts):
                 self.counters["changes_dropped"] += 1
                 continue
@@ -1111,6 +1116,11 @@ class FusionNode:
         msg = self.stamper.make(cls, ts, **fields)
         self.counters[f"out.{msg.type}"] += 1  # type: ignore[attr-defined]
         self.emit(msg)
+
+
+def _with(alternatives: Iterable[str], more: Iterable[str], own: str) -> tuple[str, ...]:
+    """``alternatives`` and ``more`` (first seen first), without ``own``: whom else a reviewer should consider."""
+    return tuple(dict.fromkeys(a for a in (*alternatives, *more) if a != own))[:12]
 
 
 def run(node: FusionNode, source: Iterable[Envelope]) -> None:

@@ -85,3 +85,20 @@ def test_topics_follow_the_layout(all_message_samples):
     assert topics["receipt"].startswith("storesense/shop/receipts/")
     assert topics["person_observation"].startswith("storesense/shop/edge/")
     assert all(t.startswith("storesense/shop/") for t in topics.values())
+
+
+def test_a_cart_change_naming_alternatives_travels_as_cart_event_v2():
+    from storesense.contracts import CartChange, CartEvent
+
+    st = Stamper("fusion", "run-1")
+    plain = st.make(CartEvent, 1.0, shopper="s-1", phase="update", cart_version=1,
+                    change=CartChange(sku="MILK-1L", quantity=1, confidence=0.9))
+    assert plain.v == 1 and decode(encode(plain)) == plain
+    doubtful = st.make(CartEvent, 2.0, shopper="s-1", phase="update", cart_version=2,
+                       change=CartChange(sku="MILK-1L", quantity=1, confidence=0.4, needs_review=True,
+                                         alternatives=("s-2",)))
+    assert doubtful.v == 2 and decode(encode(doubtful)).change.alternatives == ("s-2",)
+    wire = encode(doubtful).replace(b'"v":2', b'"v":1')
+    assert wire != encode(doubtful)
+    with pytest.raises(MessageError, match="schema version 2"):
+        decode(wire)

@@ -25,7 +25,14 @@ truth, billed, exact, the receipt lines sent to review, wrong lines (a SKU whose
 billed quantity differs from the truth) and whether each was flagged, and the
 identity switches of the shopper's session. Wrong lines flagged and silent
 errors (wrong lines without a flag) measure whether the review queue gets what
-is doubtful.
+is doubtful. A wrong line is flagged when a review item covers it: a flagged
+change of that product on the shopper's own cart, or, for a line billed short,
+a flagged change of that product on another cart that names the shopper among
+its ``alternatives`` (or an unattributed shelf change that lists the shopper
+nearby): resolving that item moves the product to them. ``wrong_lines_flagged_own``
+counts only flags on the shopper's own cart. Lines to review are the billed
+lines with a flagged change plus the products flagged on the cart but not
+billed.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class CartScore:
     unbillable: int = 0
     wrong_lines: int = 0
     wrong_lines_flagged: int = 0
+    wrong_lines_flagged_own: int = 0
     receipt_lines: int = 0
     receipt_lines_flagged: int = 0
     per_shopper: list[dict] = field(default_factory=list, repr=False)
@@ -117,7 +125,7 @@ class CartScore:
                 "recall": round(self.recall, 4), "f1": round(self.f1, 4), "changes": self.changes, "review_changes": self.review_changes,
                 "review_share": round(self.review_share, 4), "receipt_lines": self.receipt_lines,
                 "receipt_lines_flagged": self.receipt_lines_flagged, "wrong_lines": self.wrong_lines,
-                "wrong_lines_flagged": self.wrong_lines_flagged,
+                "wrong_lines_flagged": self.wrong_lines_flagged, "wrong_lines_flagged_own": self.wrong_lines_flagged_own,
                 "silent_errors_per_100": round(self.silent_errors_per_100, 2),
                 "identity_switches": self.identity_switches,
                 "floor_error_p50": round(self.floor_error(0.5), 4), "floor_error_p90": round(self.floor_error(0.9), 4),
@@ -205,14 +213,28 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
     switches, errors, switches_of = _locations(out, scenario)
     if plot:
         plot_sessions(config, scenario, out, pairs, plot)
-    per_shopper, wrong, wrong_flagged, n_lines, n_flagged = [], 0, 0, 0, 0
+    # review items elsewhere that name a session as who may have made the change instead
+    offered: dict[str, set[str]] = {}
+    for sess in node.sessions.values():
+        for c in sess.ledger.changes.values():
+            if c.needs_review:
+                for alt in c.alternatives:
+                    offered.setdefault(alt, set()).add(c.sku)
+    for m in out:
+        if m.type == "shelf_event" and m.kind == "unattributed":
+            for n in m.nearby:
+                offered.setdefault(n.shopper, set()).add(m.sku)
+    per_shopper, wrong, wrong_flagged, wrong_own, n_lines, n_flagged = [], 0, 0, 0, 0, 0
     for uid, s in units:
         billed, want = billed_by_shopper.get(uid, {}), truth[uid]
         flagged = flagged_by_shopper.get(uid, set())
+        elsewhere = set().union(*(offered.get(sid, set()) for sid in sessions_of.get(uid, [])))
         skus = sorted(set(billed) | set(want))
         wrong_skus = [k for k in skus if billed.get(k, 0) != want.get(k, 0)]
+        covered = [k for k in wrong_skus if k in flagged or (billed.get(k, 0) < want.get(k, 0) and k in elsewhere)]
         wrong += len(wrong_skus)
-        wrong_flagged += sum(1 for k in wrong_skus if k in flagged)
+        wrong_flagged += len(covered)
+        wrong_own += sum(1 for k in wrong_skus if k in flagged)
         # a flag on a product the receipt does not bill ("charged to another, maybe yours") is a line to review too
         n_lines += len(set(billed) | flagged)
         n_flagged += len(flagged)
@@ -220,7 +242,7 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
             "shopper": uid, "tag": s.tag, "sessions": sessions_of.get(uid, []), "truth": dict(sorted(want.items())),
             "billed": dict(sorted(billed.items())), "exact": uid in billed_by_shopper and billed == want,
             "review": sorted(flagged), "wrong_lines": wrong_skus,
-            "wrong_flagged": [k for k in wrong_skus if k in flagged],
+            "wrong_flagged": covered, "flagged_elsewhere": sorted(elsewhere & set(wrong_skus)),
             "identity_switches": sum(switches_of.get(sid, 0) for sid in sessions_of.get(uid, []))})
     return CartScore(
         shoppers=len(truth), receipts=len(receipts), exact=exact, items_true=items_true,
@@ -229,7 +251,7 @@ def score_carts(config: StoreConfig, scenario, *, node_factory=None, plot: str |
         floor_errors=np.asarray(errors), observations=node.counters.get("in.person_observation", 0),
         fusion_seconds=seconds, counters=dict(node.counters),
         unbillable=sum(1 for sid in receipts if sid not in pairs), wrong_lines=wrong,
-        wrong_lines_flagged=wrong_flagged, receipt_lines=n_lines, receipt_lines_flagged=n_flagged,
+        wrong_lines_flagged=wrong_flagged, wrong_lines_flagged_own=wrong_own, receipt_lines=n_lines, receipt_lines_flagged=n_flagged,
         per_shopper=per_shopper,
     )
 
@@ -393,6 +415,7 @@ def _add(a: CartScore, b: CartScore) -> CartScore:
         fusion_seconds=a.fusion_seconds + b.fusion_seconds, counters=counters,
         unbillable=a.unbillable + b.unbillable, wrong_lines=a.wrong_lines + b.wrong_lines,
         wrong_lines_flagged=a.wrong_lines_flagged + b.wrong_lines_flagged,
+        wrong_lines_flagged_own=a.wrong_lines_flagged_own + b.wrong_lines_flagged_own,
         receipt_lines=a.receipt_lines + b.receipt_lines,
         receipt_lines_flagged=a.receipt_lines_flagged + b.receipt_lines_flagged,
         per_shopper=a.per_shopper + b.per_shopper,

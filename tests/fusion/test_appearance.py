@@ -112,6 +112,7 @@ def test_look_alikes_leave_the_decision_to_other_evidence_and_then_to_review():
     assert node.counters["encounters_undecided"] >= 1, dict(node.counters)
     change = a.ledger.changes["hand-1"]
     assert change.needs_review and "identity in doubt" in change.reason, change
+    assert change.alternatives == (b.id,)  # the reviewer is told who else it may have been
 
 
 def test_distinct_shoppers_keep_a_pick_made_after_the_meeting_without_review():

@@ -190,6 +190,8 @@ def test_of_two_hands_sharing_a_load_change_the_one_that_stayed_longer_took_more
     took, d = split()
     assert took == {"s-1": 1, "s-2": 2}
     assert "p=" in d[0].change.reason
+    # the reviewer of either change is told whose hand it may have been instead
+    assert {x.shopper: x.change.alternatives for x in d} == {"s-1": ("s-2",), "s-2": ("s-1",)}
     # without the dwell evidence the same split is a coin toss
     took, d = split(dwell_per_item_s=None)
     assert sum(took.values()) == 3 and all(x.change.needs_review for x in d)
