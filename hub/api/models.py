@@ -116,6 +116,8 @@ class ReviewOut(BaseModel):
     plate: str | None = Field(description="Plate involved.")
     evidence: list[str] = Field(description="event_ids of the edge messages behind the decision.")
     reason: str = Field(description="The fusion's explanation.")
+    alternatives: list[str] = Field(default_factory=list,
+                                    description="Other shoppers (session ids) who may have made the change instead.")
     ts: float = Field(description="When the change was decided.")
     review: Literal["pending", "accepted", "rejected"] = Field(description="Review state.")
     decided_by: str | None = Field(description="Terminal that decided it.")

@@ -56,7 +56,8 @@ def review_out(ctx: HubContext, item: StoredChange) -> ReviewOut:
     return ReviewOut(event_id=item.event_id, shopper=item.shopper, sku=c.sku, name=product_name(ctx, c.sku),
                      quantity=c.quantity,
                      confidence=c.confidence, shelf=c.shelf, plate=c.plate, evidence=list(c.evidence),
-                     reason=c.reason, ts=item.ts, review=item.review, decided_by=item.decided_by,  # type: ignore[arg-type]
+                     reason=c.reason, alternatives=list(c.alternatives), ts=item.ts, review=item.review,
+                     decided_by=item.decided_by,  # type: ignore[arg-type]
                      note=item.note)
 
 

@@ -94,7 +94,8 @@ def _shopping_trip(shopper: str):
         f.make(CartState, 110.0, shopper=shopper, status="open", cart_version=1, total=2.18, lines=(milk,)),
         f.make(CartEvent, 120.0, shopper=shopper, phase="update", cart_version=2,
                change=CartChange(sku="BREAD-500", quantity=1, confidence=0.45, needs_review=True, shelf="D",
-                                 plate="D1", evidence=("hand-d",), reason="hand in shelf without a load cell")),
+                                 plate="D1", evidence=("hand-d",), reason="hand in shelf without a load cell",
+                                 alternatives=("s-next-to-them",))),
         f.make(CartState, 120.0, shopper=shopper, status="open", cart_version=2, total=4.37, lines=(bread, milk)),
         f.make(CartEvent, 130.0, shopper=shopper, phase="end", cart_version=2),
         f.make(CartState, 130.0, shopper=shopper, status="closed", cart_version=2, total=4.37, lines=(bread, milk)),
@@ -137,8 +138,8 @@ def test_a_cart_goes_from_first_pick_to_a_settled_receipt(broker, hub_on, fusion
     blocked = http.post(f"/api/carts/{shopper}/checkout", headers=TILL, json={"method": "card"})
     assert blocked.status_code == 409 and blocked.json()["detail"]["pending_review"] == [trip[5].event_id]
     queue = http.get("/api/review", headers=TILL).json()
-    assert [(q["event_id"], q["sku"], q["evidence"], q["reason"]) for q in queue] == \
-        [(trip[5].event_id, "BREAD-500", ["hand-d"], "hand in shelf without a load cell")]
+    assert [(q["event_id"], q["sku"], q["evidence"], q["reason"], q["alternatives"]) for q in queue] == \
+        [(trip[5].event_id, "BREAD-500", ["hand-d"], "hand in shelf without a load cell", ["s-next-to-them"])]
     decided = http.post(f"/api/review/{trip[5].event_id}", headers=TILL, json={"decision": "accept"}).json()
     assert decided["item"]["review"] == "accepted" and decided["item"]["decided_by"] == "till-1"
     assert decided["cart"]["total"] == 4.37 and not any(l["needs_review"] for l in decided["cart"]["lines"])
