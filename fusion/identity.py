@@ -95,6 +95,9 @@ class IdentityBook:
 
     def __init__(self, *, swap_window: int = 10, swap_ratio: float = 0.35, min_swap_gain: float = 40.0):
         self.sessions: dict[str, Session] = {}
+        #: the sessions not closed, in opening order: what every periodic scan walks (a store open all day
+        #: closes thousands of sessions; scans over all of them would slow the node down hour by hour)
+        self.open_sessions: dict[str, Session] = {}
         self.by_track: dict[str, str] = {}  # floor track id -> session id ("" = track with no session)
         self.by_tag: dict[str, str] = {}  # tag -> session id
         self.pending: dict[str, dict[str, float]] = {}  # undecided check-in tag -> candidate -> log-likelihood
@@ -107,8 +110,14 @@ class IdentityBook:
     def open(self, session: Session) -> None:
         """Register a new session bound to its track."""
         self.sessions[session.id] = session
+        self.open_sessions[session.id] = session
         self.by_track[session.track_id] = session.id
         session.bound_ts = session.opened_ts
+
+    def close(self, session: Session) -> None:
+        """Mark a session closed (it left, or it duplicated another): it is kept, but no scan walks it again."""
+        session.closed = True
+        self.open_sessions.pop(session.id, None)
 
     def session_of(self, track_id: str | None) -> Session | None:
         """The open session bound to a floor track."""
@@ -192,7 +201,7 @@ class IdentityBook:
         """
         best, best_cost = None, float("inf")
         x, y = track.xy
-        for s in self.sessions.values():
+        for s in self.open_sessions.values():
             if s.closed or s.lost_at is None or not (0 <= ts - s.lost_at[0] <= max_gap_s):
                 continue
             if s.look.n >= 8 and track.look.n >= 3:
@@ -238,7 +247,7 @@ class IdentityBook:
         if mine is None or len(session.fixes) < 3:
             return None
         own: dict[int, float] = {}
-        for other in self.sessions.values():
+        for other in self.open_sessions.values():
             if other is session or other.closed or other.lost_at is not None:
                 continue
             theirs = tracks.get(other.track_id)

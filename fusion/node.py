@@ -338,7 +338,7 @@ class FusionNode:
     def _encounters(self, ts: float, leaving: set[str] = frozenset()) -> None:
         """Record where open sessions' tracks meet; act on the meetings appearance has decided."""
         positions, refs = {}, {}
-        for s in self.identity.sessions.values():
+        for s in self.identity.open_sessions.values():
             if s.closed or s.lost_at is not None:
                 continue
             t = self.tracker.tracks.get(s.track_id)
@@ -377,7 +377,7 @@ class FusionNode:
         meeting are decided late when their views allow (:meth:`_late_decision`).
         """
         enc = self.encounters
-        sessions = [s for s in self.identity.sessions.values()
+        sessions = [s for s in self.identity.open_sessions.values()
                     if not s.closed and s.lost_at is None and s.look.n >= 8 and s.track_id in self.tracker.tracks]
         fit: dict[str, float] = {}
         for s in sessions:
@@ -706,7 +706,7 @@ class FusionNode:
             zone = next((z for z in self._entry if z.id == ci.zone), None)
             zones = [zone] if zone is not None else self._entry
             candidates = [
-                s for s in self.identity.sessions.values()
+                s for s in self.identity.open_sessions.values()
                 if not s.closed and s.tag is None and s.track_id in self.tracker.tracks
                 and self._near(self.tracker.tracks[s.track_id].xy_at(ci.ts), zones)
             ]
@@ -837,7 +837,7 @@ class FusionNode:
             return session
         x, y = track.xy
         best, best_d = session, own - self.look_hand_margin
-        for other in self.identity.sessions.values():
+        for other in self.identity.open_sessions.values():
             if other is session or other.closed or other.lost_at is not None:
                 continue
             t = self.tracker.tracks.get(other.track_id)
@@ -895,7 +895,7 @@ class FusionNode:
                 if session.id in scores and self.identity.decide(tag) is session:
                     self.counters["checkins_decided_at_exit"] += 1
                     break
-        session.closed = True
+        self.identity.close(session)
         for zone_id, entered in sorted(session.zones.items()):
             self._out(ZoneEvent, ts, shopper=session.id, zone=zone_id, phase="exit", dwell_s=round(ts - entered, 3))
         session.zones.clear()
@@ -958,7 +958,7 @@ class FusionNode:
         c, w = d.change, d.weight
         shelf = self.config.shelf(c.shelf) if c.shelf else None
         nearby = []
-        for s in self.identity.sessions.values():
+        for s in self.identity.open_sessions.values():
             track = self.tracker.tracks.get(s.track_id)
             if s.closed or track is None or shelf is None:
                 continue
@@ -1032,7 +1032,7 @@ class FusionNode:
             if places <= 0:
                 del self._groups[tag]
                 continue
-            cands = sorted((s for s in self.identity.sessions.values()
+            cands = sorted((s for s in self.identity.open_sessions.values()
                             if not s.closed and s.tag is None and s is not lead and s.id not in self._member_of
                             and s.id not in self._groups_led and abs(s.opened_ts - checkin_ts) <= self.group_window_s
                             and not any(s.id in scores for scores in self.identity.pending.values())),
@@ -1050,7 +1050,7 @@ class FusionNode:
     def _void(self, session: Session, ts: float) -> None:
         """Close a session that turned out to duplicate another, without a receipt."""
         self.encounters.drop(session.id)
-        session.closed = True
+        self.identity.close(session)
         session.ledger.changes.clear()
         session.ledger.closed_ts = ts
         self._out(CartEvent, ts, shopper=session.id, phase="end", cart_version=0)
@@ -1073,7 +1073,7 @@ class FusionNode:
             self._encounters(ts)
             if len(self._cam_look) > 512:  # camera tracks not seen for 10 s are gone
                 self._cam_look = {k: v for k, v in self._cam_look.items() if ts - v.ts < 10.0}
-        kept = {s.track_id for s in self.identity.sessions.values() if not s.closed and s.fixes}
+        kept = {s.track_id for s in self.identity.open_sessions.values() if s.fixes}
         for track in self.tracker.prune(ts, kept_alive=kept):
             session = self.identity.lost(track)
             if session is None:
@@ -1083,7 +1083,7 @@ class FusionNode:
                 # lost on the way out, where the cameras end: the shopper left
                 self.counters["sessions_closed_at_exit_loss"] += 1
                 self._close(session, ts)
-        for session in list(self.identity.sessions.values()):
+        for session in list(self.identity.open_sessions.values()):
             if not session.closed and session.lost_at is not None and ts - session.lost_at[0] > self.lost_close_s:
                 if session.ledger.changes:
                     # nobody saw this shopper leave: close the cart, its lines go to review

@@ -149,7 +149,7 @@ class FusionService:
                 self._guarded(self.node.handle, entry)
         self.recovered = len(state.entries)
         self.journal.open(state.run_id, state.epoch, entries=len(state.entries))
-        open_sessions = sum(not s.closed for s in self.node.sessions.values())
+        open_sessions = len(self.node.identity.open_sessions)
         log.warning("fusion: carried on run %s (epoch %d) from %s: %d journal entries replayed in %.1f s, "
                     "%d open session(s), %d track(s)%s", state.run_id, state.epoch, self.journal.path,
                     len(state.entries), time.monotonic() - t0, open_sessions, len(self.node.tracker.tracks),
@@ -297,4 +297,4 @@ def store_empty(node: FusionNode) -> bool:
     floor tracks left then are those of shoppers who left or of false positives with no session.
     """
     return (not len(node.reorder) and node._frame is None and not node._pending_checkins
-            and not node.identity.pending and all(s.closed for s in node.sessions.values()))
+            and not node.identity.pending and not node.identity.open_sessions)

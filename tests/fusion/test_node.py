@@ -64,6 +64,15 @@ def test_tracker_uses_the_injected_filter(scenario):
     assert made and all(isinstance(t.filter, FilterpyCV) for t in tracker.tracks.values())
 
 
+def test_closed_sessions_leave_the_scans_but_stay_on_record(store, scenario):
+    node, out = fuse(store, scenario.messages)
+    closed = [s for s in node.sessions.values() if s.closed]
+    assert closed and len(receipts(out)) >= len(scenario.shoppers) - 1  # the shoppers left with their receipts
+    # what the periodic scans walk is exactly the sessions still open; the closed ones are kept for their carts
+    assert list(node.identity.open_sessions) == [sid for sid, s in node.sessions.items() if not s.closed]
+    assert all(node.sessions[s.id] is s for s in closed)
+
+
 def test_reorder_buffer_restores_order_and_drops_late():
     st = Stamper("cam1", "r")
     from storesense.contracts import NodeStatus
