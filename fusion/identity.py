@@ -60,7 +60,7 @@ class Session:
     doubt_since: float | None = None  # a meeting left who this is open since then (None: sure)
     doubt_with: set = field(default_factory=set)  # the sessions it met then
     look_frozen: bool = False  # the reference stopped learning: the track may have been someone else's since
-    doubt_flagged: dict = field(default_factory=dict)  # change key -> the change before identity doubt flagged it
+    doubt_flagged: dict = field(default_factory=dict)  # change key -> (cart's session id, the change unflagged)
 
 
 def _d2(fix: Fix, xy: tuple[float, float], track_cov) -> float:
@@ -118,6 +118,11 @@ class IdentityBook:
         """Mark a session closed (it left, or it duplicated another): it is kept, but no scan walks it again."""
         session.closed = True
         self.open_sessions.pop(session.id, None)
+
+    def swap_tracks(self, a: Session, b: Session) -> None:
+        """Give ``a`` and ``b`` each other's floor tracks."""
+        a.track_id, b.track_id = b.track_id, a.track_id
+        self.by_track[a.track_id], self.by_track[b.track_id] = a.id, b.id
 
     def session_of(self, track_id: str | None) -> Session | None:
         """The open session bound to a floor track."""

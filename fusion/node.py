@@ -486,16 +486,14 @@ class FusionNode:
         since = min(a.doubt_since, b.doubt_since)  # type: ignore[type-var]
         log.warning("views since a meeting %.1f s ago say %s and %s came out of it swapped: re-bound",
                     ts - since, a.id, b.id)
-        a.track_id, b.track_id = b.track_id, a.track_id
-        self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+        self.identity.swap_tracks(a, b)
         a.bound_ts = b.bound_ts = ts
         a.fixes.clear()
         b.fixes.clear()
         self._move_changes([(a, b, a.doubt_since), (b, a, b.doubt_since)], since, 0.0, ts, unsure=True)
         for x, y in ((a, b), (b, a)):
             x.doubt_with.discard(y.id)
-            for key in list(x.doubt_flagged):  # moved: their flags stay
-                x.doubt_flagged.pop(key)
+            x.doubt_flagged.clear()  # what was in doubt moved, flagged, with the tracks
             if not x.doubt_with:
                 x.doubt_since = None
                 x.look_frozen = False
@@ -780,8 +778,7 @@ class FusionNode:
                 if (since <= max(a.tag_ts, b.tag_ts) + 3.0 and fix.ts - min(a.tag_ts, b.tag_ts) <= 30.0
                         and not (a.tag_at_gate and b.tag_at_gate)):
                     # they have not met since checking in (lately): the tags were mixed up at the gate
-                    a.track_id, b.track_id = b.track_id, a.track_id
-                    self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+                    self.identity.swap_tracks(a, b)
                     tag_a, tag_b = a.tag, b.tag
                     self.identity.attach_tag(a, tag_b, fix.ts)  # type: ignore[arg-type]
                     self.identity.attach_tag(b, tag_a, fix.ts)  # type: ignore[arg-type]
@@ -793,8 +790,7 @@ class FusionNode:
                     else:
                         # BLE alone moved items to the wrong shopper far more often than not (issue 12):
                         # unless appearance agrees the bindings stay; if it cannot tell, the changes since go to review
-                        a.track_id, b.track_id = b.track_id, a.track_id
-                        self.identity.by_track[a.track_id], self.identity.by_track[b.track_id] = a.id, b.id
+                        self.identity.swap_tracks(a, b)
                         if verdict == 0:
                             self._flag_since(a, b, since, fix.ts)
                         self.counters["ble_swaps_refused" if verdict else "ble_swaps_undecided"] += 1

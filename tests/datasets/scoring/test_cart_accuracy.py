@@ -18,14 +18,19 @@ from storesense.datasets.sim.simulator import simulate
 UNTUNED_SEEDS = (1000, 1001, 1002, 1003)
 
 
-@pytest.fixture(scope="module")
-def quiet_scores():
+def _scores(level, seeds):
+    """``level`` scored over ``seeds``, added up."""
     cfg = load_store_config(example_store_path())
     total = None
-    for seed in UNTUNED_SEEDS:
-        score = score_carts(cfg, simulate(cfg, "quiet", seed=seed))
+    for seed in seeds:
+        score = score_carts(cfg, simulate(cfg, level, seed=seed))
         total = score if total is None else _add(total, score)
     return total
+
+
+@pytest.fixture(scope="module")
+def quiet_scores():
+    return _scores("quiet", UNTUNED_SEEDS)
 
 
 def test_quiet_receipts_and_items_on_untuned_seeds(quiet_scores):
@@ -39,12 +44,7 @@ def test_quiet_receipts_and_items_on_untuned_seeds(quiet_scores):
 
 @pytest.fixture(scope="module")
 def busy_scores():
-    cfg = load_store_config(example_store_path())
-    total = None
-    for seed in UNTUNED_SEEDS[:2]:
-        score = score_carts(cfg, simulate(cfg, "busy", seed=seed))
-        total = score if total is None else _add(total, score)
-    return total
+    return _scores("busy", UNTUNED_SEEDS[:2])
 
 
 def test_busy_receipts_items_and_review_on_untuned_seeds(busy_scores):
