@@ -307,6 +307,11 @@ class HandSettings(_Model):
     )
 
 
+#: id(camera) -> (camera, K, distortion, R, t) for :meth:`Camera.pixel_ray`; the camera is held (and frozen), so no
+#: other object can have its id while it is here
+_RAY_SETUP: dict[int, tuple] = {}
+
+
 class Camera(_Model):
     """A ceiling camera and its calibration."""
 
@@ -371,11 +376,22 @@ class Camera(_Model):
         """The viewing ray of pixel ``uv``: camera centre and unit direction in floor coordinates.
 
         Lens distortion is removed first. Needs intrinsics and a pose (extrinsics or mount).
+        The pose, camera matrix and distortion are computed once per camera (the
+        model is frozen) and kept in :data:`_RAY_SETUP`: the fusion node asks for
+        a ray per hand event.
         """
-        if self.intrinsics is None or not (self.extrinsics or self.mount):
-            raise ConfigError(f"camera {self.id}: pixel rays need intrinsics and a pose")
-        R, t = self.rotation_translation()
-        return camera_model.pixel_ray(uv, self.intrinsics.matrix(), self.intrinsics.dist, R, t)
+        known = _RAY_SETUP.get(id(self))
+        if known is None or known[0] is not self:
+            if self.intrinsics is None or not (self.extrinsics or self.mount):
+                raise ConfigError(f"camera {self.id}: pixel rays need intrinsics and a pose")
+            R, t = self.rotation_translation()
+            dist = np.asarray(self.intrinsics.dist if self.intrinsics.dist is not None else [], np.float64)
+            known = (self, self.intrinsics.matrix(), dist, R, t)
+            if len(_RAY_SETUP) >= 256:
+                _RAY_SETUP.clear()
+            _RAY_SETUP[id(self)] = known
+        _, K, dist, R, t = known
+        return camera_model.pixel_ray(uv, K, dist, R, t)
 
     def scaled_to(self, width: int, height: int, *, aspect_tolerance: float = 0.01) -> "Camera":
         """This camera with its pixel calibration rescaled to frames of ``width`` × ``height``.

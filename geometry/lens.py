@@ -34,14 +34,14 @@ def _criteria_overload():
 
 
 _undistort = _criteria_overload()
+_EYE = np.eye(3)  # rectification and new camera matrix: none (OpenCV only reads them)
 
 
 def undistort_normalized(pixels: np.ndarray, K: np.ndarray, dist) -> np.ndarray:
     """N×2 distorted pixels -> N×2 ideal normalized coordinates (x/z, y/z)."""
     pts = np.asarray(pixels, np.float64).reshape(-1, 1, 2)
     d = np.asarray(dist if dist is not None else [], np.float64)
-    eye = np.eye(3)
-    return _undistort(pts, np.asarray(K, np.float64), d, eye).reshape(-1, 2)
+    return _undistort(pts, np.asarray(K, np.float64), d, _EYE).reshape(-1, 2)
 
 
 def undistort_pixels(pixels: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
