@@ -111,12 +111,20 @@ class PickDecider:
                 if self._wide:
                     self._spans[(shelf.id, p.id)] = (p.level, shelf.plate_span(p)[0], wide)
         self.visits: list[HandVisit] = []
+        # :meth:`expire` skips its pass while nothing can be due: no visit of ``_expire_list`` (the visit list it
+        # last rebuilt) ends (exit, or enter while open) before ``_expire_floor``; :meth:`hand` lowers it
+        self._expire_list = self.visits
+        self._expire_floor = math.inf
         #: the store's belief of what lies on each plate; decisions read it and every decided change updates it
         self.inventory = ShelfInventory(config)
         self._weighed = {ws.shelf for ws in config.weight_sensors}
 
     def hand(self, shopper: str, msg: HandShelfInteraction, in_cart: dict[str, int]) -> list[Decision]:
         """Record a hand event of ``shopper``; decides hands-only shelves on exit."""
+        # every enter or exit time this sets on a visit is msg.ts, or msg.ts - dwell_s for an enter never seen
+        low = min(msg.ts, msg.ts - msg.dwell_s)
+        if low < self._expire_floor:
+            self._expire_floor = low
         try:
             self.config.shelf(msg.shelf)
         except KeyError:
@@ -539,6 +547,12 @@ class PickDecider:
 
     def expire(self, ts: float) -> None:
         """Forget hand visits that ended (or, never seen to end, began) more than ``memory_s`` ago."""
+        if self.visits is self._expire_list and ts - self._expire_floor <= self.memory_s:
+            return  # every visit ends at or after the floor: none is due (the node calls this after every message)
         self.visits = [v for v in self.visits
                        if (v.exit_ts is None and ts - v.enter_ts <= self.memory_s)
                        or (v.exit_ts is not None and ts - v.exit_ts <= self.memory_s)]
+        self._expire_list = self.visits
+        # an exit may be taken back (exit_ts None again: the visit then ends at its enter), so both count
+        self._expire_floor = min((min(v.enter_ts, v.exit_ts) if v.exit_ts is not None else v.enter_ts
+                                  for v in self.visits), default=math.inf)
