@@ -22,6 +22,7 @@ so that one table documents where each message travels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -684,9 +685,28 @@ class Stamper:
         self.source = source
         self.run_id = run_id if run_id is not None else uuid.uuid4().hex
         self.seq = 0
+        self._prefix: tuple = (None, None, None)  # (source, run_id, SHA-1 of the uuid5 input up to the seq)
+
+    def event_id(self, seq: int) -> str:
+        """``str(uuid.uuid5(EVENT_NAMESPACE, f"{source}/{run_id}/{seq}"))``, the same characters, cheaper.
+
+        The SHA-1 of the namespace and the ``source/run_id/`` prefix is kept and
+        copied per message; the version (5) and variant bits are set as
+        :class:`uuid.UUID` sets them.
+        """
+        source, run_id, prefix = self._prefix
+        if source is not self.source or run_id is not self.run_id:
+            prefix = hashlib.sha1(EVENT_NAMESPACE.bytes + f"{self.source}/{self.run_id}/".encode())
+            self._prefix = (self.source, self.run_id, prefix)
+        h = prefix.copy()
+        h.update(str(seq).encode())
+        b = bytearray(h.digest()[:16])
+        b[6] = (b[6] & 0x0F) | 0x50  # version 5
+        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+        x = b.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
     def make(self, cls: type[Envelope], ts: float, **fields) -> Envelope:
         """Build a ``cls`` message at time ``ts`` with the next sequence number."""
         self.seq += 1
-        event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"{self.source}/{self.run_id}/{self.seq}"))
-        return cls(event_id=event_id, source=self.source, seq=self.seq, ts=ts, **fields)
+        return cls(event_id=self.event_id(self.seq), source=self.source, seq=self.seq, ts=ts, **fields)

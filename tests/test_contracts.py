@@ -37,6 +37,21 @@ def test_stamper_numbers_per_source_and_ids_are_unique_and_reproducible():
     assert other_run.event_id != m1.event_id  # a restart never reuses ids
 
 
+def test_stamper_event_ids_are_the_uuid5_of_source_run_and_seq():
+    import uuid
+
+    from storesense.contracts import EVENT_NAMESPACE
+
+    for source, run in (("fusion", "run-1"), ("cam/1", "rün"), ("", "")):
+        st = Stamper(source, run)
+        for seq in [*range(2000), 10**12, 2**70]:
+            assert st.event_id(seq) == str(uuid.uuid5(EVENT_NAMESPACE, f"{source}/{run}/{seq}"))
+    st = Stamper("cam1", "run-1")
+    st.event_id(1)
+    st.run_id = "run-2"  # changed after use: the ids follow
+    assert st.event_id(1) == str(uuid.uuid5(EVENT_NAMESPACE, "cam1/run-2/1"))
+
+
 @pytest.mark.parametrize(
     "payload, reason",
     [
