@@ -12,9 +12,10 @@ a session's reference) is the normalised running mean of such vectors
 Speed: the fusion node does this for every observation (a floor track's and a
 camera track's running appearance, the association cost), so :func:`distance`
 and :func:`blend` are written out over the 24 entries (no loops or index
-arithmetic: about 2.5 times faster in CPython). The arithmetic is the
-element-wise loop's, operation for operation and in the same order (dot
-products left to right; the norm through ``sum`` as before), so the results
+arithmetic: about 2.5 times faster in CPython), and so is :func:`unit` (2x).
+The arithmetic is the element-wise loop's, operation for operation and in the
+same order (dot products and bin totals left to right; the norm through
+``sum`` as before), so the results
 are the same bits. :func:`unit` keeps the last few descriptors' vectors: the
 tracker and the node ask for the same observation's vector in turn.
 """
@@ -31,6 +32,7 @@ MIN_QUALITY = 0.6
 assert APPEARANCE_BINS == 2 * REGION_BINS  # the written-out arithmetic below is for two regions of 12
 
 _sqrt = math.sqrt
+_ZEROS = (0.0,) * REGION_BINS
 #: id(descriptor) -> (descriptor, its unit vector), the last few asked for; the descriptor (frozen) is held,
 #: so no other object can have its id while it is here
 _units: dict[int, tuple[Appearance, tuple[float, ...] | None]] = {}
@@ -44,18 +46,22 @@ def unit(app: Appearance | None) -> tuple[float, ...] | None:
     known = _units.get(id(app))
     if known is not None and known[0] is app:
         return known[1]
-    out: list[float] = []
-    bins = app.bins
-    filled = False
-    for r in range(0, len(bins), REGION_BINS):
-        region = bins[r:r + REGION_BINS]
-        total = sum(region)
-        if total <= 0:
-            out += [0.0] * REGION_BINS
-            continue
-        filled = True
-        out += [_sqrt(v / total) for v in region]
-    vec = tuple(out) if filled else None
+    # written out over the two regions of 12 (as :func:`distance`): the same sums and quotients, half the time
+    (b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11,
+     b12, b13, b14, b15, b16, b17, b18, b19, b20, b21, b22, b23) = app.bins
+    t = b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11
+    u = b12 + b13 + b14 + b15 + b16 + b17 + b18 + b19 + b20 + b21 + b22 + b23
+    if t > 0:
+        top = (_sqrt(b0 / t), _sqrt(b1 / t), _sqrt(b2 / t), _sqrt(b3 / t), _sqrt(b4 / t), _sqrt(b5 / t),
+               _sqrt(b6 / t), _sqrt(b7 / t), _sqrt(b8 / t), _sqrt(b9 / t), _sqrt(b10 / t), _sqrt(b11 / t))
+    else:
+        top = _ZEROS  # that region was not visible
+    if u > 0:
+        vec = top + (_sqrt(b12 / u), _sqrt(b13 / u), _sqrt(b14 / u), _sqrt(b15 / u), _sqrt(b16 / u),
+                     _sqrt(b17 / u), _sqrt(b18 / u), _sqrt(b19 / u), _sqrt(b20 / u), _sqrt(b21 / u),
+                     _sqrt(b22 / u), _sqrt(b23 / u))
+    else:
+        vec = top + _ZEROS if t > 0 else None  # neither region visible: no appearance
     if len(_units) >= _UNITS_KEPT:
         _units.clear()
     _units[id(app)] = (app, vec)
