@@ -65,6 +65,17 @@ def test_scalar_association_matches_the_vectorised_one(monkeypatch, seed, factor
         assert t.history == slow.tracks[tid].history
 
 
+def test_numpy_log_and_power_of_one_value_are_those_of_an_array():
+    # the small-frame path takes numpy's log one value at a time and remembers numpy's dt**4 per value; the
+    # vectorised path takes both over arrays: the same bits only if numpy's result per element does not depend
+    # on the array around it (true of its SIMD loops, which can differ from math.log)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.uniform(1e-8, 1.0, 5000), rng.uniform(1.0, 1e3, 5000), 10.0 ** rng.uniform(-12, 6, 5000)])
+    whole_log, whole_pow = np.log(values).tolist(), (values ** 4).tolist()
+    assert [float(tracker_mod._log1(v)) for v in values.tolist()] == whole_log
+    assert [tracker_mod._np_pow4([v])[0] for v in values[:2000].tolist()] == whole_pow[:2000]
+
+
 def test_reference_filter_tracks_alike():
     fr = frames(4, steps=40)
     ours, ref = FloorTracker(), FloorTracker(filter_factory=FilterpyCV)
