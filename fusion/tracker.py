@@ -412,17 +412,20 @@ class FloorTracker:
     def _seen(self, track: FloorTrack, camera: str, obs: PersonObservation, ts: float, look=None) -> None:
         if look is not None and obs.appearance is not None and obs.appearance.quality >= MIN_QUALITY:
             track.look.add(look, ts)
+        bindings, camera_track = self.bindings, obs.track_id
         old = track.seen_by.get(camera)
-        if old is not None and old[0] != obs.track_id:
-            self.bindings.pop((camera, old[0]), None)
-        previous = self.bindings.get((camera, obs.track_id))
+        if old is not None and old[0] != camera_track:
+            bindings.pop((camera, old[0]), None)
+        key = (camera, camera_track)
+        previous = bindings.get(key)
         if previous is not None and previous != track.id and previous in self.tracks:
             # this camera id now belongs to another shopper: the old track forgets it
             self.tracks[previous].seen_by.pop(camera, None)
-        self.bindings[(camera, obs.track_id)] = track.id
-        track.seen_by[camera] = (obs.track_id, ts)
+        bindings[key] = track.id
+        track.seen_by[camera] = (camera_track, ts)
         track.hits += 1
-        track.last_camera_ts = max(track.last_camera_ts, ts)
+        if ts > track.last_camera_ts:  # max(), without the call
+            track.last_camera_ts = ts
         if track.hits >= self.confirm_hits:
             track.confirmed = True
 
