@@ -119,6 +119,10 @@ def _mix(current, new, weight: float) -> tuple[float, ...]:
                     m10 * m10, m11 * m11)))
     n1 = _sqrt(sum((m12 * m12, m13 * m13, m14 * m14, m15 * m15, m16 * m16, m17 * m17, m18 * m18, m19 * m19,
                     m20 * m20, m21 * m21, m22 * m22, m23 * m23)))
+    if n0 > 0 and n1 > 0:  # the usual case: one tuple, the same quotients
+        return (m0 / n0, m1 / n0, m2 / n0, m3 / n0, m4 / n0, m5 / n0, m6 / n0, m7 / n0, m8 / n0, m9 / n0, m10 / n0,
+                m11 / n0, m12 / n1, m13 / n1, m14 / n1, m15 / n1, m16 / n1, m17 / n1, m18 / n1, m19 / n1, m20 / n1,
+                m21 / n1, m22 / n1, m23 / n1)
     r0 = ((m0 / n0, m1 / n0, m2 / n0, m3 / n0, m4 / n0, m5 / n0, m6 / n0, m7 / n0, m8 / n0, m9 / n0, m10 / n0,
            m11 / n0) if n0 > 0 else (m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11))
     r1 = ((m12 / n1, m13 / n1, m14 / n1, m15 / n1, m16 / n1, m17 / n1, m18 / n1, m19 / n1, m20 / n1, m21 / n1,
