@@ -292,89 +292,101 @@ class FloorTracker:
         bit-identical; tracks out of walking reach are dropped first. When every
         observation's cheapest track is unique and no two observations share
         it, that is the optimal assignment and scipy is not called; otherwise it is.
+
+        One pass over the (track, observation) pairs in walking reach, tracks in
+        order: each pair is gated and costed at once, and each observation keeps
+        its cheapest track so far (the first of equal costs) and whether a later
+        one ties it; the dense cost matrix is built only for scipy.
         """
-        m = len(tracks)
+        n, m = len(obs), len(tracks)
         reach_m, speed = self.reach_m, self.max_speed
-        near = []  # (row, col) within walking reach
-        dts = {}  # col -> time since the track's state, for the cols in ``near``
+        # numpy's dt**4 (what the vectorised path uses) per value, remembered: camera frames come on a few
+        # fixed intervals, so most values recur (numpy's result for one element does not depend on the others)
+        pow4 = self._pow4
+        bindings = self.bindings
+        bound_to = [bindings.get((camera, o.track_id)) for o in obs]  # the floor track each camera id is bound to
+        gate, bound_gate, bonus = self.gate, self.bound_gate, self.binding_bonus
+        # the appearance term of :meth:`_appearance_cost`, inline (it is added for most pairs of every frame)
+        weight, centre, min_n = self.appearance_weight, self.appearance_centre, self.appearance_min_n
+        if looks is None or not weight:
+            looks = [None] * n
+        log1 = _log1
+        costs = []  # (row, col, cost) of every gated pair, for scipy
+        best = [_INFEASIBLE] * n  # per observation: its cheapest cost so far,
+        best_j = [-1] * n  # the first track with it,
+        tied = [False] * n  # and whether a later track costs the same
+        rows = range(n)
         for j, t in enumerate(tracks):
             dt = ts - t.ts
             dt = dt if dt > 0.0 else 0.0
             reach = reach_m + speed * dt
             reach2 = reach * reach
             cx, cy = t.filter.position()
-            for i, (zx, zy) in enumerate(zs):
+            pred = None
+            for i in rows:
+                zx, zy = zs[i]
                 ex, ey = zx - cx, zy - cy
-                if not ex * ex + ey * ey > reach2:
-                    near.append((i, j))
-                    dts[j] = dt
-        if not near:
+                if ex * ex + ey * ey > reach2:
+                    continue  # out of walking reach
+                if pred is None:
+                    if dt:
+                        dt4 = pow4.get(dt)
+                        if dt4 is None:
+                            if len(pow4) > 4096:
+                                pow4.clear()
+                            dt4 = pow4[dt] = _np_pow4([dt])[0]
+                    else:
+                        dt4 = 0.0
+                    px, py, p00, p01, p10, p11 = pred = t.filter.predicted_position(dt, dt4)
+                (r00, r01), (r10, r11) = Rs[i]
+                a, b, c, e = p00 + r00, p01 + r01, p10 + r10, p11 + r11
+                det = a * e - b * c
+                if not det > 0:
+                    continue
+                d0, d1 = zx - px, zy - py
+                d2 = (e * (d0 * d0) - (b + c) * d0 * d1 + a * (d1 * d1)) / det
+                bound = bound_to[i] == t.id
+                if not d2 <= (bound_gate if bound else gate):
+                    continue
+                lg = float(log1(det))
+                c = d2 + lg if bound else d2 + lg + bonus
+                look = looks[i]
+                if look is not None:
+                    track_look = t.look
+                    if track_look.n >= min_n:
+                        d = distance(look, track_look.long)
+                        if d is not None:
+                            if d > self.reacquire_max and self._now - t.last_camera_ts > self.reacquire_after_s:
+                                c = _INFEASIBLE  # as in :meth:`_appearance_cost`
+                            else:
+                                c += weight * (d - centre)
+                costs.append((i, j, c))
+                low = best[i]
+                if c < low:
+                    best[i], best_j[i], tied[i] = c, j, False
+                elif c == low:
+                    tied[i] = True  # (an infeasible cost ties the infeasible start: harmless, never picked)
+        if not costs:
             return []
-        # numpy's dt**4 (what the vectorised path uses) per value, remembered: camera frames come on a few
-        # fixed intervals, so most values recur (numpy's result for one element does not depend on the others)
-        pow4 = self._pow4
-        missing = [dt for dt in dts.values() if dt and dt not in pow4]
-        if missing:
-            if len(pow4) > 4096:
-                pow4.clear()
-            pow4.update(zip(missing, _np_pow4(missing)))
-        pred = {j: tracks[j].filter.predicted_position(dt, pow4[dt] if dt else 0.0) for j, dt in dts.items()}
-        bindings = self.bindings
-        bound_to = [bindings.get((camera, o.track_id)) for o in obs]  # the floor track each camera id is bound to
-        gate, bound_gate = self.gate, self.bound_gate
-        feasible = []  # (row, col, d², det, bound)
-        for i, j in near:
-            zx, zy = zs[i]
-            (r00, r01), (r10, r11) = Rs[i]
-            px, py, p00, p01, p10, p11 = pred[j]
-            a, b, c, e = p00 + r00, p01 + r01, p10 + r10, p11 + r11
-            det = a * e - b * c
-            if not det > 0:
-                continue
-            d0, d1 = zx - px, zy - py
-            d2 = (e * (d0 * d0) - (b + c) * d0 * d1 + a * (d1 * d1)) / det
-            bound = bound_to[i] == tracks[j].id
-            if d2 <= (bound_gate if bound else gate):
-                feasible.append((i, j, d2, det, bound))
-        if not feasible:
-            return []
-        log1 = _log1
-        cost = [[_INFEASIBLE] * m for _ in obs]
-        bonus = self.binding_bonus
-        # the appearance term of :meth:`_appearance_cost`, inline (it is added for most pairs of every frame)
-        weight, centre, min_n = self.appearance_weight, self.appearance_centre, self.appearance_min_n
-        if looks is None or not weight:
-            looks = [None] * len(obs)
-        for i, j, d2, det, bound in feasible:
-            lg = float(log1(det))
-            c = d2 + lg if bound else d2 + lg + bonus
-            look = looks[i]
-            if look is not None:
-                track_look = tracks[j].look
-                if track_look.n >= min_n:
-                    d = distance(look, track_look.long)
-                    if d is not None:
-                        if d > self.reacquire_max and self._now - tracks[j].last_camera_ts > self.reacquire_after_s:
-                            c = _INFEASIBLE  # as in :meth:`_appearance_cost`
-                        else:
-                            c += weight * (d - centre)
-            cost[i][j] = c
         picks: dict[int, int] = {}
-        unique = len(obs) <= m
-        for i, row in enumerate(cost):
-            if not unique:
-                break
-            low = min(row)
-            if low >= _INFEASIBLE:
-                continue  # nothing this observation could update
-            j = row.index(low)
-            if j in picks.values() or low in row[j + 1:]:
-                unique = False
-            picks[i] = j
+        unique = n <= m
+        if unique:
+            for i in rows:
+                low = best[i]
+                if low >= _INFEASIBLE:
+                    continue  # nothing this observation could update
+                j = best_j[i]
+                if tied[i] or j in picks.values():
+                    unique = False
+                    break
+                picks[i] = j
         if not unique:
+            cost = [[_INFEASIBLE] * m for _ in obs]
+            for i, j, c in costs:
+                cost[i][j] = c
             C = np.array(cost)
-            rows, cols_ = linear_sum_assignment(C)
-            return [(int(i), tracks[j]) for i, j in zip(rows, cols_) if C[i, j] < _INFEASIBLE]
+            rows_, cols_ = linear_sum_assignment(C)
+            return [(int(i), tracks[j]) for i, j in zip(rows_, cols_) if C[i, j] < _INFEASIBLE]
         return [(i, tracks[j]) for i, j in picks.items()]
 
     def _costs(self, camera: str, ts: float, obs: list[PersonObservation], Z: np.ndarray, R: np.ndarray,
