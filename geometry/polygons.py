@@ -23,15 +23,16 @@ def polygon_area(points: list[Point2]) -> float:
 
 def point_in_polygon(x: float, y: float, polygon: list[Point2]) -> bool:
     """Even-odd rule point-in-polygon test (points on an edge may go either way)."""
+    if not polygon:
+        return False
     inside = False
-    n = len(polygon)
-    for i in range(n):
-        x1, y1 = polygon[i]
-        x2, y2 = polygon[(i + 1) % n]
+    x1, y1 = polygon[-1]  # each edge from the previous corner (the last closes the ring): the fusion node asks
+    for x2, y2 in polygon:  # this for every observation in a zone's box, so no index arithmetic
         if (y1 > y) != (y2 > y):
             xi = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
             if x < xi:
                 inside = not inside
+        x1, y1 = x2, y2
     return inside
 
 
