@@ -484,14 +484,20 @@ class FloorTracker:
                         together_pairs.add((kp, kq) if kp < kq else (kq, kp))
         positions = [t.xy for t in live]
         near2 = distance_m**2
+        close_since = self._close_since
         for i, a in enumerate(live):
             ax, ay = positions[i]
             for j in range(i + 1, len(live)):
-                b = live[j]
-                key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
                 bx, by = positions[j]
                 close = (ax - bx) ** 2 + (ay - by) ** 2 <= near2
                 together = (i, j) in together_pairs
+                if not close and not together:  # most pairs: apart, so not (or no longer) close
+                    if close_since:
+                        b = live[j]
+                        close_since.pop((a.id, b.id) if a.id < b.id else (b.id, a.id), None)
+                    continue
+                b = live[j]
+                key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
                 if together:
                     self._distinct_until[key] = ts + 10.0  # seen apart by one camera: two people
                 if not close or together or self._distinct_until.get(key, -1.0) > ts:
@@ -529,10 +535,13 @@ class FloorTracker:
         may live on fixes alone for up to ``fix_max_age_s`` without a camera.
         """
         tentative_s, max_age_s, fix_max_age_s = self.tentative_s, self.max_age_s, self.fix_max_age_s
+        for t in self.tracks.values():  # the fusion node prunes after every message: mostly nothing is stale
+            if ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s:
+                break
+        else:
+            return []
         stale = [t for t in self.tracks.values()
                  if (ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s)]
-        if not stale:  # the fusion node prunes after every message: mostly nothing is stale
-            return stale
         dead = [t for t in stale if not t.confirmed or not (
             t.id in kept_alive and ts - t.last_fix_ts < 2.0 and ts - t.last_camera_ts < fix_max_age_s)]
         for t in dead:
