@@ -209,6 +209,36 @@ class ShelfFace(_Model):
         return _check_polygon(v, "polygon")
 
 
+class RegionSettings(_Model):
+    """Where the auto plan spends its pixels between full scans: only on active regions (motion and recent people)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Run the model, between full scans, only on tiles over the active regions (motion in a running-"
+        "average background of a downscaled grey frame, united with the people detected in the last hold_frames "
+        "frames and the node's live tracks), at a larger scale that the saved pixels pay for (toward person_px, at "
+        "most max_upscale, within max_input_px); the full-frame pass always runs. Frames whose regions do not fit "
+        "the budget at the static plan's scale run the static plan. docs/benchmarks.md, camera node.")
+    full_scan_frames: int = Field(
+        default=10, ge=1,
+        description="Run the whole static plan every this many processed frames (10: about 1 s at the default 10 "
+        "processed fps), and on the first frame, so people who never moved are found.")
+    motion_threshold: float = Field(
+        default=18.0, gt=0.0, le=255.0,
+        description="Grey-level difference from the background (after the frame's median difference is taken out, "
+        "so a global lighting change does not count) above which a pixel is moving.")
+    global_change: float = Field(
+        default=0.35, gt=0.0, le=1.0,
+        description="Share of the frame moving at once above which the camera is taken to have moved or the light to "
+        "have changed: a full scan, and the background restarts.")
+    margin: float = Field(
+        default=0.5, ge=0.0, le=3.0,
+        description="Padding around each active region, as a share of the height of the person expected there.")
+    hold_frames: int = Field(
+        default=10, ge=0,
+        description="Processed frames a detected person's box stays an active region after it was last detected.")
+
+
 class DetectorSettings(_Model):
     """The person / pose model a camera node runs, and how it runs it."""
 
@@ -273,6 +303,10 @@ class DetectorSettings(_Model):
         "TensorRT, can afford 600,000 with tile_input_size [320, 384]); the plan lowers its scales to fit and "
         "says which person heights it then misses.",
     )
+    regions: RegionSettings = Field(
+        default_factory=RegionSettings,
+        description="Gating of the auto plan by active regions (motion, recent detections, live tracks) between "
+        "periodic full scans.")
 
     @field_validator("input_size", "tile_input_size")
     @classmethod

@@ -216,6 +216,8 @@ class CameraNode:
         self.counters["detections"] += len(dets)
         tracked = self.tracker.update(dets, frame.index)
         self.last_detections = tracked
+        if hasattr(self.detector, "note_tracks") and hasattr(self.tracker, "live_boxes"):
+            self.detector.note_tracks(self.tracker.live_boxes())  # a gated plan keeps tracked people's tiles active
         floor = self.projector.project(tracked) if self.projector is not None else [None] * len(tracked)
         messages: list[Envelope] = []
         for i in range(len(tracked)):
@@ -390,7 +392,8 @@ def run_camera(config: StoreConfig, camera_id: str, *, source: str | None = None
 
             def overlay(image: np.ndarray, dets: Detections) -> np.ndarray:
                 caption = f"{node.camera.id} frame {node.counters['frames_read'] - 1} {node.detector.name}"
-                return draw_debug(image, dets, node.camera.shelf_faces, node.hands.active_faces(), caption, node.plan)
+                return draw_debug(image, dets, node.camera.shelf_faces, node.hands.active_faces(), caption, node.plan,
+                                  getattr(node.detector, "regions", None))
 
             node.recorders.append(VideoRecorder(debug_video, fps, blur=blur, overlay=overlay))
         live_options = {"max_retries": max_retries} if max_retries is not None else {}

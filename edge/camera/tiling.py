@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -89,6 +89,8 @@ class TilingPlan:
     missed: str = ""
     #: (foot u, foot v, person height px) samples the plan was made for (empty for explicit/off plans).
     samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)), repr=False, compare=False)
+    #: How the plan is gated between full scans (detector.regions), "" when it is not.
+    gating: str = ""
 
     @property
     def cost_px(self) -> int:
@@ -106,6 +108,8 @@ class TilingPlan:
                          + (f", people {p.heights[0]:.0f}-{p.heights[1]:.0f} px expected" if p.heights else ""))
         if self.missed:
             lines.append(f"  not covered at a reliable size: {self.missed}")
+        if self.gating:
+            lines.append(f"  gating: {self.gating}")
         return "\n".join(lines)
 
 
@@ -354,6 +358,19 @@ class TiledDetector(Detector):
         self.plans: dict[tuple[int, int], TilingPlan] = {}
         self.plan: TilingPlan | None = None
         self.dynamic_input = bool(getattr(base, "dynamic_input", False))
+        gated = settings.tiling == "auto" and settings.regions.enabled and self.dynamic_input
+        self.gating = settings.regions if gated else None
+        if gated:
+            from .regions import MotionMask
+
+            self.motion = MotionMask(settings.regions)
+        #: active regions (xyxy frame pixels) of the last frame, None after a full scan
+        self.regions: np.ndarray | None = None
+        #: frames processed since the last full scan; (box, frames left) of recently detected people; live tracks
+        self._since_scan = 0
+        self._held: list[tuple[np.ndarray, int]] = []
+        self._tracks = np.zeros((0, 4))
+        self.counters = {"full_scans": 0, "gated_frames": 0, "over_budget": 0, "region_passes": 0}
 
     def plan_for(self, frame_size: tuple[int, int]) -> TilingPlan:
         """The plan for frames of ``frame_size`` (width, height), made once and kept."""
@@ -361,22 +378,69 @@ class TiledDetector(Detector):
         if plan is None:
             plan = plan_for_camera(self.camera, frame_size, self.settings, floor_outline=self.floor_outline,
                                    dynamic_input=self.dynamic_input)
+            if self.gating is not None and len(plan.passes) > 1:
+                g = self.gating
+                plan = replace(plan, gating=(
+                    f"between full scans (every {g.full_scan_frames} frames, and when over {g.global_change:.0%} of "
+                    f"the frame changes) only tiles over motion and people seen in the last {g.hold_frames} frames, "
+                    f"at up to scale {self.settings.max_upscale:g} within {self.settings.max_input_px:,} px"))
             self.plans[frame_size] = plan
             if self.on_plan is not None:
                 self.on_plan(plan)
         self.plan = plan
         return plan
 
+    def note_tracks(self, boxes: np.ndarray) -> None:
+        """The node's live tracks (xyxy frame pixels) after a frame: active regions of the next one when gated."""
+        self._tracks = np.asarray(boxes, float).reshape(-1, 4)
+
+    def _gated_passes(self, frame: np.ndarray, plan: TilingPlan) -> tuple[Pass, ...]:
+        """This frame's passes: the whole plan on a full scan, else the full-frame pass and tiles over active regions."""
+        from .regions import region_passes, unite
+
+        g = self.gating
+        h, w = frame.shape[:2]
+        motion = self.motion.boxes(frame)
+        self._held = [(b, n - 1) for b, n in self._held if n > 1]
+        self.regions = None
+        if motion is None or self._since_scan + 1 >= g.full_scan_frames:
+            self._since_scan = 0
+            self.counters["full_scans"] += 1
+            return plan.passes
+        self._since_scan += 1
+        boxes = np.concatenate([motion, self._tracks, np.asarray([b for b, _ in self._held]).reshape(-1, 4)])
+        full = next(p for p in plan.passes if p.full_frame)
+        if not len(boxes):
+            self.regions = np.zeros((0, 4))
+            self.counters["gated_frames"] += 1
+            return (full,)
+        fallback = float(plan.samples[:, 2].min()) if len(plan.samples) else UNCALIBRATED_MIN_HEIGHT * h
+        heights = np.maximum(boxes[:, 3] - boxes[:, 1], fallback)
+        pad = g.margin * np.minimum(heights, 3 * fallback)[:, None] * np.array([1, 1, 1, 1])
+        padded = np.clip(boxes + pad * np.array([-1, -1, 1, 1]), 0, [w, h, w, h])
+        regions = unite(padded)
+        got = region_passes(regions, plan, self.settings, (w, h))
+        if got is None:  # more is moving than the budget covers at the static scale: the static plan
+            self.counters["over_budget"] += 1
+            return plan.passes
+        self.regions = regions
+        self.counters["gated_frames"] += 1
+        self.counters["region_passes"] += len(got[0])
+        return (full, *got[0])
+
     def detect(self, frame: np.ndarray) -> Detections:
-        """People in one BGR frame: every pass of the plan, mapped back and merged."""
+        """People in one BGR frame: every pass of the plan (or, gated, of this frame's regions), mapped back and merged."""
         h, w = frame.shape[:2]
         plan = self.plan_for((w, h))
+        passes = self._gated_passes(frame, plan) if self.gating is not None and len(plan.passes) > 1 else plan.passes
+        if passes is not plan.passes:
+            self.plan = replace(plan, passes=passes, source=f"{plan.source}, gated")
         results = []
         # a plan with tiles is for people the model scores low even when it finds them: all its passes take
         # tile_score_threshold (the full-frame pass too: at its small scale the larger people score low as well);
         # a plan of one pass keeps score_threshold
         threshold = self.settings.tile_score_threshold if len(plan.passes) > 1 else None
-        for p in plan.passes:
+        for p in passes:
             crop = frame if p.full_frame else frame[p.y:p.y + p.h, p.x:p.x + p.w]
             if not self.dynamic_input:
                 dets = self.base.detect(crop)
@@ -385,7 +449,10 @@ class TiledDetector(Detector):
             if not p.full_frame and len(dets):
                 dets = dets.shifted(p.x, p.y)
             results.append((p, dets))
-        return merge_passes(results, (w, h), self.settings.nms_iou)
+        merged = merge_passes(results, (w, h), self.settings.nms_iou)
+        if self.gating is not None and self.gating.hold_frames and len(merged):
+            self._held += [(b, self.gating.hold_frames) for b in merged.xyxy]
+        return merged
 
     def close(self) -> None:
         """Close the wrapped detector."""

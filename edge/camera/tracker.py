@@ -101,6 +101,12 @@ class CameraTracker:
         """Tracks held now (confirmed, lost-but-alive and tentative)."""
         return self._meta.shape[1]
 
+    def live_boxes(self) -> np.ndarray:
+        """Current box estimate (xyxy) of every confirmed track held now, lost-but-alive ones included."""
+        if not self.track_count:
+            return np.zeros((0, 4))
+        return self.filter.boxes()[self._meta[0] >= 0]
+
     def update(self, dets: Detections, frame: int | None = None) -> Detections:
         """Associate this frame's detections with the tracks; return those on confirmed tracks.
 
