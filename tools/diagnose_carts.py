@@ -16,8 +16,9 @@ the true action (SKU, shelf, time) and its hand event's camera track to the trac
   wrist on a neighbour);
 - ``no-action``: no true action matches (a wrong decision on the shelf, a phantom).
 
-Lines lost (truth not billed to anyone) are counted per cause: unbillable session, unattributed
-change, or charged elsewhere.
+Lines lost (taken and kept, but not on the taker's receipt) are counted per cause: unbillable
+(no tagged session), charged elsewhere, unattributed (a shelf event to review with nobody) or
+not charged (:func:`_lost_lines`).
 """
 
 from __future__ import annotations
@@ -124,7 +125,10 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
                 billed[unit_of_tag[node.sessions[m.shopper].tag]][line.sku] += line.quantity
     truth = {u: Counter(cart) for u, cart in _truth(scenario).items()}
     exact = sum(1 for u in truth if u in billed and +billed[u] == +truth[u])
+    tagged = {unit_of_tag[s.tag] for s in node.sessions.values() if s.tag in unit_of_tag}
+    lost = _lost_lines(truth, billed, tagged, rows, out)
     res = {"level": level, "seed": seed, "exact": exact, "shoppers": len(truth), "changes": dict(kinds), "sessions": dict(sess),
+           "lost": dict(lost),
            "unattributed": node.counters.get("shelf_changes_unattributed", 0),
            "untagged": sum(1 for s in node.sessions.values() if s.tag is None and s.ledger.changes),
            "rows": rows, "swaps": swaps, "counters": {k: v for k, v in node.counters.items() if not k.startswith(("in.", "out."))}}
@@ -134,6 +138,47 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
         for r in rows:
             print(json.dumps(r))
     return res
+
+
+def _lost_lines(truth: dict, billed: dict, tagged: set, rows: list[dict], out: list) -> Counter:
+    """Items a shopper took and kept that no receipt of theirs bills, by cause (see the module docstring).
+
+    ``billed``: unit -> SKU -> items on its receipts; ``tagged``: the units with
+    a tagged session. ``unbillable``: the shopper's unit has none (nothing could bill
+    them); ``charged elsewhere``: a change of that SKU the diagnosis traced to
+    this unit's action went to another session; ``unattributed``: a shelf event
+    of that SKU went to review with no shopper; ``not charged``: the rest (a
+    split, prior or put-back decision that left it off, or a change lost with
+    its session).
+    """
+    elsewhere = Counter()
+    for r in rows:
+        if r["kind"] != "unbillable" and r["q"] > 0:
+            for u in r["takers"]:
+                if u != r["unit"]:
+                    elsewhere[(u, r["sku"])] += r["q"]
+    unattributed = Counter()
+    for m in out:
+        if m.type == "shelf_event" and m.kind == "unattributed" and m.sku and m.quantity > 0:
+            unattributed[m.sku] += m.quantity
+    lost = Counter()
+    for u, cart in truth.items():
+        for sku, q in cart.items():
+            short = q - billed[u][sku]
+            if short <= 0:
+                continue
+            if u not in tagged:
+                lost["unbillable"] += short
+                continue
+            for cause, pool, key in (("charged elsewhere", elsewhere, (u, sku)), ("unattributed", unattributed, sku)):
+                take = min(short, pool[key])
+                if take:
+                    pool[key] -= take
+                    lost[cause] += take
+                    short -= take
+            if short:
+                lost["not charged"] += short
+    return lost
 
 
 def main():
@@ -148,15 +193,18 @@ def main():
     ap.add_argument("--tracker", default="{}", help="FloorTracker keyword arguments (JSON)")
     a = ap.parse_args()
     config = load_store_config(a.config or example_store_path())
-    total, sess, results = Counter(), Counter(), []
+    total, sess, lost, results = Counter(), Counter(), Counter(), []
     for seed in range(a.seed, a.seed + a.seeds):
         r = diagnose(config, a.level, seed, a.v, json.loads(a.node), json.loads(a.tracker))
         results.append(r)
         total.update(r["changes"])
         sess.update(r["sessions"])
-        print(f"seed {seed}: {r['changes']} sessions {r['sessions']} unattributed {r['unattributed']} exact {r['exact']}/{r['shoppers']}")
+        lost.update(r["lost"])
+        print(f"seed {seed}: {r['changes']} lost {r['lost']} sessions {r['sessions']} unattributed {r['unattributed']} "
+              f"exact {r['exact']}/{r['shoppers']}")
         print("   ", {k: v for k, v in r["counters"].items() if "encounter" in k or "swap" in k or "flag" in k})
     print("total items:", dict(total))
+    print("lines lost:", dict(lost))
     print("sessions:", dict(sess))
     print("exact:", sum(r["exact"] for r in results), "of", sum(r["shoppers"] for r in results))
     if a.json:
