@@ -30,12 +30,14 @@ from collections import Counter, defaultdict
 
 from storesense.config import example_store_path, load_store_config
 from storesense.datasets.scoring.carts import _truth, _unit
+from storesense.datasets.sim.appearance import AppearanceModel
 from storesense.datasets.sim.simulator import simulate
 from storesense.fusion.node import FusionNode
 
 
-def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None, tracker_kw=None) -> dict:
-    scenario = simulate(config, level, seed=seed)
+def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None, tracker_kw=None,
+             appearance=True) -> dict:
+    scenario = simulate(config, level, seed=seed, appearance=appearance)
     out = []
     from storesense.fusion.tracker import FloorTracker
     node = FusionNode(config, out.append, run_id="diag", tracker=FloorTracker(**(tracker_kw or {})), **(node_kw or {}))
@@ -191,11 +193,16 @@ def main():
     ap.add_argument("-v", action="store_true")
     ap.add_argument("--node", default="{}", help="FusionNode keyword arguments (JSON)")
     ap.add_argument("--tracker", default="{}", help="FloorTracker keyword arguments (JSON)")
+    ap.add_argument("--perfect-appearance", action="store_true",
+                    help="simulate unmistakable appearance (no look-alikes, no camera light, no noise): what is left "
+                         "wrong then is not appearance's doing")
     a = ap.parse_args()
     config = load_store_config(a.config or example_store_path())
+    appearance = AppearanceModel(lookalike_share=0.0, light_shift=0.0, concentration=5000.0) \
+        if a.perfect_appearance else True
     total, sess, lost, results = Counter(), Counter(), Counter(), []
     for seed in range(a.seed, a.seed + a.seeds):
-        r = diagnose(config, a.level, seed, a.v, json.loads(a.node), json.loads(a.tracker))
+        r = diagnose(config, a.level, seed, a.v, json.loads(a.node), json.loads(a.tracker), appearance)
         results.append(r)
         total.update(r["changes"])
         sess.update(r["sessions"])

@@ -374,7 +374,7 @@ def _grid(config: StoreConfig) -> FloorGrid:
 
 def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int | None = None, seed: int = 0,
              start_ts: float = DEFAULT_START_TS, camera_fps: float | None = None,
-             shelf_height_m: float = SHELF_HEIGHT_M, appearance: bool = True) -> SimScenario:
+             shelf_height_m: float = SHELF_HEIGHT_M, appearance: bool | AppearanceModel = True) -> SimScenario:
     """Simulate a store at a difficulty ``level``; seeded by ``seed``.
 
     ``shoppers`` overrides the level's number of shoppers; ``camera_fps``
@@ -382,7 +382,8 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     of every shelf unit (the store config has footprints only); ``appearance``
     gives person observations a colour descriptor drawn from the calibration
     measured on real video (:mod:`.appearance`; everything else is unchanged
-    without it). Raises
+    without it); an :class:`~.appearance.AppearanceModel` given instead draws
+    them (a diagnosis may ask how identity fares with easier appearance). Raises
     :class:`~storesense.errors.StoresenseError` for an unknown level or a store
     config the simulator cannot use (no entry/exit zone, no shelves, a camera
     without intrinsics and pose).
@@ -435,7 +436,8 @@ def render(config: StoreConfig, lv: Level, truth: list[SimShopper], planner: Sho
     tracks: list[TrackSegment] = []
     switches: list[IdSwitch] = []
     # appearance on its own random streams: the rest of the scenario is the same with it or without it
-    app_model = AppearanceModel(lookalike_share=lv.lookalike_share) if appearance else None
+    app_model = appearance if isinstance(appearance, AppearanceModel) else (
+        AppearanceModel(lookalike_share=lv.lookalike_share) if appearance else None)
     app_ss = np.random.SeedSequence([int(seed), zlib.crc32(lv.name.encode()), zlib.crc32(b"appearance")])
     base_ss, *app_cam_ss = app_ss.spawn(1 + len(config.cameras))
     bases = app_model.base(np.random.default_rng(base_ss), n) if app_model else None
