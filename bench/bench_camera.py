@@ -206,14 +206,18 @@ def _resized_video(video: Path, size: tuple[int, int], frames: int, folder: Path
     return out
 
 
-def _auto_run(video: str, size: tuple[int, int], threads: int, queue) -> None:
-    """In a fresh process: the whole node (uncalibrated camera of ``size``, auto plan) over ``video``."""
+def _auto_run(video: str, size: tuple[int, int], threads: int, regions: bool | None, queue) -> None:
+    """In a fresh process: the whole node (uncalibrated camera of ``size``, auto plan) over ``video``;
+    ``regions``: gating on/off (None: the shipped default)."""
     import resource
 
     store = load_store_config(example_store_path())
+    detector = DetectorSettings(threads=threads)
+    if regions is not None:
+        detector = detector.model_copy(update={"regions": detector.regions.model_copy(update={"enabled": regions})})
     cam = store.camera("cam1").model_copy(update={"resolution": size, "intrinsics": None, "mount": None,
                                                   "extrinsics": None, "homography": None, "shelf_faces": [],
-                                                  "detector": DetectorSettings(threads=threads)})
+                                                  "detector": detector})
     store = store.model_copy(update={"cameras": [cam]})
     plans: list[str] = []
     node = CameraNode(store, "cam1", processing_fps=0, status_interval_s=1.0, on_plan=plans.append,
@@ -229,7 +233,8 @@ def _auto_run(video: str, size: tuple[int, int], threads: int, queue) -> None:
     queue.put({"size": list(size), "frames": len(latencies), "fps": len(latencies) / seconds,
                "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[-1] if plans else "",
-               "plan_px": plan.cost_px if plan is not None else 0})
+               "plan_px": plan.cost_px if plan is not None else 0, "regions": regions,
+               "gating": dict(getattr(node.detector, "counters", {}))})
 
 
 def _in_fresh_process(target, *args) -> dict:
@@ -245,17 +250,18 @@ def _in_fresh_process(target, *args) -> dict:
 
 
 def bench_auto(video: Path, sizes: list[tuple[int, int]], frames: int, threads: int = 0, *,
-               ultralytics: bool = False, torch_threads: int = 0) -> list[dict]:
+               ultralytics: bool = False, torch_threads: int = 0, regions: tuple = (None,)) -> list[dict]:
     """The node at the auto detection plan (uncalibrated camera) on ``video`` resized to each size, each in
     a fresh process (so its peak RSS is its own): processed fps, p50/p99 latency, peak RSS, the plan.
 
     ``ultralytics``: after each node run, Ultralytics' predict on the same frames, in a fresh process, at one
-    input of the plan's model pixels (:func:`effective_input`), under ``row["ultralytics"]``."""
+    input of the plan's model pixels (:func:`effective_input`), under ``row["ultralytics"]``. ``regions``: one
+    node run per entry (gating on, off, or None: the default), in turn."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in sizes:
+        for size, gated in ((size, gated) for size in sizes for gated in regions):
             path = _resized_video(video, size, frames + 5, Path(tmp))
-            row = _in_fresh_process(_auto_run, str(path), size, threads)
+            row = _in_fresh_process(_auto_run, str(path), size, threads, gated)
             if ultralytics:
                 row["ultralytics"] = _in_fresh_process(_ultralytics_auto_run, str(path),
                                                        effective_input(row["plan_px"], size), torch_threads)
@@ -282,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ultralytics", action="store_true",
                     help="with --auto: also Ultralytics' predict on the same frames at one input of the plan's "
                          "model pixels (needs ultralytics + torch; runs without torchvision on YOLO26n-pose)")
+    ap.add_argument("--regions", choices=("default", "on", "off", "both"), default="default",
+                    help="with --auto: detector.regions gating as shipped, on, off, or both in turn")
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"{args.video}: video not found (the MOT15 TUD videos live in ../shared/data/mot15)", file=sys.stderr)
@@ -289,14 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.auto:
         sizes = [tuple(int(v) for v in text.lower().split("x")) for text in args.auto]
         load_start = os.getloadavg()[0]
+        regions = {"default": (None,), "on": (True,), "off": (False,), "both": (False, True)}[args.regions]
         rows = bench_auto(args.video, sizes, args.frames, args.threads, ultralytics=args.ultralytics,
-                          torch_threads=args.torch_threads)
+                          torch_threads=args.torch_threads, regions=regions)
         print(f"video {args.video.name}, {args.frames} frames per size, {os.cpu_count()} CPUs "
               f"({platform.processor() or platform.machine()}), onnxruntime {__import__('onnxruntime').__version__}, "
               f"load average {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
         for row in rows:
+            gating = f", gating {row['gating']}" if row["gating"].get("full_scans") else ""
             print(f"{row['size'][0]}x{row['size'][1]}: {row['fps']:.1f} fps, p50 {row['p50_ms']:.0f} ms, "
-                  f"p99 {row['p99_ms']:.0f} ms, peak RSS {row['rss_mb']:.0f} MB\n{row['plan']}")
+                  f"p99 {row['p99_ms']:.0f} ms, peak RSS {row['rss_mb']:.0f} MB{gating}\n{row['plan']}")
             if "ultralytics" in row:
                 u = row["ultralytics"]
                 print(f"  Ultralytics predict, {u['model']} at {u['input'][1]}x{u['input'][0]} (the plan's "

@@ -20,6 +20,9 @@ makes a :class:`TilingPlan`:
 
 An uncalibrated camera gets a plan from the frame size alone: people are assumed
 anywhere, at least :data:`UNCALIBRATED_MIN_HEIGHT` of the frame height tall.
+With ``detector.regions`` (on by default) the plan runs whole only on full scans; between them
+the model sees only the full frame and tiles over active regions (motion, recent detections,
+live tracks; :mod:`.regions`), at a larger scale, never more model pixels than a full scan.
 Detections of all passes are mapped back to frame pixels (keypoints with their
 box); a detection touching a tile edge inside the frame is a cut person, dropped
 when another pass sees them whole, and duplicates across passes are merged (NMS
@@ -338,6 +341,83 @@ def merge_passes(results: list[tuple[Pass, Detections]], frame_size: tuple[int, 
     return dets[keep_a]
 
 
+#: At most this many region passes per gated frame (each pass has a fixed cost besides its pixels).
+MAX_REGION_PASSES = 8
+
+
+def expected_heights(samples: np.ndarray, box: np.ndarray, fallback: float) -> tuple[float, float]:
+    """The (smallest, largest) person height expected with feet inside ``box`` (the plan's samples), else ``fallback``."""
+    if len(samples):
+        inside = ((samples[:, 0] >= box[0]) & (samples[:, 0] <= box[2]) & (samples[:, 1] >= box[1])
+                  & (samples[:, 1] <= box[3]))
+        if inside.any():
+            return float(samples[inside, 2].min()), float(samples[inside, 2].max())
+    return fallback, fallback
+
+
+def _cover(box: np.ndarray, s: float, frame_size: tuple[int, int], tile_input: tuple[int, int],
+           overlap: float, heights: tuple[float, float]) -> list[Pass]:
+    """Passes at scale ``s`` covering ``box``: one crop at its own input size when it fits a tile, else tiles."""
+    w, h = frame_size
+    th_in, tw_in = tile_input
+    tw, th = min(w, tw_in / s), min(h, th_in / s)
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    if bw <= tw and bh <= th:
+        # one crop, its input the box at scale s (multiples of 32)
+        iw, ih = max(32, math.ceil(bw * s / 32) * 32), max(32, math.ceil(bh * s / 32) * 32)
+        cw, ch = min(w, iw / s), min(h, ih / s)
+        x0 = float(np.clip((box[0] + box[2] - cw) / 2, 0, w - cw))
+        y0 = float(np.clip((box[1] + box[3] - ch) / 2, 0, h - ch))
+        return [Pass(int(round(x0)), int(round(y0)), int(round(cw)), int(round(ch)), (ih, iw), heights=heights)]
+    ov_x, ov_y = min(0.9 * tw, overlap * 0.6), min(0.9 * th, overlap)
+    nx = 1 if bw <= tw else math.ceil((bw - ov_x) / (tw - ov_x))
+    ny = 1 if bh <= th else math.ceil((bh - ov_y) / (th - ov_y))
+    xs = np.linspace(box[0], box[2] - tw, nx) if nx > 1 else [(box[0] + box[2] - tw) / 2]
+    ys = np.linspace(box[1], box[3] - th, ny) if ny > 1 else [(box[1] + box[3] - th) / 2]
+    return [Pass(int(round(np.clip(x, 0, w - tw))), int(round(np.clip(y, 0, h - th))), int(round(tw)), int(round(th)),
+                 (th_in, tw_in), heights=heights) for y in ys for x in xs]
+
+
+def region_passes(regions: np.ndarray, static: TilingPlan, settings, frame_size: tuple[int, int],
+                  tallest: np.ndarray | None = None) -> tuple[list[Pass], float] | None:
+    """Passes covering ``regions`` (united, padded xyxy boxes) at the largest scale within the budget, and that scale.
+
+    The scale aims at ``person_px[0]`` model px for the smallest person expected in each
+    region, at most ``max_upscale`` and at most ``person_px[1]`` for the tallest box seen in it (``tallest``,
+    frame px per region: a large person must not be cut by the tiles); it is lowered step by step until the passes and the
+    full-frame pass fit the static plan's model pixels (at most ``max_input_px``) and at most
+    :data:`MAX_REGION_PASSES` passes. None when
+    they do not fit even at the static plan's tile scale (run the static plan instead).
+    """
+    full = next(p for p in static.passes if p.full_frame)
+    tiles = [p for p in static.passes if not p.full_frame]
+    floor_scale = min((p.scale for p in tiles), default=full.scale)
+    # never more model pixels than a full scan: a frame full of motion costs at most what the static plan does
+    budget = min(settings.max_input_px, static.cost_px) - full.cost_px
+    tile_input = tuple(settings.tile_input_size)
+    fallback = float(static.samples[:, 2].min()) if len(static.samples) else 0.08 * frame_size[1]
+    info = [expected_heights(static.samples, b, fallback) for b in regions]
+    if tallest is not None:
+        info = [(lo, max(hi, t)) for (lo, hi), t in zip(info, tallest)]
+    want = [min(settings.max_upscale, settings.person_px[0] / max(1.0, lo),
+                settings.person_px[1] / max(1.0, t if tallest is not None else 0.0))
+            for (lo, _), t in zip(info, tallest if tallest is not None else np.zeros(len(regions)))]
+    factor = 1.0
+    while True:
+        passes: list[Pass] = []
+        scale = 0.0
+        for b, (lo, hi), s0 in zip(regions, info, want):
+            s = max(floor_scale, s0 * factor)
+            scale = max(scale, s)
+            passes += _cover(b, s, frame_size, tile_input, 1.1 * min(hi, tile_input[0] / s) + 8, (lo, hi))
+        if sum(p.cost_px for p in passes) <= budget and len(passes) <= MAX_REGION_PASSES:
+            return passes, scale
+        if all(s0 * factor <= floor_scale for s0 in want):
+            return None
+        factor *= 0.9
+
+
+
 class TiledDetector(Detector):
     """Runs a detector over a :class:`TilingPlan`'s passes and merges the results.
 
@@ -383,7 +463,7 @@ class TiledDetector(Detector):
                 plan = replace(plan, gating=(
                     f"between full scans (every {g.full_scan_frames} frames, and when over {g.global_change:.0%} of "
                     f"the frame changes) only tiles over motion and people seen in the last {g.hold_frames} frames, "
-                    f"at up to scale {self.settings.max_upscale:g} within {self.settings.max_input_px:,} px"))
+                    f"at up to scale {self.settings.max_upscale:g}, never more than the full scan's {plan.cost_px:,} px"))
             self.plans[frame_size] = plan
             if self.on_plan is not None:
                 self.on_plan(plan)
@@ -396,7 +476,7 @@ class TiledDetector(Detector):
 
     def _gated_passes(self, frame: np.ndarray, plan: TilingPlan) -> tuple[Pass, ...]:
         """This frame's passes: the whole plan on a full scan, else the full-frame pass and tiles over active regions."""
-        from .regions import region_passes, unite
+        from .regions import unite
 
         g = self.gating
         h, w = frame.shape[:2]
@@ -419,7 +499,12 @@ class TiledDetector(Detector):
         pad = g.margin * np.minimum(heights, 3 * fallback)[:, None] * np.array([1, 1, 1, 1])
         padded = np.clip(boxes + pad * np.array([-1, -1, 1, 1]), 0, [w, h, w, h])
         regions = unite(padded)
-        got = region_passes(regions, plan, self.settings, (w, h))
+        # the tallest box in each region (a box lies inside the region it was united into)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        inside = ((cx[None] >= regions[:, 0:1]) & (cx[None] <= regions[:, 2:3]) & (cy[None] >= regions[:, 1:2])
+                  & (cy[None] <= regions[:, 3:4]))
+        tallest = np.where(inside, (boxes[:, 3] - boxes[:, 1])[None], 0.0).max(axis=1)
+        got = region_passes(regions, plan, self.settings, (w, h), tallest)
         if got is None:  # more is moving than the budget covers at the static scale: the static plan
             self.counters["over_budget"] += 1
             return plan.passes
@@ -467,4 +552,4 @@ def build_detector(base: Detector, settings: DetectorSettings, camera: Camera | 
 
 
 __all__ = ["Pass", "TilingPlan", "TiledDetector", "make_plan", "plan_for_camera", "person_heights",
-           "merge_passes", "build_detector"]
+           "merge_passes", "build_detector", "region_passes"]
