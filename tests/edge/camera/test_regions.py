@@ -143,3 +143,16 @@ def test_bad_region_settings_are_one_line():
     data["cameras"][0]["detector"] = {"regions": {"enable": True}}
     with pytest.raises(ConfigError, match="regions.enable: Extra inputs are not permitted"):
         parse_store_config(data, "store.yaml")
+
+
+def test_the_debug_drawing_shows_the_active_regions():
+    from storesense.edge.camera.drawing import draw_debug
+
+    det, _ = _detector(full_scan_frames=1000)
+    for i in range(3):
+        det.detect(_scene([(100 + 6 * i, 200)]))
+    assert det.regions is not None and len(det.regions) == 1
+    image = draw_debug(_scene([]), Detections.empty(with_keypoints=True), plan=det.plan, regions=det.regions)
+    yellow = (image[:, :, 0] == 0) & (image[:, :, 1] == 220) & (image[:, :, 2] == 255)
+    x1, y1, x2, y2 = det.regions[0].astype(int)
+    assert yellow[y1, x1:x2].all() and not yellow[y1 + 5:y2 - 5, x1 + 5:x2 - 5].any()
