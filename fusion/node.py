@@ -95,6 +95,7 @@ class FusionNode:
         lost_close_s: float = 30.0,
         gate_radius_m: float = 0.7,
         gate_margin_m: float = 0.3,
+        gate_takeover_s: float = 2.0,
         appearance: bool = True,
         reference_s: float = 8.0,
         reference_quality: float = 0.8,
@@ -135,6 +136,7 @@ class FusionNode:
         self.lost_close_s = lost_close_s
         self.gate_radius_m = gate_radius_m
         self.gate_margin_m = gate_margin_m
+        self.gate_takeover_s = gate_takeover_s
         self.appearance = appearance
         self.reference_s = reference_s
         self.reference_quality = reference_quality
@@ -739,7 +741,10 @@ class FusionNode:
         next). The newcomer takes that track and the earlier shopper the
         untagged one (busy tuning seeds 10-41: the track at the gate was the
         newcomer's in 14 of 14 such check-ins; a meeting then decides the
-        earlier shopper's track by appearance).
+        earlier shopper's track by appearance). When nobody untagged has stood
+        there for ``gate_takeover_s`` after the check-in, the newcomer takes the
+        earlier shopper's track all the same (:meth:`_take_checked_in_track`;
+        those check-ins matched nobody before: 10 on busy seeds 10-41).
         """
         _, gate = self.config.gate(ci.gate)  # type: ignore[arg-type]
         near = []
@@ -759,7 +764,11 @@ class FusionNode:
                 near.append((d, track.id, track, session))
         near.sort(key=lambda n: n[:2])
         if not near:
-            return False
+            if taken is None or ts - ci.ts < self.gate_takeover_s:
+                return False
+            # nobody untagged there for a while, but someone checked in before stands at the gate: the newcomer
+            self._take_checked_in_track(ci, taken[1], taken[2], ts)
+            return True
         if len(near) > 1 and near[1][0] - near[0][0] < self.gate_margin_m:
             self.counters["checkins_gate_ambiguous"] += 1
             return None
@@ -780,6 +789,46 @@ class FusionNode:
         self._anchor_look(session, track)
         self.counters["checkins_at_gate"] += 1
         return True
+
+    def _take_checked_in_track(self, ci: CheckIn, track: FloorTrack, earlier: Session, ts: float) -> None:
+        """The newcomer checking in stands on ``earlier``'s track: a new session takes it.
+
+        ``earlier`` takes the nearest track within 2 m that no checked-in
+        shopper holds (a session opened on it meanwhile, untagged, was the
+        earlier shopper's: its changes move over and it is voided); with none,
+        it is lost and re-binds like any shopper whose track died.
+        """
+        x, y = track.xy
+        free = []
+        for t in self.tracker.tracks.values():
+            if t is track or not t.confirmed or (t.xy[0] - x) ** 2 + (t.xy[1] - y) ** 2 > 4.0:
+                continue
+            holder = self.identity.session_of(t.id)
+            if holder is None and self.identity.by_track.get(t.id):
+                continue  # bound to a closed session
+            if holder is not None and (holder.tag or holder.id in self._member_of or holder.id in self._groups_led):
+                continue
+            free.append((((t.xy[0] - x) ** 2 + (t.xy[1] - y) ** 2, t.id), t, holder))
+        self.identity.by_track.pop(track.id, None)
+        session = self._open(track, ts)
+        if free:
+            _, other, holder = min(free, key=lambda f: f[0])
+            earlier.track_id, earlier.bound_ts = other.id, ts
+            self.identity.by_track[other.id] = earlier.id
+            if holder is not None:
+                moved = [Decision(earlier.id, key, change) for key, change in holder.ledger.changes.items()]
+                self._void(holder, ts)
+                self._apply(moved, ts)
+        else:
+            earlier.track_id, earlier.lost_at = "", (ts, x, y)
+        earlier.fixes.clear()
+        self.counters["checkins_took_swapped_track"] += 1
+        log.warning("check-in %s at %s: only %s's track stands there; it is the newcomer's now", ci.tag, ci.gate,
+                    earlier.id)
+        self.identity.attach_tag(session, ci.tag, ci.ts)
+        session.tag_at_gate = True
+        self._anchor_look(session, track)
+        self.counters["checkins_at_gate"] += 1
 
     def _fix(self, tag: str, fix: Fix) -> None:
         if tag in self.identity.pending:
@@ -1087,6 +1136,8 @@ class FusionNode:
             self._merge_duplicates(ts)
             if self._groups:
                 self._adopt_members(ts)
+            if self._pending_checkins:  # a check-in waiting for its shopper: look again (not only when someone comes)
+                self._match_checkins(ts)
         if self.appearance and ts - self._look_checked >= 0.2:
             self._look_checked = ts
             self._encounters(ts)

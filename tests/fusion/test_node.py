@@ -342,13 +342,14 @@ def test_a_check_in_at_a_gate_goes_to_the_shopper_standing_there(store):
     assert node.counters["checkins_at_gate"] == 1
 
 
-@pytest.mark.parametrize("slipped", [True, False])
-def test_a_check_in_takes_the_track_at_the_gate_even_when_it_slipped_from_an_earlier_shopper(store, slipped):
+@pytest.mark.parametrize("slipped,aside_m", [(True, 0.5), (False, 0.5), (True, 1.2)])
+def test_a_check_in_takes_the_track_at_the_gate_even_when_it_slipped_from_an_earlier_shopper(store, slipped, aside_m):
     """A checks in at gate-1 and steps aside; B steps up and checks in there.
 
     ``slipped``: A's camera track (and so A's floor track) stayed at the gate on B, and A came out of
-    the queue on a new one 0.5 m away; otherwise A walked aside on its own track and B came on a new
-    one. Either way B's session must hold the track standing at the gate and A's the one beside it.
+    the queue on a new one ``aside_m`` away; otherwise A walked aside on its own track and B came on a
+    new one. Either way B's session must hold the track standing at the gate and A's the one beside it
+    (1.2 m: outside the gate's radius, so nobody untagged stands at the gate; B waits 2 s, then takes it).
     """
     from storesense.contracts import CheckIn, FloorPoint, PersonObservation
 
@@ -356,14 +357,14 @@ def test_a_check_in_takes_the_track_at_the_gate_even_when_it_slipped_from_an_ear
     node = FusionNode(store, lambda m: None, run_id="t", ble=None)
     _, g1 = store.gate("gate-1")
     gx, gy = g1.position
-    aside = (gx, gy + 0.5)
-    for f in range(50):  # 5 s at 10 fps
+    aside = (gx, gy + aside_m)
+    for f in range(70):  # 7 s at 10 fps
         t = 100.0 + f * 0.1
         if slipped:
             people = [(1, (gx, gy))] + ([(2, aside)] if f >= 20 else [])
         else:  # A walks aside over a second, then B steps up
             k = min(max(f - 20, 0), 10) / 10
-            people = [(1, (gx, gy + 0.5 * k))] + ([(2, (gx, gy))] if f >= 30 else [])
+            people = [(1, (gx, gy + aside_m * k))] + ([(2, (gx, gy))] if f >= 30 else [])
         for tid, (x, y) in people:
             node.handle(cam.make(PersonObservation, t, camera="cam1", frame=f, track_id=tid,
                                  bbox=(100.0 * tid, 100.0, 40.0, 120.0), score=0.9,
