@@ -780,15 +780,22 @@ class FusionNode:
             _, track, earlier = taken
             self.identity.swap_tracks(session, earlier)
             session.bound_ts = earlier.bound_ts = ts
-            earlier.fixes.clear()
-            self.counters["checkins_took_swapped_track"] += 1
-            log.warning("check-in %s at %s: the track standing there was %s's; re-bound", ci.tag, ci.gate,
-                        earlier.id)
+            self._slipped(ci, earlier, "the track standing there was %s's; re-bound")
+        self._tag_at_gate(session, ci, track)
+        return True
+
+    def _tag_at_gate(self, session: Session, ci: CheckIn, track: FloorTrack) -> None:
+        """The shopper on ``track`` checked in at a gate: the session gets the tag and its look starts there."""
         self.identity.attach_tag(session, ci.tag, ci.ts)
         session.tag_at_gate = True
         self._anchor_look(session, track)
         self.counters["checkins_at_gate"] += 1
-        return True
+
+    def _slipped(self, ci: CheckIn, earlier: Session, what: str) -> None:
+        """``earlier``'s track slipped to the newcomer checking in: its BLE fixes so far say nothing now."""
+        earlier.fixes.clear()
+        self.counters["checkins_took_swapped_track"] += 1
+        log.warning("check-in %s at %s: " + what, ci.tag, ci.gate, earlier.id)
 
     def _take_checked_in_track(self, ci: CheckIn, track: FloorTrack, earlier: Session, ts: float) -> None:
         """The newcomer checking in stands on ``earlier``'s track: a new session takes it.
@@ -821,14 +828,8 @@ class FusionNode:
                 self._apply(moved, ts)
         else:
             earlier.track_id, earlier.lost_at = "", (ts, x, y)
-        earlier.fixes.clear()
-        self.counters["checkins_took_swapped_track"] += 1
-        log.warning("check-in %s at %s: only %s's track stands there; it is the newcomer's now", ci.tag, ci.gate,
-                    earlier.id)
-        self.identity.attach_tag(session, ci.tag, ci.ts)
-        session.tag_at_gate = True
-        self._anchor_look(session, track)
-        self.counters["checkins_at_gate"] += 1
+        self._slipped(ci, earlier, "only %s's track stands there; it is the newcomer's now")
+        self._tag_at_gate(session, ci, track)
 
     def _fix(self, tag: str, fix: Fix) -> None:
         if tag in self.identity.pending:
