@@ -1,0 +1,127 @@
+"""Leave-one-footage-out cross-validation of gated detection's ``motion_threshold`` and ``margin``.
+
+How ``detector.regions`` was chosen (docs/benchmarks.md, "Gated detection"). Gating is stateful
+(a running background, detections held for a few frames), so each setting runs the camera node's
+whole detector over every frame of each sequence afresh: no cache. Sequences are grouped by
+footage (a proxy made by ``storesense datasets mot-rescale`` from TUD-Campus belongs with
+TUD-Campus); each fold picks, on the other footage, the setting with the best 40-80 px recall
+subject to 40-80 px and overall precision >= 90 %, and is scored on the held-out footage; the
+pooled held-out figures are the CV result. The per-setting figures on all footage are in-sample.
+
+    python bench/cv_regions.py /tmp/proxy/TUD-Campus-x0.25-0.3-0.35-0.45 \\
+        /tmp/proxy/TUD-Stadtmitte-x0.25-0.3-0.35-0.45 --json cv-regions.json
+
+The default grid (motion threshold 12 / 18 / 25 x margin 0 / 0.1 / 0.25) takes about ten minutes
+on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from storesense.config import DetectorSettings, RegionSettings
+from storesense.datasets.loaders.mot import read_sequence
+from storesense.datasets.scoring.detection import HEIGHT_BUCKETS, SizeReport
+from storesense.datasets.scoring.mot_eval import model_frames
+from storesense.edge.camera.detectors import load_detector
+from storesense.edge.camera.tiling import build_detector
+
+GRID = [f"{t}:{m}" for t, m in itertools.product((12, 18, 25), (0, 0.1, 0.25))]
+MIN_PRECISION = 0.9
+#: the height bucket the issue's target is about
+BUCKET = "40-80"
+
+
+def footage(name: str) -> str:
+    """The source video of a sequence name (a mot-rescale proxy is named ``<source>-x<scales>``)."""
+    return re.sub(r"-x[0-9.\-]+$", "", name)
+
+
+def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
+    """(matched ground truth, ground truth, matched detections, detections): the 40-80 px bucket and all sizes."""
+    k = next(i for i, (label, _, _) in enumerate(HEIGHT_BUCKETS) if label == BUCKET)
+    return {"40-80": (int(sizes.gt_matched[k]), int(sizes.gt[k]), int(sizes.det_matched[k]), int(sizes.det[k])),
+            "all": (int(sizes.gt_matched.sum()), int(sizes.gt.sum()), int(sizes.det_matched.sum()),
+                    int(sizes.det.sum()))}
+
+
+def run_setting(seq_dirs: list[Path], threshold: float, margin: float) -> dict[str, dict]:
+    """Counts per sequence for one gating setting (a fresh detector per sequence: gating has state)."""
+    result = {}
+    for d in seq_dirs:
+        seq = read_sequence(d)
+        settings = DetectorSettings(regions=RegionSettings(enabled=True, motion_threshold=threshold, margin=margin))
+        detector = build_detector(load_detector(settings), settings)
+        sizes = SizeReport()
+        for _ in model_frames(seq, detector, sizes=sizes):
+            pass
+        result[seq.name] = counts(sizes)
+    return result
+
+
+def rates(parts: list[tuple[int, int, int, int]]) -> tuple[float, float]:
+    """Recall and precision of summed counts."""
+    tp, gt, td, det = (sum(p[i] for p in parts) for i in range(4))
+    return (tp / gt if gt else 0.0), (td / det if det else 0.0)
+
+
+def cross_validate(results: dict[str, dict[str, dict]]) -> dict:
+    """Each footage held out in turn: the setting picked on the rest, scored on it; pooled at the end."""
+    names = sorted(next(iter(results.values())))
+    groups = sorted({footage(n) for n in names})
+    folds, held = [], []
+    for out in groups:
+        train = [n for n in names if footage(n) != out]
+        test = [n for n in names if footage(n) == out]
+
+        def ok(key):
+            r40, p40 = rates([results[key][n]["40-80"] for n in train])
+            _, p_all = rates([results[key][n]["all"] for n in train])
+            return p40 >= MIN_PRECISION and p_all >= MIN_PRECISION, r40
+
+        eligible = [k for k in results if ok(k)[0]] or list(results)
+        best = max(eligible, key=lambda k: (ok(k)[1], k))
+        parts = [results[best][n]["40-80"] for n in test]
+        r, p = rates(parts)
+        folds.append({"held_out": out, "picked": best, "recall_40_80": round(r, 4), "precision_40_80": round(p, 4)})
+        held += parts
+    r, p = rates(held)
+    return {"folds": folds, "pooled_held_out": {"recall_40_80": round(r, 4), "precision_40_80": round(p, 4)}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sequences", nargs="+", type=Path, help="MOT sequence folders (the rescaled proxies)")
+    ap.add_argument("--grid", nargs="+", default=GRID, help="settings as MOTION_THRESHOLD:MARGIN")
+    ap.add_argument("--json", type=Path, help="write every setting's counts and the CV result here")
+    a = ap.parse_args(argv)
+    if len({footage(d.name) for d in a.sequences}) < 2:
+        ap.error("cross-validation needs sequences from at least two footages")
+    results = {}
+    for k, setting in enumerate(a.grid, 1):
+        threshold, margin = (float(v) for v in setting.split(":"))
+        start = time.perf_counter()
+        results[setting] = run_setting(a.sequences, threshold, margin)
+        r, p = rates([c["40-80"] for c in results[setting].values()])
+        print(f"[{k}/{len(a.grid)}] {setting}: 40-80 px recall {100 * r:.1f} % at {100 * p:.1f} % (in sample, "
+              f"{time.perf_counter() - start:.0f} s)", flush=True)
+    cv = cross_validate(results)
+    for f in cv["folds"]:
+        print(f"hold out {f['held_out']}: picks {f['picked']}, 40-80 px recall {100 * f['recall_40_80']:.1f} % "
+              f"at {100 * f['precision_40_80']:.1f} %")
+    pooled = cv["pooled_held_out"]
+    print(f"pooled held-out 40-80 px recall {100 * pooled['recall_40_80']:.1f} % at "
+          f"{100 * pooled['precision_40_80']:.1f} %")
+    if a.json:
+        a.json.write_text(json.dumps({"command": " ".join(sys.argv), "settings": results, **cv}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
