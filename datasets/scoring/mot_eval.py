@@ -90,17 +90,23 @@ def load_model_detector(model: str):
 
 
 def model_frames(seq: MotSequence, detector, timing: list[float] | None = None,
-                 sizes: SizeReport | None = None) -> Iterable[tuple[int, Detections]]:
+                 sizes: SizeReport | None = None, tracker: CameraTracker | None = None
+                 ) -> Iterable[tuple[int, Detections]]:
     """Run ``detector.detect(frame_bgr)`` on every frame of the sequence.
 
     ``timing`` (a one-element list) accumulates the seconds spent in ``detect``;
     ``sizes`` counts the raw detections against the ground truth by person height.
+    ``tracker``: the tracker these frames feed; before each frame its live boxes go to a
+    gated detector (``note_tracks``), as the camera node does, so tracked people keep their tiles.
     """
     gt_rows = seq.ground_truth() if sizes is not None else None
     gt = rows_per_frame(gt_rows, seq.length) if gt_rows is not None else None
     benchmark = guess_benchmark(gt_rows) if gt_rows is not None else "MOT15"
+    tracks = tracker if tracker is not None and hasattr(detector, "note_tracks") else None
     for frame, image in seq.frames():
         start = time.perf_counter()
+        if tracks is not None:
+            detector.note_tracks(tracks.live_boxes())
         dets = detector.detect(image)
         if timing is not None:
             timing[0] += time.perf_counter() - start
@@ -130,16 +136,19 @@ def evaluate_sequences(
     sequences = [read_sequence(p) for p in seq_dirs]
     if not sequences:
         raise StoresenseError("no sequence folders given")
-    model_detector = load_model_detector(model) if detector == "model" else None
-    if make_tracker is None:
-        make_tracker = tracker_for if model_detector is None else (
-            lambda seq: model_tracker(model_detector, seq.frame_rate))
     runs = []
     for seq in sequences:
+        # a fresh detector per sequence, as a camera node starts: a gated plan remembers the frames before
+        model_detector = load_model_detector(model) if detector == "model" else None
         gt = seq.ground_truth()
         timing, sizes = [0.0], (SizeReport() if model_detector is not None else None)
-        frames = public_frames(seq) if model_detector is None else model_frames(seq, model_detector, timing, sizes)
-        rows, seconds, count = run_tracker(make_tracker(seq), frames)
+        if make_tracker is not None:
+            tracker = make_tracker(seq)
+        else:
+            tracker = tracker_for(seq) if model_detector is None else model_tracker(model_detector, seq.frame_rate)
+        frames = public_frames(seq) if model_detector is None else model_frames(seq, model_detector, timing, sizes,
+                                                                                 tracker)
+        rows, seconds, count = run_tracker(tracker, frames)
         scores = score_sequence(gt, rows, seq.length, name=seq.name)
         runs.append(SequenceRun(seq, rows, scores, seconds, count, detector_seconds=timing[0], sizes=sizes))
     combined = combine([r.scores for r in runs])
