@@ -40,11 +40,6 @@ class MotionMask:
     def __init__(self, settings: RegionSettings):
         self.settings = settings
         self.background: np.ndarray | None = None
-        self.changed_share = 0.0
-
-    def reset(self) -> None:
-        """Forget the background (the next frame becomes it)."""
-        self.background = None
 
     def boxes(self, frame: np.ndarray) -> np.ndarray | None:
         """(n, 4) xyxy frame-pixel boxes around moving blobs; None when most of the frame changed (full scan)."""
@@ -57,13 +52,11 @@ class MotionMask:
         small = cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32)
         if self.background is None or self.background.shape != small.shape:
             self.background = small
-            self.changed_share = 1.0
             return None
         diff = small - self.background
         diff -= float(np.median(diff))  # a global brightness change is not motion
         moving = np.abs(diff) > self.settings.motion_threshold
-        self.changed_share = float(moving.mean())
-        if self.changed_share > self.settings.global_change:
+        if float(moving.mean()) > self.settings.global_change:
             self.background = small
             return None
         # moving pixels adapt slowly (a person standing still fades in over a few seconds), the rest quickly

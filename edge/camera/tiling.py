@@ -378,6 +378,11 @@ def _cover(box: np.ndarray, s: float, frame_size: tuple[int, int], tile_input: t
                  (th_in, tw_in), heights=heights) for y in ys for x in xs]
 
 
+def smallest_person(plan: TilingPlan, frame_height: int) -> float:
+    """The smallest person height (px) the plan was made for; an uncalibrated camera's floor when it has no samples."""
+    return float(plan.samples[:, 2].min()) if len(plan.samples) else UNCALIBRATED_MIN_HEIGHT * frame_height
+
+
 def region_passes(regions: np.ndarray, static: TilingPlan, settings, frame_size: tuple[int, int],
                   tallest: np.ndarray | None = None) -> tuple[list[Pass], float] | None:
     """Passes covering ``regions`` (united, padded xyxy boxes) at the largest scale within the budget, and that scale.
@@ -395,7 +400,7 @@ def region_passes(regions: np.ndarray, static: TilingPlan, settings, frame_size:
     # never more model pixels than a full scan: a frame full of motion costs at most what the static plan does
     budget = min(settings.max_input_px, static.cost_px) - full.cost_px
     tile_input = tuple(settings.tile_input_size)
-    fallback = float(static.samples[:, 2].min()) if len(static.samples) else 0.08 * frame_size[1]
+    fallback = smallest_person(static, frame_size[1])
     info = [expected_heights(static.samples, b, fallback) for b in regions]
     if tallest is not None:
         info = [(lo, max(hi, t)) for (lo, hi), t in zip(info, tallest)]
@@ -415,7 +420,6 @@ def region_passes(regions: np.ndarray, static: TilingPlan, settings, frame_size:
         if all(s0 * factor <= floor_scale for s0 in want):
             return None
         factor *= 0.9
-
 
 
 class TiledDetector(Detector):
@@ -494,9 +498,9 @@ class TiledDetector(Detector):
             self.regions = np.zeros((0, 4))
             self.counters["gated_frames"] += 1
             return (full,)
-        fallback = float(plan.samples[:, 2].min()) if len(plan.samples) else UNCALIBRATED_MIN_HEIGHT * h
+        fallback = smallest_person(plan, h)
         heights = np.maximum(boxes[:, 3] - boxes[:, 1], fallback)
-        pad = g.margin * np.minimum(heights, 3 * fallback)[:, None] * np.array([1, 1, 1, 1])
+        pad = g.margin * np.minimum(heights, 3 * fallback)[:, None]
         padded = np.clip(boxes + pad * np.array([-1, -1, 1, 1]), 0, [w, h, w, h])
         regions = unite(padded)
         # the tallest box in each region (a box lies inside the region it was united into)
