@@ -808,14 +808,16 @@ class FusionNode:
         x, y = track.xy
         free = []
         for t in self.tracker.tracks.values():
-            if t is track or not t.confirmed or (t.xy[0] - x) ** 2 + (t.xy[1] - y) ** 2 > 4.0:
+            tx, ty = t.xy
+            d2 = (tx - x) ** 2 + (ty - y) ** 2
+            if t is track or not t.confirmed or d2 > 4.0:
                 continue
             holder = self.identity.session_of(t.id)
             if holder is None and self.identity.by_track.get(t.id):
                 continue  # bound to a closed session
             if holder is not None and (holder.tag or holder.id in self._member_of or holder.id in self._groups_led):
                 continue
-            free.append((((t.xy[0] - x) ** 2 + (t.xy[1] - y) ** 2, t.id), t, holder))
+            free.append(((d2, t.id), t, holder))
         self.identity.by_track.pop(track.id, None)
         session = self._open(track, ts)
         if free:
