@@ -23,6 +23,7 @@ tracker and the node ask for the same observation's vector in turn.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from ..contracts import APPEARANCE_BINS, Appearance
 
@@ -140,15 +141,38 @@ def blend(current, new, weight: float):
 
 
 class RunningAppearance:
-    """A running appearance: a long memory (who this is) and a short one (who it looks like now)."""
+    """A running appearance: a long memory (who this is) and a short one (who it looks like now).
 
-    __slots__ = ("long", "recent", "n", "ts")
+    The short memory is read rarely (a hand event's camera track, a BLE swap
+    claim) and most running appearances are never asked for it, so its blends
+    wait: the last ``held`` views are kept and blended, in order and with the
+    weights they came with, when :attr:`recent` is read (the same blends, so
+    the same bits); older ones are blended as they fall out of that window,
+    which bounds the memory held (about 0.8 kB a view, shared by the floor
+    track's and the camera track's memories of the same view).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("long", "_recent", "_waiting", "_held", "n", "ts")
+
+    def __init__(self, held: int = 64) -> None:
+        self._held = held
         self.long = None
-        self.recent = None
+        self._recent = None
+        self._waiting: deque | None = None  # (vector, weight) not yet blended into ``_recent``, oldest first
         self.n = 0
         self.ts = float("-inf")
+
+    @property
+    def recent(self):
+        """The short memory: every view so far blended in (the waiting ones now)."""
+        waiting = self._waiting
+        if waiting:
+            recent = self._recent
+            for vec, w in waiting:
+                recent = vec if recent is None else _mix(recent, vec, w)
+            waiting.clear()
+            self._recent = recent
+        return self._recent
 
     def add(self, vec, ts: float, long_weight: float | None = 0.05, recent_weight: float | None = 0.3) -> None:
         """Take one unit vector seen at ``ts``.
@@ -165,7 +189,12 @@ class RunningAppearance:
             w = first if first > long_weight else long_weight
             self.long = vec if long is None else _mix(long, vec, w)
         if recent_weight is not None:
-            recent = self.recent
-            w = first if first > recent_weight else recent_weight
-            self.recent = vec if recent is None else _mix(recent, vec, w)
+            waiting = self._waiting
+            if waiting is None:
+                waiting = self._waiting = deque()
+            waiting.append((vec, first if first > recent_weight else recent_weight))
+            if len(waiting) > self._held:  # the oldest waiting view is blended in now
+                old, w = waiting.popleft()
+                recent = self._recent
+                self._recent = old if recent is None else _mix(recent, old, w)
         self.ts = ts

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Collection, Protocol
 
 import numpy as np
@@ -106,7 +107,8 @@ class FloorTrack:
     last_camera_ts: float = float("-inf")
     last_fix_ts: float = float("-inf")
     seen_by: dict[str, tuple[int, float]] = field(default_factory=dict)  # camera -> (its track id, last ts)
-    look: RunningAppearance = field(default_factory=RunningAppearance)  # colours seen on this track
+    # colours seen on this track; its short memory is read only on a BLE swap claim: up to 256 views wait unblended
+    look: RunningAppearance = field(default_factory=partial(RunningAppearance, held=256))
     history: list = field(default_factory=list)  # (ts, x, y), every 0.2 s at most, the last few minutes
     _history_ts: list = field(default_factory=list, repr=False, compare=False)  # the ts of ``history``
 
