@@ -18,7 +18,11 @@ class IpsBle:
     def __init__(self, config: StoreConfig, method: str = "kalman"):
         from ..ips.setup import setup_from_config
 
-        self.locator = setup_from_config(config).locator(method)
+        setup = setup_from_config(config)
+        # a fix kept on walkable floor may walk around a shelf (A* on the floor grid's graph): the graph and every
+        # cell's neighbours are built now, at start-up, not cell by cell during the first minutes of fixes
+        setup.walkable.grid.graph.prepare()
+        self.locator = setup.locator(method)
 
     def update(self, sighting: BleSighting) -> list[Fix]:
         """Take one sighting; return the fixes it completed (usually none or one)."""

@@ -72,6 +72,14 @@ class GridGraph:
         self._adjacency[i] = moves
         return moves
 
+    def prepare(self) -> "GridGraph":
+        """Every node's neighbours now, all at once (:meth:`astar` otherwise builds them node by node as it
+        first reaches them): start-up work for a user who searches all day. The searches do not change."""
+        for i in range(len(self.cells)):
+            if not self._adjacency or self._adjacency[i] is None:
+                self._neighbours(i)
+        return self
+
     def astar(self, start: Cell, goal: Cell) -> list[Cell] | None:
         """Cells of a shortest path from free cell ``start`` to free cell ``goal`` (A*), or None when none exists.
 
