@@ -112,7 +112,8 @@ class PickDecider:
                     self._spans[(shelf.id, p.id)] = (p.level, shelf.plate_span(p)[0], wide)
         self.visits: list[HandVisit] = []
         # :meth:`expire` skips its pass while nothing can be due: no visit of ``_expire_list`` (the visit list it
-        # last rebuilt) ends (exit, or enter while open) before ``_expire_floor``; :meth:`hand` lowers it
+        # last rebuilt) ends (exit, or enter while open) before ``_expire_floor``; :meth:`hand` lowers it for
+        # every end it sets, and to a visit's enter when it takes the visit's exit back
         self._expire_list = self.visits
         self._expire_floor = math.inf
         #: the store's belief of what lies on each plate; decisions read it and every decided change updates it
@@ -139,6 +140,8 @@ class PickDecider:
                           and (v.exit_ts is None or msg.ts - v.exit_ts < 0.3)), None)
             if visit is not None:
                 visit.exit_ts = None  # the same reach seen by another camera, or a hand back in at once
+                if visit.enter_ts < self._expire_floor:  # open again: it is due from its enter on
+                    self._expire_floor = visit.enter_ts
                 visit.evidence.append(msg.event_id)
                 visit.heights += [height] if height is not None else []
                 visit.alongs += [along] if along is not None else []
@@ -553,6 +556,7 @@ class PickDecider:
                        if (v.exit_ts is None and ts - v.enter_ts <= self.memory_s)
                        or (v.exit_ts is not None and ts - v.exit_ts <= self.memory_s)]
         self._expire_list = self.visits
-        # an exit may be taken back (exit_ts None again: the visit then ends at its enter), so both count
-        self._expire_floor = min((min(v.enter_ts, v.exit_ts) if v.exit_ts is not None else v.enter_ts
-                                  for v in self.visits), default=math.inf)
+        # when each visit is due: memory_s after its exit, or after its enter while open (an exit taken back
+        # lowers the floor in :meth:`hand`)
+        self._expire_floor = min((v.enter_ts if v.exit_ts is None else v.exit_ts for v in self.visits),
+                                 default=math.inf)
