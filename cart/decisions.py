@@ -41,6 +41,21 @@ DEFAULT_QUANTITY_PRIOR = {0: 0.15, 1: 0.6, 2: 0.17, 3: 0.06}
 EXPLAINED_FACTOR = 0.02
 
 
+def _median(values: list[float]) -> float:
+    """``float(np.median(values))`` without numpy's overhead (a visit holds a handful of heights).
+
+    The middle value, or for an even count the two middle ones as numpy's mean takes them, ``(a + b) / 2``,
+    each sum started at numpy's ``0.0`` (a -0.0 comes out as 0.0): the same bits. With a NaN numpy decides (its
+    median is NaN then).
+    """
+    s = sorted(values)
+    n = len(s)
+    if n == 0 or any(v != v for v in s):
+        return float(np.median(values))
+    h = n // 2
+    return 0.0 + s[h] if n % 2 else (0.0 + s[h - 1] + s[h]) / 2
+
+
 @dataclass
 class HandVisit:
     """A shopper's hand inside one shelf, from enter to exit."""
@@ -100,6 +115,7 @@ class PickDecider:
         self._spans: dict[tuple[str, str], tuple[int, float, frozenset[str]]] = {}  # plate -> (level, centre, wide skus)
         self._row: dict[tuple[str, str], int] = {}  # plate -> index along its shelf level
         self._wide = {p.sku for p in config.products if p.width_m}  # products that may rest across plates
+        self._fronts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # shelf -> its front edge (see reach_point)
         for shelf in config.shelves:
             for level in {p.level for p in shelf.plates}:
                 row = sorted((p for p in shelf.plates if p.level == level), key=lambda p: shelf.plate_span(p)[0])
@@ -192,7 +208,10 @@ class PickDecider:
         try:
             camera = self.config.camera(msg.camera)
             origin, direction = camera.pixel_ray(msg.wrist)
-            a, b = self.config.shelf(msg.shelf).front_edge()
+            front = self._fronts.get(msg.shelf)
+            if front is None:  # the shelf's front edge, found once (the config does not change while we run)
+                front = self._fronts[msg.shelf] = self.config.shelf(msg.shelf).front_edge()
+            a, b = front
         except (KeyError, ConfigError):
             return None
         normal = np.array([b[1] - a[1], a[0] - b[0], 0.0])
@@ -216,8 +235,8 @@ class PickDecider:
         plates = unit.plates
         if not visit.heights or len(plates) < 2:
             return None
-        h = float(np.median(visit.heights))
-        u = float(np.median(visit.alongs)) if visit.alongs else None
+        h = _median(visit.heights)
+        u = _median(visit.alongs) if visit.alongs else None
         lik = {}
         for p in plates:
             lik[p.id] = math.exp(-0.5 * ((h - p.height) / self.height_sigma_m) ** 2)

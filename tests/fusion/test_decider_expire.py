@@ -40,3 +40,22 @@ def test_expire_keeps_what_a_full_pass_keeps():
             decider.expire(ts)
             assert decider.visits == want
     assert reopened > 10
+
+
+def test_median_of_a_visit_is_numpys_to_the_bit():
+    from storesense.cart.decisions import _median
+
+    rng = np.random.default_rng(7)
+    for n in range(1, 40):
+        for _ in range(50):
+            values = [float(v) for v in rng.normal(1.0, 0.3, n) * 10.0 ** rng.integers(-3, 3)]
+            if rng.random() < 0.3:
+                values += values[: int(rng.integers(n)) + 1]  # repeated heights (one reach seen by two cameras)
+            if rng.random() < 0.1:  # signed zeros: numpy's sums start at 0.0
+                for k in rng.integers(len(values), size=int(rng.integers(1, 4))):
+                    values[int(k)] = -0.0 if rng.random() < 0.7 else 0.0
+            want = float(np.median(values))
+            assert _median(values).hex() == want.hex()
+    for values in ([-0.0], [-0.0, -0.0], [0.0, -0.0], [-0.0, 1.0, -0.0], [-1e-300, 1e-300]):
+        assert _median(values).hex() == float(np.median(values)).hex()
+    assert np.isnan(_median([1.0, float("nan"), 2.0]))
