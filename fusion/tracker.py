@@ -218,6 +218,11 @@ class FloorTracker:
         self._distinct_until: dict[tuple[str, str], float] = {}
         self._next = 1
         self._pow4: dict[float, float] = {}  # dt -> numpy's dt**4 (see :meth:`_assign_small`)
+        # no track can be stale before these (see :meth:`prune`): the earliest last camera sighting of a confirmed
+        # track and the earliest birth of a tentative one, as of the last full pass, lowered by every track made,
+        # confirmed or merged since (a sighting only moves a track's own time later)
+        self._seen_floor = float("inf")
+        self._born_floor = float("inf")
 
     def track_for(self, camera: str, camera_track: int) -> FloorTrack | None:
         """The live floor track a camera's track id is bound to, if any."""
@@ -264,6 +269,8 @@ class FloorTracker:
             track = FloorTrack(f"T{self._next}", self.filter_factory(x, y), ts, ts, (x, y), hits=0)
             self._next += 1
             self.tracks[track.id] = track
+            if ts < self._born_floor:
+                self._born_floor = ts
             track.remember()
             self._seen(track, camera, o, ts, looks[i])
             out.append((o, track))
@@ -440,8 +447,10 @@ class FloorTracker:
         track.hits += 1
         if ts > track.last_camera_ts:  # max(), without the call
             track.last_camera_ts = ts
-        if track.hits >= self.confirm_hits:
+        if track.hits >= self.confirm_hits and not track.confirmed:
             track.confirmed = True
+            if track.last_camera_ts < self._seen_floor:
+                self._seen_floor = track.last_camera_ts
 
     def update_fix(self, track: FloorTrack, ts: float, xy: tuple[float, float], cov) -> float:
         """Correct a track with a position fix (e.g. BLE); returns its squared Mahalanobis distance."""
@@ -523,6 +532,8 @@ class FloorTracker:
         keep.hits += drop.hits
         keep.confirmed = keep.confirmed or drop.confirmed
         keep.last_camera_ts = max(keep.last_camera_ts, drop.last_camera_ts)
+        if keep.confirmed and keep.last_camera_ts < self._seen_floor:
+            self._seen_floor = keep.last_camera_ts
         del self.tracks[drop.id]
 
     def remove(self, track_id: str) -> None:
@@ -537,10 +548,9 @@ class FloorTracker:
         may live on fixes alone for up to ``fix_max_age_s`` without a camera.
         """
         tentative_s, max_age_s, fix_max_age_s = self.tentative_s, self.max_age_s, self.fix_max_age_s
-        for t in self.tracks.values():  # the fusion node prunes after every message: mostly nothing is stale
-            if ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s:
-                break
-        else:
+        # the fusion node prunes after every message: mostly nothing is stale, and before the floors nothing can be
+        # (a later time gives a smaller or equal difference, as rounded, so no track's test below can pass)
+        if ts - self._seen_floor <= max_age_s and ts - self._born_floor <= tentative_s:
             return []
         stale = [t for t in self.tracks.values()
                  if (ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s)]
@@ -551,4 +561,12 @@ class FloorTracker:
         if dead:
             gone = {t.id for t in dead}
             self.bindings = {k: v for k, v in self.bindings.items() if v not in gone}
+        seen_floor = born_floor = float("inf")
+        for t in self.tracks.values():
+            if t.confirmed:
+                if t.last_camera_ts < seen_floor:
+                    seen_floor = t.last_camera_ts
+            elif t.born_ts < born_floor:
+                born_floor = t.born_ts
+        self._seen_floor, self._born_floor = seen_floor, born_floor
         return dead
