@@ -79,6 +79,9 @@ class Decision:
     key: str
     change: CartChange
     weight: WeightChange | None = None  # the load change behind it, if any
+    #: the only hand seen fits the change poorly: someone whose hand was not seen may have made it (the
+    #: caller names who stood at the shelf as alternatives)
+    unseen: bool = False
 
 
 class PickDecider:
@@ -88,8 +91,11 @@ class PickDecider:
                  quantity_prior: dict[int, float] | None = None, putback_share: float = 0.1,
                  height_sigma_m: float = 0.15, timing_sigma_s: float = 0.3, along_sigma_m: float = 0.12,
                  combine_s: float = 0.5, dwell_per_item_s: float | None = 0.3, dwell_one_s: float = 1.2,
-                 dwell_sigma_s: float = 0.5):
+                 dwell_sigma_s: float = 0.5, lone_hand_min: float = 0.03):
         self.config = config
+        #: one hand in the shelf whose timing (:meth:`_timing`) fits the load change below this was probably
+        #: not the one that made it (a taker's hand not seen, or a wrist on a neighbour's skeleton): to review
+        self.lone_hand_min = lone_hand_min
         #: a hand that moves more items stays in longer: a reach of ``q`` items lasts about
         #: ``dwell_one_s + dwell_per_item_s * (q - 1)`` (normal, ``dwell_sigma_s``); None: dwell is not used.
         #: Defaults from the simulator's reaches; a store should fit them to its own reviewed transactions
@@ -367,8 +373,16 @@ class PickDecider:
             return self._split(msg, sku, qty, fit, reason, reaching, cart_of)
         _, attribution, visit = reaching[0]
         confidence = fit * attribution
+        unseen = False
         if len(reaching) > 1:
             reason += f"; {len(reaching)} shoppers reaching into the shelf"
+        else:  # alone, the share says nothing: how well does this one hand explain the change at all?
+            alone = self._timing(msg, visit.enter_ts, visit.exit_ts)
+            if alone < self.lone_hand_min:
+                unseen = True
+                confidence = min(confidence, self.review_below / 2)
+                reason += (f"; the only hand seen fits its timing poorly ({alone:.3f}): someone whose hand was not "
+                           "seen may have made it")
         if qty < 0 and held.get(sku, 0) < -qty:
             confidence *= 0.5
             reason += f"; the shopper held {held.get(sku, 0)} × {sku}"
@@ -377,7 +391,7 @@ class PickDecider:
                             evidence=(msg.event_id, *visit.evidence), reason=reason,
                             alternatives=tuple(s for s, _, _ in reaching[1:12]))
         visit.explained.add(msg.plate)
-        return [Decision(shopper, msg.event_id, change)]
+        return [Decision(shopper, msg.event_id, change, unseen=unseen)]
 
     def _reaching(self, msg: WeightChange) -> list[tuple[str, float, HandVisit]]:
         """Shoppers whose hands were in the shelf around the load change: (shopper, share, visit), likeliest first.

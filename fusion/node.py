@@ -66,6 +66,9 @@ from .tracker import FloorTrack, FloorTracker
 
 log = logging.getLogger(__name__)
 
+#: a shopper standing this near a shelf could have reached into it (alternatives for a change of an unseen hand)
+UNSEEN_NEAR_M = 1.5
+
 
 class BlePositioner(Protocol):
     """Turns BLE sightings into position fixes of tags (see :class:`.ble.IpsBle`)."""
@@ -1008,6 +1011,10 @@ class FusionNode:
                 continue
             session = self.identity.sessions[self._member_of.get(d.shopper, d.shopper)]  # a group: its one cart
             actor = self.identity.sessions[d.shopper]
+            if d.unseen and d.change.shelf:  # whoever else stood at the shelf may have made it
+                others = [n.shopper for n in self._near_shelf(d.change.shelf, UNSEEN_NEAR_M) if n.shopper != actor.id]
+                d = Decision(d.shopper, d.key, d.change.model_copy(update={
+                    "alternatives": _with(d.change.alternatives, others, actor.id)}), d.weight)
             if self.persistent_doubt and actor.doubt_since is not None and d.change.quantity and not d.change.needs_review:
                 # whose track this is has been unsure since a meeting nothing decided: a person checks
                 actor.doubt_flagged[d.key] = (session.id, d.change)
@@ -1027,20 +1034,25 @@ class FusionNode:
         """A load change no hand explains: to the hub's review queue with its evidence, never only a log line."""
         self.counters["shelf_changes_unattributed"] += 1
         c, w = d.change, d.weight
-        shelf = self.config.shelf(c.shelf) if c.shelf else None
-        nearby = []
-        for s in self.identity.open_sessions.values():
-            track = self.tracker.tracks.get(s.track_id)
-            if s.closed or track is None or shelf is None:
-                continue
-            dist = distance_to_polygon(track.xy[0], track.xy[1], shelf.polygon)
-            if dist <= 3.0:
-                nearby.append(NearbyShopper(shopper=s.id, distance_m=round(dist, 2)))
-        nearby.sort(key=lambda n: (n.distance_m, n.shopper))
+        nearby = self._near_shelf(c.shelf, 3.0) if c.shelf else []
         log.warning("unattributed shelf change (to review): %s", c.reason)
         self._out(ShelfEvent, ts, kind="unattributed", shelf=c.shelf or "", plate=c.plate or "", sku=c.sku,
                   quantity=c.quantity, delta_g=w.delta_g if w else 0.0, change_ts=w.started_ts if w else None,
                   nearby=tuple(nearby), evidence=c.evidence, reason=c.reason)
+
+    def _near_shelf(self, shelf_id: str, within_m: float) -> list[NearbyShopper]:
+        """Open sessions whose tracks stand within ``within_m`` of a shelf, nearest first."""
+        shelf = self.config.shelf(shelf_id)
+        nearby = []
+        for s in self.identity.open_sessions.values():
+            track = self.tracker.tracks.get(s.track_id)
+            if s.closed or track is None:
+                continue
+            dist = distance_to_polygon(track.xy[0], track.xy[1], shelf.polygon)
+            if dist <= within_m:
+                nearby.append(NearbyShopper(shopper=s.id, distance_m=round(dist, 2)))
+        nearby.sort(key=lambda n: (n.distance_m, n.shopper))
+        return nearby
 
     def _stock_changes(self, ts: float) -> None:
         """Tell the hub where the shelf inventory now believes misplaced items lie (or no longer lie)."""

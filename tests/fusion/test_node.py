@@ -206,6 +206,25 @@ def test_of_two_hands_sharing_a_load_change_the_one_that_stayed_longer_took_more
     assert sum(took.values()) == 3 and all(x.change.needs_review for x in d)
 
 
+def test_a_lone_hand_that_left_long_before_the_load_changed_does_not_take_it_silently(store):
+    """One hand in the shelf, but it went in and out well before the load changed: the taker's hand
+    was probably not seen (or sat on a neighbour's skeleton), so the change goes to review."""
+    cam, shelf = Stamper("cam3", "r"), Stamper("ws", "r")
+
+    def decide(t0, t1):
+        decider = PickDecider(store)
+        _visit(decider, "s-1", "A", t0, t1, cam, "cam3")
+        return decider.weight(shelf.make(WeightChange, 13.0, sensor="ws-A1", shelf="A", plate="A1",
+                                         delta_g=-1031.0, total_g=5000.0, noise_g=3.0, started_ts=11.0),
+                              lambda s: {})[0]
+
+    fits = decide(10.8, 12.4)  # in just before the load starts changing, out as it settles
+    assert fits.shopper == "s-1" and not fits.change.needs_review and not fits.unseen
+    early = decide(9.6, 10.3)  # in 1.4 s before the load started changing, out 2 s before it settled
+    assert early.shopper == "s-1" and early.change.quantity == 1
+    assert early.change.needs_review and early.unseen and "not seen" in early.change.reason
+
+
 def test_put_back_on_the_wrong_plate_is_recognised_and_its_later_pick_too(store):
     decider = PickDecider(store)
     cam, shelf = Stamper("cam1", "r"), Stamper("ws", "r")
@@ -340,6 +359,48 @@ def test_a_check_in_at_a_gate_goes_to_the_shopper_standing_there(store):
     assert tagged is not None and tagged.tag_at_gate
     assert math.dist(node.tracker.tracks[tagged.track_id].xy, g2.position) < 0.2
     assert node.counters["checkins_at_gate"] == 1
+
+
+def test_a_change_of_an_unseen_hand_names_who_stood_at_the_shelf_for_the_reviewer(store):
+    """A and B check in and walk to shelf A; only A's hand is seen, in and out well before the milk
+    plate's load changed. The change goes to A's cart for review, naming B (beside the shelf) as who
+    may have made it, and not C, who stands far away."""
+    from storesense.contracts import CheckIn, FloorPoint, PersonObservation
+
+    out = []
+    cam, gate_node, ws = Stamper("cam1", "r"), Stamper("entry-gate", "r"), Stamper("ws-A1", "r")
+    node = FusionNode(store, out.append, run_id="t", ble=None, appearance=False)
+    starts = {1: store.gate("gate-1")[1].position, 2: store.gate("gate-2")[1].position, 3: (1.5, 2.0)}
+    ends = {1: (3.8, 4.0), 2: (3.8, 4.9), 3: (8.0, 2.0)}  # A and B before shelf A (front at x = 3.4), C far off
+    for f in range(100):  # 10 s at 10 fps: 2 s in the queue, 6 s walking, 2 s at the shelf
+        t = 100.0 + f * 0.1
+        k = min(max(f - 20, 0), 60) / 60
+        for tid in ((1, 2, 3) if f >= 25 else (1, 2)):
+            (x0, y0), (x1, y1) = starts[tid], ends[tid]
+            x, y = x0 + (x1 - x0) * k, y0 + (y1 - y0) * k
+            node.handle(cam.make(PersonObservation, t, camera="cam1", frame=f, track_id=tid,
+                                 bbox=(100.0 * tid, 100.0, 40.0, 120.0), score=0.9,
+                                 floor=FloorPoint(x=x, y=y, cov=((0.01, 0.0), (0.0, 0.01)))))
+        if f == 10:
+            node.handle(gate_node.make(CheckIn, t, tag="tag-a", method="app", zone="entry", gate="gate-1"))
+            node.handle(gate_node.make(CheckIn, t, tag="tag-b", method="app", zone="entry", gate="gate-2"))
+        if f == 30:
+            node.handle(gate_node.make(CheckIn, t, tag="tag-c", method="app", zone="entry"))
+        for phase, at in (("enter", 72), ("exit", 79)):  # in and out 1.4 s before the load starts changing
+            if f == at:
+                node.handle(cam.make(HandShelfInteraction, t, camera="cam1", track_id=1, shelf="A", face="A-front",
+                                     phase=phase, hand="right", dwell_s=0.0 if phase == "enter" else 0.7,
+                                     keypoint_score=0.9))
+    a, b = node.identity.session_of_tag("tag-a"), node.identity.session_of_tag("tag-b")
+    assert a is not None and b is not None and a.track_id != b.track_id
+    node.handle(ws.make(WeightChange, 110.5, sensor="ws-A1", shelf="A", plate="A1", delta_g=-1031.0,
+                        total_g=5000.0, noise_g=3.0, started_ts=108.6))
+    node.flush()
+    changes = [m.change for m in out if m.type == "cart_event" and m.change is not None]
+    assert [(m.shopper, m.change.sku) for m in out if m.type == "cart_event" and m.change] == [(a.id, "MILK-1L")]
+    assert changes[0].needs_review and "not seen" in changes[0].reason
+    c = node.identity.session_of_tag("tag-c")
+    assert b.id in changes[0].alternatives and (c is None or c.id not in changes[0].alternatives)
 
 
 @pytest.mark.parametrize("slipped,aside_m", [(True, 0.5), (False, 0.5), (True, 1.2)])
