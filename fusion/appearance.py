@@ -14,9 +14,9 @@ camera track's running appearance, the association cost), so :func:`distance`
 and :func:`blend` are written out over the 24 entries (no loops or index
 arithmetic: about 2.5 times faster in CPython), and so is :func:`unit` (2x).
 The arithmetic is the element-wise loop's, operation for operation and in the
-same order (dot products and bin totals left to right; the norm through
-``sum`` as before), so the results
-are the same bits. :func:`unit` keeps the last few descriptors' vectors: the
+same order (dot products, bin totals and norms left to right; the norm from
+0.0, as CPython 3.11's ``sum`` of floats added it before, written out: 10 %
+faster per blend), so the results are the same bits. :func:`unit` keeps the last few descriptors' vectors: the
 tracker and the node ask for the same observation's vector in turn.
 """
 
@@ -116,10 +116,11 @@ def _mix(current, new, weight: float) -> tuple[float, ...]:
     m18, m19 = keep * c18 + weight * v18, keep * c19 + weight * v19
     m20, m21 = keep * c20 + weight * v20, keep * c21 + weight * v21
     m22, m23 = keep * c22 + weight * v22, keep * c23 + weight * v23
-    n0 = _sqrt(sum((m0 * m0, m1 * m1, m2 * m2, m3 * m3, m4 * m4, m5 * m5, m6 * m6, m7 * m7, m8 * m8, m9 * m9,
-                    m10 * m10, m11 * m11)))
-    n1 = _sqrt(sum((m12 * m12, m13 * m13, m14 * m14, m15 * m15, m16 * m16, m17 * m17, m18 * m18, m19 * m19,
-                    m20 * m20, m21 * m21, m22 * m22, m23 * m23)))
+    # the norms summed left to right from 0.0, as CPython 3.11's sum() of floats does (no tuple, no call)
+    n0 = _sqrt(0.0 + m0 * m0 + m1 * m1 + m2 * m2 + m3 * m3 + m4 * m4 + m5 * m5 + m6 * m6 + m7 * m7 + m8 * m8 + m9 * m9
+               + m10 * m10 + m11 * m11)
+    n1 = _sqrt(0.0 + m12 * m12 + m13 * m13 + m14 * m14 + m15 * m15 + m16 * m16 + m17 * m17 + m18 * m18 + m19 * m19
+               + m20 * m20 + m21 * m21 + m22 * m22 + m23 * m23)
     if n0 > 0 and n1 > 0:  # the usual case: one tuple, the same quotients
         return (m0 / n0, m1 / n0, m2 / n0, m3 / n0, m4 / n0, m5 / n0, m6 / n0, m7 / n0, m8 / n0, m9 / n0, m10 / n0,
                 m11 / n0, m12 / n1, m13 / n1, m14 / n1, m15 / n1, m16 / n1, m17 / n1, m18 / n1, m19 / n1, m20 / n1,

@@ -1,5 +1,7 @@
 """A running appearance's short memory waits to be blended until read: the same bits as blending every view at once."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,27 @@ def test_views_without_a_vector_and_memories_kept_out():
     vec = _unit_vectors(np.random.default_rng(0), 1)[0]
     look.add(vec, 2.0, long_weight=0.0, recent_weight=None)  # only the long memory
     assert look.recent is None and look.long == vec and look.n == 1
+
+
+def _loop_mix(current, new, weight):
+    """The blend as an element-wise loop: each region's norm summed left to right from 0.0."""
+    keep = 1.0 - weight
+    m = [keep * c + weight * v for c, v in zip(current, new)]
+    out = []
+    for region in (m[:12], m[12:]):
+        norm = 0.0
+        for x in region:
+            norm += x * x
+        norm = math.sqrt(norm)
+        out += [x / norm for x in region] if norm > 0 else region
+    return tuple(out)
+
+
+def test_the_written_out_blend_is_the_loop_to_the_bit():
+    rng = np.random.default_rng(3)
+    views = _unit_vectors(rng, 400)
+    for a, b in zip(views, views[1:]):
+        for w in (0.3, 0.05, 1.0 / 7, 1.0 / 25):
+            assert _mix(a, b, w) == _loop_mix(a, b, w)
+    zeros = (0.0,) * 24
+    assert _mix(zeros, zeros, 0.3) == zeros
