@@ -6,7 +6,9 @@ Development tool (tune on seeds below 1000 with it; it reads the truth, the fusi
 
 For every session with a tag, the published locations are compared with the tag owner's true
 walk: a session is *wrong since check-in* when its first located second is already on someone
-else, *swapped* when it moves to someone else later. Every change on a receipt is matched to
+else, *swapped* when it moves to someone else later (more than 1 m from its shopper and nearer
+another one: a session only lagging behind its shopper is neither); a swap's ``back_after_s``
+says when it was next within 0.5 m of its shopper again (None: never). Every change on a receipt is matched to
 the true action (SKU, shelf, time) and its hand event's camera track to the track's true owner:
 
 - ``right``: charged to the taker's unit;
@@ -59,32 +61,13 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
     for sid, s in node.sessions.items():
         if s.tag not in owner_of_tag:
             continue
-        owner = shoppers[owner_of_tag[s.tag]]
-        state, since = "right", None
-        first = True
-        prev_track = None
-        prev_sources = ()
-        for m in locs.get(sid, []):
-            if not (owner.enter_ts <= m.ts <= owner.exit_ts):
-                continue
-            x, y = owner.position(m.ts)
-            d = math.hypot(m.x - x, m.y - y)
-            if d > 1.0:
-                # who is it on, then?
-                if state == "right":
-                    state, since = ("wrong-at-checkin" if first else "swapped"), m.ts - s.opened_ts
-                    on = min(((math.dist((m.x, m.y), p), o) for o, p in scenario.positions_at(m.ts).items()),
-                             default=(None, None))
-                    how = "same-track" if m.track == prev_track else f"rebound {prev_track}->{m.track}"
-                    swaps.append({"session": sid, "owner": owner.id, "t": round(m.ts - s.opened_ts, 1),
-                                  "on": on[1], "on_d": round(on[0], 2) if on[0] is not None else None,
-                                  "owner_d": round(d, 2), "how": how, "ref_n": s.look.n,
-                                  "sources": list(m.sources), "prev_sources": list(prev_sources)})
-                    break
-            first = False
-            prev_track = m.track
-            prev_sources = m.sources
-        wrong_from[sid] = (state, since)
+        swap = _first_swap(locs.get(sid, []), shoppers[owner_of_tag[s.tag]], scenario.positions_at, s.opened_ts)
+        if swap is None:
+            wrong_from[sid] = ("right", None)
+            continue
+        swap.update(session=sid, ref_n=s.look.n)
+        swaps.append(swap)
+        wrong_from[sid] = (swap.pop("state"), swap["t"])
 
     kinds = Counter()
     rows = []
@@ -140,6 +123,34 @@ def diagnose(config, level: str, seed: int, verbose: bool = False, node_kw=None,
         for r in rows:
             print(json.dumps(r))
     return res
+
+
+def _first_swap(locs: list, owner, positions_at, opened_ts: float) -> dict | None:
+    """The first published location of a session on someone other than its shopper ``owner``, or None.
+
+    On someone else: more than 1 m from ``owner`` and nearer another shopper
+    (``positions_at(ts)``: true positions); a session only lagging behind its
+    shopper is not. ``state`` is ``wrong-at-checkin`` when it is the first
+    location, else ``swapped``; ``back_after_s``: when it was next within 0.5 m
+    of its shopper (None: never).
+    """
+    prev_track, prev_sources = None, ()
+    inside = [m for m in locs if owner.enter_ts <= m.ts <= owner.exit_ts]
+    for k, m in enumerate(inside):
+        d = math.dist((m.x, m.y), owner.position(m.ts))
+        if d > 1.0:
+            on = min(((math.dist((m.x, m.y), p), o) for o, p in positions_at(m.ts).items()), default=(None, None))
+            if on[1] != owner.id:
+                back = next((b.ts - m.ts for b in inside[k + 1:]
+                             if math.dist((b.x, b.y), owner.position(b.ts)) < 0.5), None)
+                return {"state": "wrong-at-checkin" if k == 0 else "swapped", "owner": owner.id,
+                        "t": round(m.ts - opened_ts, 1), "on": on[1],
+                        "on_d": round(on[0], 2) if on[0] is not None else None, "owner_d": round(d, 2),
+                        "how": "same-track" if m.track == prev_track else f"rebound {prev_track}->{m.track}",
+                        "back_after_s": None if back is None else round(back, 1),
+                        "sources": list(m.sources), "prev_sources": list(prev_sources)}
+        prev_track, prev_sources = m.track, m.sources
+    return None
 
 
 def _lost_lines(truth: dict, billed: dict, tagged: set, rows: list[dict], out: list) -> Counter:
