@@ -241,6 +241,18 @@ class RegionSettings(_Model):
     hold_frames: int = Field(
         default=10, ge=0,
         description="Processed frames a detected person's box stays an active region after it was last detected.")
+    track_looks: int = Field(
+        default=8, ge=0,
+        description="Most live tracks per frame that no detection of the frame matches and get a look of their own: "
+        "the model runs on a tight crop around the track's box, scaled so it is track_look_px tall, and a person "
+        "found there overlapping the track more than any other detection is added (one detection usually covers "
+        "two people when one walks behind the other; a crop of the one behind finds them). Smallest tracks first, "
+        "within the model pixels the frame's passes left of max_input_px; 0: off. 8 with track_look_px 96: chosen by "
+        "leave-one-footage-out CV on the rescaled TUD proxy (docs/benchmarks.md, camera node).")
+    track_look_px: int = Field(
+        default=96, ge=32, le=512,
+        description="Model pixels a track's own look brings its box height to (at most 3x the frame's pixels); "
+        "tracks at least this tall get no look.")
 
 
 class DetectorSettings(_Model):

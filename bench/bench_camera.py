@@ -206,15 +206,17 @@ def _resized_video(video: Path, size: tuple[int, int], frames: int, folder: Path
     return out
 
 
-def _auto_run(video: str, size: tuple[int, int], threads: int, regions: bool | None, queue) -> None:
+def _auto_run(video: str, size: tuple[int, int], threads: int, regions: bool | None, looks: int | None,
+              queue) -> None:
     """In a fresh process: the whole node (uncalibrated camera of ``size``, auto plan) over ``video``;
-    ``regions``: gating on/off (None: the shipped default)."""
+    ``regions``: gating on/off, ``looks``: ``detector.regions.track_looks`` (None: the shipped defaults)."""
     import resource
 
     store = load_store_config(example_store_path())
     detector = DetectorSettings(threads=threads)
-    if regions is not None:
-        detector = detector.model_copy(update={"regions": detector.regions.model_copy(update={"enabled": regions})})
+    update = {k: v for k, v in (("enabled", regions), ("track_looks", looks)) if v is not None}
+    if update:
+        detector = detector.model_copy(update={"regions": detector.regions.model_copy(update=update)})
     cam = store.camera("cam1").model_copy(update={"resolution": size, "intrinsics": None, "mount": None,
                                                   "extrinsics": None, "homography": None, "shelf_faces": [],
                                                   "detector": detector})
@@ -233,7 +235,7 @@ def _auto_run(video: str, size: tuple[int, int], threads: int, regions: bool | N
     queue.put({"size": list(size), "frames": len(latencies), "fps": len(latencies) / seconds,
                "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[-1] if plans else "",
-               "plan_px": plan.cost_px if plan is not None else 0, "regions": regions,
+               "plan_px": plan.cost_px if plan is not None else 0, "regions": regions, "track_looks": looks,
                "gating": dict(getattr(node.detector, "counters", {}))})
 
 
@@ -250,18 +252,20 @@ def _in_fresh_process(target, *args) -> dict:
 
 
 def bench_auto(video: Path, sizes: list[tuple[int, int]], frames: int, threads: int = 0, *,
-               ultralytics: bool = False, torch_threads: int = 0, regions: tuple = (None,)) -> list[dict]:
+               ultralytics: bool = False, torch_threads: int = 0, regions: tuple = (None,),
+               looks: tuple = (None,)) -> list[dict]:
     """The node at the auto detection plan (uncalibrated camera) on ``video`` resized to each size, each in
     a fresh process (so its peak RSS is its own): processed fps, p50/p99 latency, peak RSS, the plan.
 
     ``ultralytics``: after each node run, Ultralytics' predict on the same frames, in a fresh process, at one
     input of the plan's model pixels (:func:`effective_input`), under ``row["ultralytics"]``. ``regions``: one
-    node run per entry (gating on, off, or None: the default), in turn."""
+    node run per entry (gating on, off, or None: the default), in turn, and per ``looks`` entry
+    (``detector.regions.track_looks``, None: the default)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size, gated in ((size, gated) for size in sizes for gated in regions):
+        for size, gated, n in ((size, gated, n) for size in sizes for gated in regions for n in looks):
             path = _resized_video(video, size, frames + 5, Path(tmp))
-            row = _in_fresh_process(_auto_run, str(path), size, threads, gated)
+            row = _in_fresh_process(_auto_run, str(path), size, threads, gated, n)
             if ultralytics:
                 row["ultralytics"] = _in_fresh_process(_ultralytics_auto_run, str(path),
                                                        effective_input(row["plan_px"], size), torch_threads)
@@ -290,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                          "model pixels (needs ultralytics + torch; runs without torchvision on YOLO26n-pose)")
     ap.add_argument("--regions", choices=("default", "on", "off", "both"), default="default",
                     help="with --auto: detector.regions gating as shipped, on, off, or both in turn")
+    ap.add_argument("--track-looks", type=int, nargs="+", default=None, metavar="N",
+                    help="with --auto: one run per value of detector.regions.track_looks (0: off), in turn")
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"{args.video}: video not found (the MOT15 TUD videos live in ../shared/data/mot15)", file=sys.stderr)
@@ -299,12 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         load_start = os.getloadavg()[0]
         regions = {"default": (None,), "on": (True,), "off": (False,), "both": (False, True)}[args.regions]
         rows = bench_auto(args.video, sizes, args.frames, args.threads, ultralytics=args.ultralytics,
-                          torch_threads=args.torch_threads, regions=regions)
+                          torch_threads=args.torch_threads, regions=regions,
+                          looks=tuple(args.track_looks) if args.track_looks else (None,))
         print(f"video {args.video.name}, {args.frames} frames per size, {os.cpu_count()} CPUs "
               f"({platform.processor() or platform.machine()}), onnxruntime {__import__('onnxruntime').__version__}, "
               f"load average {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
         for row in rows:
             gating = f", gating {row['gating']}" if row["gating"].get("full_scans") else ""
+            if row["track_looks"] is not None:
+                gating = f", track_looks {row['track_looks']}{gating}"
             print(f"{row['size'][0]}x{row['size'][1]}: {row['fps']:.1f} fps, p50 {row['p50_ms']:.0f} ms, "
                   f"p99 {row['p99_ms']:.0f} ms, peak RSS {row['rss_mb']:.0f} MB{gating}\n{row['plan']}")
             if "ultralytics" in row:

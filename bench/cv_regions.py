@@ -1,4 +1,4 @@
-"""Leave-one-footage-out cross-validation of gated detection's ``motion_threshold`` and ``margin``.
+"""Leave-one-footage-out cross-validation of gated detection's ``motion_threshold``, ``margin`` and track looks.
 
 How ``detector.regions`` was chosen (docs/benchmarks.md, "Gated detection"). Gating is stateful
 (a running background, detections held for a few frames), so each setting runs the camera node's
@@ -12,7 +12,8 @@ pooled held-out figures are the CV result. The per-setting figures on all footag
         /tmp/proxy/TUD-Stadtmitte-x0.25-0.3-0.35-0.45 --json cv-regions.json
 
 The default grid (motion threshold 12 / 18 / 25 x margin 0 / 0.1 / 0.25) takes about ten minutes
-on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only.
+on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only, and
+``--grid 18:0.1 18:0.1:8:96`` adds ``track_looks`` and ``track_look_px`` (how the track looks were chosen).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from storesense.config import DetectorSettings, RegionSettings
 from storesense.datasets.loaders.mot import read_sequence
 from storesense.datasets.scoring.detection import HEIGHT_BUCKETS, SizeReport
-from storesense.datasets.scoring.mot_eval import model_frames
+from storesense.datasets.scoring.mot_eval import model_frames, model_tracker, run_tracker
 from storesense.edge.camera.detectors import load_detector
 from storesense.edge.camera.tiling import build_detector
 
@@ -51,16 +52,29 @@ def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
                     int(sizes.det.sum()))}
 
 
-def run_setting(seq_dirs: list[Path], threshold: float, margin: float) -> dict[str, dict]:
-    """Counts per sequence for one gating setting (a fresh detector per sequence: gating has state)."""
+def parse_setting(setting: str) -> RegionSettings:
+    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX]`` as region settings (the rest at their defaults;
+    without the last two, no track looks, as before they existed)."""
+    v = [float(x) for x in setting.split(":")]
+    if len(v) not in (2, 4):
+        raise ValueError(f"{setting!r}: expected MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX]")
+    looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) == 4 else dict(track_looks=0)
+    return RegionSettings(enabled=True, motion_threshold=v[0], margin=v[1], **looks)
+
+
+def run_setting(seq_dirs: list[Path], regions: RegionSettings) -> dict[str, dict]:
+    """Counts per sequence for one gating setting (a fresh detector per sequence: gating has state).
+
+    The sequence is tracked as ``eval mot`` does (the node's tracker), so a gated detector gets the
+    live tracks before each frame: track looks need them."""
     result = {}
     for d in seq_dirs:
         seq = read_sequence(d)
-        settings = DetectorSettings(regions=RegionSettings(enabled=True, motion_threshold=threshold, margin=margin))
+        settings = DetectorSettings(regions=regions)
         detector = build_detector(load_detector(settings), settings)
+        tracker = model_tracker(detector, seq.frame_rate)
         sizes = SizeReport()
-        for _ in model_frames(seq, detector, sizes=sizes):
-            pass
+        run_tracker(tracker, model_frames(seq, detector, sizes=sizes, tracker=tracker))
         result[seq.name] = counts(sizes)
     return result
 
@@ -98,16 +112,16 @@ def cross_validate(results: dict[str, dict[str, dict]]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sequences", nargs="+", type=Path, help="MOT sequence folders (the rescaled proxies)")
-    ap.add_argument("--grid", nargs="+", default=GRID, help="settings as MOTION_THRESHOLD:MARGIN")
+    ap.add_argument("--grid", nargs="+", default=GRID,
+                    help="settings as MOTION_THRESHOLD:MARGIN or MOTION_THRESHOLD:MARGIN:TRACK_LOOKS:TRACK_LOOK_PX")
     ap.add_argument("--json", type=Path, help="write every setting's counts and the CV result here")
     a = ap.parse_args(argv)
     if len({footage(d.name) for d in a.sequences}) < 2:
         ap.error("cross-validation needs sequences from at least two footages")
     results = {}
     for k, setting in enumerate(a.grid, 1):
-        threshold, margin = (float(v) for v in setting.split(":"))
         start = time.perf_counter()
-        results[setting] = run_setting(a.sequences, threshold, margin)
+        results[setting] = run_setting(a.sequences, parse_setting(setting))
         r, p = rates([c["40-80"] for c in results[setting].values()])
         print(f"[{k}/{len(a.grid)}] {setting}: 40-80 px recall {100 * r:.1f} % at {100 * p:.1f} % (in sample, "
               f"{time.perf_counter() - start:.0f} s)", flush=True)

@@ -103,6 +103,14 @@ class Detections:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, rows.shape[-1] if len(rows) else 10)
         return cls.from_xywh(rows[:, 2:6], rows[:, 6] if rows.shape[1] > 6 else np.ones(len(rows)))
 
+    @classmethod
+    def concat(cls, parts: "list[Detections]") -> "Detections":
+        """The rows of ``parts`` in order, one set (keypoints kept only when every part has them)."""
+        kp = [d.keypoints for d in parts]
+        return cls(np.concatenate([d.xyxy for d in parts]), np.concatenate([d.scores for d in parts]),
+                   np.concatenate(kp) if all(k is not None for k in kp) else None,
+                   np.concatenate([d.track_id for d in parts]))
+
     def shifted(self, dx: float, dy: float) -> "Detections":
         """These detections moved by (dx, dy) pixels (boxes and keypoints; e.g. from a tile to its frame)."""
         kp = None

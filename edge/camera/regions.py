@@ -18,6 +18,9 @@ Each region is padded, overlapping ones are united, and the tiled detector cover
 ``person_px``, at most ``max_upscale``) whose model pixels,
 with the full-frame pass, fit those of the static plan (never more than a full scan).
 A frame whose regions do not fit at the static plan's scale runs the static plan.
+After the frame's passes, live tracks no detection matched get a tight look of their own within
+the model pixels left of ``max_input_px`` (``track_looks``,
+:func:`~storesense.edge.camera.tiling.track_looks`).
 """
 
 from __future__ import annotations

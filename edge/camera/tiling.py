@@ -23,6 +23,9 @@ anywhere, at least :data:`UNCALIBRATED_MIN_HEIGHT` of the frame height tall.
 With ``detector.regions`` (on by default) the plan runs whole only on full scans; between them
 the model sees only the full frame and tiles over active regions (motion, recent detections,
 live tracks; :mod:`.regions`), at a larger scale, never more model pixels than a full scan.
+Gated, a live track that no detection of the frame matches (often a person walking just behind
+another, whom the model drew one box for) gets a tight look of its own with the pixels left
+(``detector.regions.track_looks``, :func:`track_looks`).
 Detections of all passes are mapped back to frame pixels (keypoints with their
 box); a detection touching a tile edge inside the frame is a cut person, dropped
 when another pass sees them whole, and duplicates across passes are merged (NMS
@@ -314,9 +317,7 @@ def merge_passes(results: list[tuple[Pass, Detections]], frame_size: tuple[int, 
         return Detections.empty(with_keypoints=any(d.keypoints is not None for _, d in results))
     if len(parts) == 1:
         return parts[0][~cut[0]] if cut[0].any() and len(results) == 1 else parts[0]
-    kp = [d.keypoints for d in parts]
-    dets = Detections(np.concatenate([d.xyxy for d in parts]), np.concatenate([d.scores for d in parts]),
-                      np.concatenate(kp) if all(k is not None for k in kp) else None)
+    dets = Detections.concat(parts)
     origin_a, cut_a = np.concatenate(origin), np.concatenate(cut)
     b = dets.xyxy
     area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
@@ -355,6 +356,16 @@ def expected_heights(samples: np.ndarray, box: np.ndarray, fallback: float) -> t
     return fallback, fallback
 
 
+def _crop_pass(box: np.ndarray, s: float, frame_size: tuple[int, int], heights: tuple[float, float]) -> Pass:
+    """One crop centred on ``box`` (inside the frame), its input the box at scale ``s`` (multiples of 32)."""
+    w, h = frame_size
+    iw, ih = max(32, math.ceil((box[2] - box[0]) * s / 32) * 32), max(32, math.ceil((box[3] - box[1]) * s / 32) * 32)
+    cw, ch = min(w, iw / s), min(h, ih / s)
+    x0 = float(np.clip((box[0] + box[2] - cw) / 2, 0, w - cw))
+    y0 = float(np.clip((box[1] + box[3] - ch) / 2, 0, h - ch))
+    return Pass(int(round(x0)), int(round(y0)), int(round(cw)), int(round(ch)), (ih, iw), heights=heights)
+
+
 def _cover(box: np.ndarray, s: float, frame_size: tuple[int, int], tile_input: tuple[int, int],
            overlap: float, heights: tuple[float, float]) -> list[Pass]:
     """Passes at scale ``s`` covering ``box``: one crop at its own input size when it fits a tile, else tiles."""
@@ -363,12 +374,7 @@ def _cover(box: np.ndarray, s: float, frame_size: tuple[int, int], tile_input: t
     tw, th = min(w, tw_in / s), min(h, th_in / s)
     bw, bh = box[2] - box[0], box[3] - box[1]
     if bw <= tw and bh <= th:
-        # one crop, its input the box at scale s (multiples of 32)
-        iw, ih = max(32, math.ceil(bw * s / 32) * 32), max(32, math.ceil(bh * s / 32) * 32)
-        cw, ch = min(w, iw / s), min(h, ih / s)
-        x0 = float(np.clip((box[0] + box[2] - cw) / 2, 0, w - cw))
-        y0 = float(np.clip((box[1] + box[3] - ch) / 2, 0, h - ch))
-        return [Pass(int(round(x0)), int(round(y0)), int(round(cw)), int(round(ch)), (ih, iw), heights=heights)]
+        return [_crop_pass(box, s, frame_size, heights)]
     ov_x, ov_y = min(0.9 * tw, overlap * 0.6), min(0.9 * th, overlap)
     nx = 1 if bw <= tw else math.ceil((bw - ov_x) / (tw - ov_x))
     ny = 1 if bh <= th else math.ceil((bh - ov_y) / (th - ov_y))
@@ -422,6 +428,79 @@ def region_passes(regions: np.ndarray, static: TilingPlan, settings, frame_size:
         factor *= 0.9
 
 
+#: A track's own look (detector.regions.track_looks) upscales its crop at most this much.
+MAX_LOOK_UPSCALE = 3.0
+#: A track is matched by a detection of the frame (and gets no look) at this IoU or more.
+LOOK_MATCHED_IOU = 0.6
+#: The crop of a track's look: its box padded by this share of its height on every side.
+LOOK_PAD = 0.15
+#: A person found in a track's look is taken when their box overlaps the track's by at least this IoU.
+LOOK_ACCEPT_IOU = 0.5
+#: A track's look keeps people scored at least this (above tile_score_threshold: at 0.1 the looks added false
+#: detections on the native TUD videos and cost MOTA there; docs/benchmarks.md, camera node).
+LOOK_MIN_SCORE = 0.2
+
+
+def look_pass(box: np.ndarray, frame_size: tuple[int, int], person_px: float) -> Pass:
+    """The crop (a :class:`Pass`) of a track's own look: its box padded, scaled so the box is ``person_px`` tall."""
+    w, h = frame_size
+    bh = float(box[3] - box[1])
+    pad = LOOK_PAD * bh
+    padded = np.array([max(0.0, box[0] - pad), max(0.0, box[1] - pad), min(w, box[2] + pad), min(h, box[3] + pad)])
+    return _crop_pass(padded, min(MAX_LOOK_UPSCALE, person_px / max(1.0, bh)), frame_size, (bh, bh))
+
+
+def track_looks(base: Detector, frame: np.ndarray, merged: Detections, tracks: np.ndarray, settings,
+                spare_px: int, threshold: float | None = None, counters: dict | None = None) -> Detections:
+    """``merged`` plus the people found by looks of their own at the live ``tracks`` no detection matches.
+
+    One detection often covers two people when one walks behind the other, and the
+    tracker still holds the one behind. Each unmatched track (smallest first, at most
+    ``settings.track_looks``, within ``spare_px`` model pixels) gets a tight crop at
+    ``settings.track_look_px``, run at score ``threshold``; a person found there is added when their box overlaps
+    the track's by :data:`LOOK_ACCEPT_IOU` and more than it overlaps any detection
+    already made (else the crop only saw the person in front again).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from .detections import box_iou
+
+    h, w = frame.shape[:2]
+    tracks = np.asarray(tracks, float).reshape(-1, 4)
+    free = np.ones(len(tracks), bool)
+    if len(merged) and len(tracks):
+        iou = box_iou(tracks, merged.xyxy)
+        r, c = linear_sum_assignment(-iou)
+        free[r[iou[r, c] >= LOOK_MATCHED_IOU]] = False
+    # a track already as tall as the look would make it gains nothing from a closer look
+    th = tracks[:, 3] - tracks[:, 1]
+    todo = tracks[free & (tracks[:, 2] > tracks[:, 0] + 1) & (th > 1) & (th < settings.track_look_px)]
+    todo = todo[np.argsort(todo[:, 3] - todo[:, 1], kind="stable")]
+    found, looks = [], 0
+    for b in todo:
+        if looks >= settings.track_looks:
+            break
+        p = look_pass(b, (w, h), settings.track_look_px)
+        if p.cost_px > spare_px:
+            continue
+        spare_px -= p.cost_px
+        looks += 1
+        d = base.detect_at(frame[p.y:p.y + p.h, p.x:p.x + p.w], p.input_size, max(threshold or 0.0, LOOK_MIN_SCORE))
+        if not len(d):
+            continue
+        d = d.shifted(p.x, p.y)
+        to_track = box_iou(b[None], d.xyxy)[0]
+        others = [merged.xyxy, *(f.xyxy for f in found)]
+        to_other = box_iou(d.xyxy, np.concatenate(others)).max(axis=1) if sum(map(len, others)) else 0.0
+        good = np.flatnonzero((to_track >= LOOK_ACCEPT_IOU) & (to_track > to_other))
+        if len(good):
+            found.append(d[int(good[np.argmax(to_track[good])])])
+    if counters is not None:
+        counters["track_looks"] = counters.get("track_looks", 0) + looks
+        counters["track_look_finds"] = counters.get("track_look_finds", 0) + len(found)
+    return Detections.concat([merged, *found]) if found else merged
+
+
 class TiledDetector(Detector):
     """Runs a detector over a :class:`TilingPlan`'s passes and merges the results.
 
@@ -467,7 +546,9 @@ class TiledDetector(Detector):
                 plan = replace(plan, gating=(
                     f"between full scans (every {g.full_scan_frames} frames, and when over {g.global_change:.0%} of "
                     f"the frame changes) only tiles over motion and people seen in the last {g.hold_frames} frames, "
-                    f"at up to scale {self.settings.max_upscale:g}, never more than the full scan's {plan.cost_px:,} px"))
+                    f"at up to scale {self.settings.max_upscale:g}, never more than the full scan's {plan.cost_px:,} px"
+                    + (f"; up to {g.track_looks} unmatched tracks a look of their own at {g.track_look_px} px "
+                       f"within {self.settings.max_input_px:,} px" if g.track_looks else "")))
             self.plans[frame_size] = plan
             if self.on_plan is not None:
                 self.on_plan(plan)
@@ -539,6 +620,9 @@ class TiledDetector(Detector):
                 dets = dets.shifted(p.x, p.y)
             results.append((p, dets))
         merged = merge_passes(results, (w, h), self.settings.nms_iou)
+        if self.gating is not None and self.gating.track_looks and len(plan.passes) > 1 and len(self._tracks):
+            spare = self.settings.max_input_px - sum(p.cost_px for p in passes)
+            merged = track_looks(self.base, frame, merged, self._tracks, self.gating, spare, threshold, self.counters)
         if self.gating is not None and self.gating.hold_frames and len(merged):
             self._held += [(b, self.gating.hold_frames) for b in merged.xyxy]
         return merged
@@ -556,4 +640,4 @@ def build_detector(base: Detector, settings: DetectorSettings, camera: Camera | 
 
 
 __all__ = ["Pass", "TilingPlan", "TiledDetector", "make_plan", "plan_for_camera", "person_heights",
-           "merge_passes", "build_detector", "region_passes"]
+           "merge_passes", "build_detector", "region_passes", "look_pass", "track_looks"]

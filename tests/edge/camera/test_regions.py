@@ -156,3 +156,108 @@ def test_the_debug_drawing_shows_the_active_regions():
     yellow = (image[:, :, 0] == 0) & (image[:, :, 1] == 220) & (image[:, :, 2] == 255)
     x1, y1, x2, y2 = det.regions[0].astype(int)
     assert yellow[y1, x1:x2].all() and not yellow[y1 + 5:y2 - 5, x1 + 5:x2 - 5].any()
+
+
+class LargestOnly(BrightBlobs):
+    """A model that sees one person per pass, the one it sees most of (as MoveNet often draws one box for two
+    people when one walks just behind the other)."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []
+
+    def detect_at(self, frame, input_size, score_threshold=None) -> Detections:
+        self.calls.append(tuple(input_size))
+        dets = super().detect_at(frame, input_size, score_threshold)
+        if len(dets) < 2:
+            return dets
+        area = (dets.xyxy[:, 2] - dets.xyxy[:, 0]) * (dets.xyxy[:, 3] - dets.xyxy[:, 1])
+        return dets[int(np.argmax(area))]
+
+
+#: The person in front (20x60 px) and the one just behind them (16x50 px, 6 px to the right).
+FRONT, BEHIND = np.array([100.0, 150, 120, 210]), np.array([126.0, 160, 142, 210])
+
+
+def _pair() -> np.ndarray:
+    frame = np.full((400, 600, 3), 60, np.uint8)
+    for x1, y1, x2, y2 in (FRONT, BEHIND):
+        frame[int(y1):int(y2), int(x1):int(x2)] = 255
+    return frame
+
+
+def _looks(tracks, spare_px=10 ** 6, **regions):
+    from storesense.edge.camera.tiling import track_looks
+
+    base = LargestOnly()
+    frame = _pair()
+    merged = base.detect_at(frame, (400, 600))
+    assert len(merged) == 1 and np.allclose(merged.xyxy[0], FRONT)  # the premise: the pass sees the front one only
+    counters = {}
+    out = track_looks(base, frame, merged, np.asarray(tracks, float), RegionSettings(**regions), spare_px, 0.1,
+                      counters)
+    return out, counters
+
+
+def test_a_tracked_person_behind_another_is_found_by_a_look_of_their_own():
+    out, counters = _looks([FRONT, BEHIND], track_looks=4)
+    assert counters == {"track_looks": 1, "track_look_finds": 1}  # the front one is matched: no look for them
+    assert len(out) == 2 and np.abs(out.xyxy[1] - BEHIND).max() <= 1
+    assert out.keypoints is not None and out.keypoints.shape == (2, 17, 3)
+
+
+@pytest.mark.parametrize("why", ["off", "no pixels left", "already tall enough"])
+def test_no_look_when_off_over_budget_or_for_a_tall_track(why):
+    kwargs = {"off": dict(track_looks=0), "no pixels left": dict(track_looks=4, spare_px=1000),
+              "already tall enough": dict(track_looks=4, track_look_px=48)}[why]
+    out, counters = _looks([FRONT, BEHIND], **kwargs)
+    assert len(out) == 1 and counters["track_looks"] == 0
+
+
+def test_a_look_keeps_only_people_scored_at_least_look_min_score(monkeypatch):
+    from storesense.edge.camera import tiling
+
+    out, counters = _looks([FRONT, BEHIND], track_looks=4)
+    assert counters["track_look_finds"] == 1  # LargestOnly scores 0.8
+    monkeypatch.setattr(tiling, "LOOK_MIN_SCORE", 0.85)
+    monkeypatch.setattr(LargestOnly, "detect_at", _thresholded(LargestOnly.detect_at))
+    out, counters = _looks([FRONT, BEHIND], track_looks=4)
+    assert counters == {"track_looks": 1, "track_look_finds": 0} and len(out) == 1
+
+
+def _thresholded(detect_at):
+    def run(self, frame, input_size, score_threshold=None):
+        dets = detect_at(self, frame, input_size, score_threshold)
+        return dets[dets.scores >= (score_threshold or 0.0)] if len(dets) else dets
+    return run
+
+
+def test_a_look_that_sees_the_person_in_front_again_adds_nothing():
+    # a stale track over the front person (IoU 0.6 with their detection: not matched, so it gets a look); the look
+    # finds the front person, who overlaps the detection already made more than the track
+    stale = FRONT + [4, 4, 4, 4]
+    out, counters = _looks([stale], track_looks=4)
+    assert counters == {"track_looks": 1, "track_look_finds": 0} and len(out) == 1
+
+
+def test_looks_go_to_the_smallest_tracks_first_and_stop_at_the_limit():
+    small = np.array([300.0, 100, 310, 130])  # nobody there: the look finds nothing
+    out, counters = _looks([BEHIND, small], track_looks=1)
+    assert counters == {"track_looks": 1, "track_look_finds": 0} and len(out) == 1
+    out, counters = _looks([BEHIND, small], track_looks=2)
+    assert counters == {"track_looks": 2, "track_look_finds": 1} and len(out) == 2
+
+
+def test_the_gated_detector_looks_at_its_live_tracks():
+    for looks in (0, 4):
+        base = LargestOnly()
+        det = TiledDetector(base, DetectorSettings(regions=RegionSettings(track_looks=looks, full_scan_frames=1000)))
+        found = []
+        for _ in range(2):  # a full scan, then a gated frame
+            det.note_tracks(np.array([FRONT, BEHIND]))
+            n = len(base.calls)
+            dets = det.detect(_pair())
+            found.append(bool(len(dets)) and bool((np.abs(dets.xyxy - BEHIND).max(axis=1) <= 1).any()))
+            # never more model pixels in a frame than detector.max_input_px
+            assert sum(h * w for h, w in base.calls[n:]) <= det.settings.max_input_px
+        assert found == ([False, False] if looks == 0 else [True, True]), (looks, det.counters)
+        assert det.counters.get("track_looks", 0) == (0 if looks == 0 else 2)

@@ -1,0 +1,40 @@
+"""bench/cv_regions.py: its grid settings (with and without track looks) and the leave-one-footage-out pick."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[3] / "bench" / "cv_regions.py"
+
+
+@pytest.fixture(scope="module")
+def cv():
+    spec = importlib.util.spec_from_file_location("cv_regions", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_setting_without_looks_turns_them_off_and_one_with_looks_sets_them(cv):
+    plain = cv.parse_setting("18:0.1")
+    assert (plain.motion_threshold, plain.margin, plain.track_looks) == (18.0, 0.1, 0)
+    looks = cv.parse_setting("25:0:8:96")
+    assert (looks.motion_threshold, looks.margin, looks.track_looks, looks.track_look_px) == (25.0, 0.0, 8, 96)
+    with pytest.raises(ValueError, match="TRACK_LOOKS"):
+        cv.parse_setting("18:0.1:8")
+
+
+def test_each_fold_picks_on_the_other_footage(cv):
+    # counts: (matched gt, gt, matched detections, detections) for 40-80 px and all sizes
+    def c(r40, p=1.0):
+        return {"40-80": (r40, 100, int(100 * p), 100), "all": (r40, 100, int(100 * p), 100)}
+
+    results = {"a": {"A-x0.3": c(80), "B-x0.3": c(50)},
+               "b": {"A-x0.3": c(60), "B-x0.3": c(70)},
+               "c": {"A-x0.3": c(90, 0.5), "B-x0.3": c(99, 0.5)}}  # best recall, under 90 % precision
+    out = cv.cross_validate(results)
+    assert [(f["held_out"], f["picked"]) for f in out["folds"]] == [("A", "b"), ("B", "a")]
+    assert out["pooled_held_out"]["recall_40_80"] == pytest.approx((60 + 50) / 200)
