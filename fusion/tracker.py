@@ -236,14 +236,18 @@ class FloorTracker:
         Returns each observation with the floor track it updated or started.
         Observations without a floor point are skipped.
         """
-        obs = [o for o in observations if o.floor is not None]
+        obs, zs, looks, Rs = [], [], [], []
+        for o in observations:  # one pass, not a comprehension each: a frame holds one to three people
+            floor = o.floor
+            if floor is not None:
+                obs.append(o)
+                zs.append((floor.x, floor.y))
+                looks.append(unit(o.appearance))
+                Rs.append(floor.cov)
         if not obs:
             return []
         self._now = ts
         tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
-        zs = [(o.floor.x, o.floor.y) for o in obs]  # type: ignore[union-attr]
-        looks = [unit(o.appearance) for o in obs]
-        Rs = [o.floor.cov for o in obs]  # type: ignore[union-attr]
         pairs: list[tuple[int, FloorTrack]] = []
         if tracks:
             if len(obs) * len(tracks) <= _SCALAR_MAX_PAIRS:
