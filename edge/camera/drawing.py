@@ -73,13 +73,16 @@ def draw_plan(image: np.ndarray, plan) -> np.ndarray:
 
 
 def draw_debug(image: np.ndarray, dets: Detections, faces: list[ShelfFace] = (), active: set[str] = frozenset(),
-               caption: str = "", plan=None, regions=None) -> np.ndarray:
-    """The detection plan's tiles, the active regions of a gated plan (``regions``: xyxy, yellow), shelf faces,
-    then people, then a caption line; draws on ``image`` and returns it."""
+               caption: str = "", plan=None, regions=None, looks=None) -> np.ndarray:
+    """The detection plan's tiles, the active regions of a gated plan (``regions``: xyxy, yellow), the crops of
+    its track looks (``looks``: passes, magenta), shelf faces, then people, then a caption line; draws on
+    ``image`` and returns it."""
     if plan is not None:
         draw_plan(image, plan)
     for x1, y1, x2, y2 in ([] if regions is None else regions):
         cv2.rectangle(image, (int(x1), int(y1)), (int(x2) - 1, int(y2) - 1), (0, 220, 255), 1)
+    for p in looks or ():
+        cv2.rectangle(image, (p.x, p.y), (p.x + p.w - 1, p.y + p.h - 1), (255, 0, 255), 1)
     draw_shelf_faces(image, list(faces), active)
     draw_detections(image, dets)
     if caption:

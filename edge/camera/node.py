@@ -393,7 +393,7 @@ def run_camera(config: StoreConfig, camera_id: str, *, source: str | None = None
             def overlay(image: np.ndarray, dets: Detections) -> np.ndarray:
                 caption = f"{node.camera.id} frame {node.counters['frames_read'] - 1} {node.detector.name}"
                 return draw_debug(image, dets, node.camera.shelf_faces, node.hands.active_faces(), caption, node.plan,
-                                  getattr(node.detector, "regions", None))
+                                  getattr(node.detector, "regions", None), getattr(node.detector, "looks", None))
 
             node.recorders.append(VideoRecorder(debug_video, fps, blur=blur, overlay=overlay))
         live_options = {"max_retries": max_retries} if max_retries is not None else {}

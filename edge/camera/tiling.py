@@ -451,7 +451,8 @@ def look_pass(box: np.ndarray, frame_size: tuple[int, int], person_px: float) ->
 
 
 def track_looks(base: Detector, frame: np.ndarray, merged: Detections, tracks: np.ndarray, settings,
-                spare_px: int, threshold: float | None = None, counters: dict | None = None) -> Detections:
+                spare_px: int, threshold: float | None = None, counters: dict | None = None,
+                ran: list | None = None) -> Detections:
     """``merged`` plus the people found by looks of their own at the live ``tracks`` no detection matches.
 
     One detection often covers two people when one walks behind the other, and the
@@ -459,7 +460,8 @@ def track_looks(base: Detector, frame: np.ndarray, merged: Detections, tracks: n
     ``settings.track_looks``, within ``spare_px`` model pixels) gets a tight crop at
     ``settings.track_look_px``, run at score ``threshold``; a person found there is added when their box overlaps
     the track's by :data:`LOOK_ACCEPT_IOU` and more than it overlaps any detection
-    already made (else the crop only saw the person in front again).
+    already made (else the crop only saw the person in front again). Each look's
+    :class:`Pass` is appended to ``ran`` (for ``--debug-video``).
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -485,6 +487,8 @@ def track_looks(base: Detector, frame: np.ndarray, merged: Detections, tracks: n
             continue
         spare_px -= p.cost_px
         looks += 1
+        if ran is not None:
+            ran.append(p)
         d = base.detect_at(frame[p.y:p.y + p.h, p.x:p.x + p.w], p.input_size, max(threshold or 0.0, LOOK_MIN_SCORE))
         if not len(d):
             continue
@@ -529,6 +533,7 @@ class TiledDetector(Detector):
             self.motion = MotionMask(settings.regions)
         #: active regions (xyxy frame pixels) of the last frame, None after a full scan
         self.regions: np.ndarray | None = None
+        self.looks: list[Pass] = []  # the last frame's track looks (crops), for --debug-video
         #: frames processed since the last full scan; (box, frames left) of recently detected people; live tracks
         self._since_scan = 0
         self._held: list[tuple[np.ndarray, int]] = []
@@ -620,9 +625,11 @@ class TiledDetector(Detector):
                 dets = dets.shifted(p.x, p.y)
             results.append((p, dets))
         merged = merge_passes(results, (w, h), self.settings.nms_iou)
+        self.looks = []
         if self.gating is not None and self.gating.track_looks and len(plan.passes) > 1 and len(self._tracks):
             spare = self.settings.max_input_px - sum(p.cost_px for p in passes)
-            merged = track_looks(self.base, frame, merged, self._tracks, self.gating, spare, threshold, self.counters)
+            merged = track_looks(self.base, frame, merged, self._tracks, self.gating, spare, threshold, self.counters,
+                                 self.looks)
         if self.gating is not None and self.gating.hold_frames and len(merged):
             self._held += [(b, self.gating.hold_frames) for b in merged.xyxy]
         return merged

@@ -261,3 +261,22 @@ def test_the_gated_detector_looks_at_its_live_tracks():
             assert sum(h * w for h, w in base.calls[n:]) <= det.settings.max_input_px
         assert found == ([False, False] if looks == 0 else [True, True]), (looks, det.counters)
         assert det.counters.get("track_looks", 0) == (0 if looks == 0 else 2)
+
+
+def test_the_debug_drawing_shows_the_crops_of_the_track_looks():
+    from storesense.edge.camera.drawing import draw_debug
+
+    det = TiledDetector(LargestOnly(), DetectorSettings(regions=RegionSettings(track_looks=4, full_scan_frames=1000)))
+    for _ in range(2):  # a full scan, then a gated frame that looks at the track behind
+        det.note_tracks(np.array([FRONT, BEHIND]))
+        det.detect(_pair())
+    assert len(det.looks) == 1
+    p = det.looks[0]
+    assert p.x <= BEHIND[0] and p.y <= BEHIND[1] and p.x + p.w >= BEHIND[2] and p.y + p.h >= BEHIND[3]
+    image = draw_debug(_pair(), Detections.empty(with_keypoints=True), plan=det.plan, regions=det.regions,
+                       looks=det.looks)
+    magenta = (image[:, :, 0] == 255) & (image[:, :, 1] == 0) & (image[:, :, 2] == 255)
+    assert magenta[p.y, p.x:p.x + p.w].all() and not magenta[p.y + 3:p.y + p.h - 3, p.x + 3:p.x + p.w - 3].any()
+    det.note_tracks(np.zeros((0, 4)))
+    det.detect(_pair())  # no live track: no look, and none left over from the last frame
+    assert det.looks == []
