@@ -13,7 +13,8 @@ pooled held-out figures are the CV result. The per-setting figures on all footag
 
 The default grid (motion threshold 12 / 18 / 25 x margin 0 / 0.1 / 0.25) takes about ten minutes
 on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only, and
-``--grid 18:0.1 18:0.1:8:96`` adds ``track_looks`` and ``track_look_px`` (how the track looks were chosen).
+``--grid 18:0.1 18:0.1:8:96`` adds ``track_looks`` and ``track_look_px`` (how the track looks were chosen);
+a fifth field sets ``full_scan_frames`` (``18:0.1:8:96:20``).
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
 
 
 def parse_setting(setting: str) -> RegionSettings:
-    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX]`` as region settings (the rest at their defaults;
-    without the last two, no track looks, as before they existed)."""
+    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]`` as region settings (the rest at
+    their defaults; without the looks, no track looks, as before they existed)."""
     v = [float(x) for x in setting.split(":")]
-    if len(v) not in (2, 4):
-        raise ValueError(f"{setting!r}: expected MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX]")
-    looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) == 4 else dict(track_looks=0)
+    if len(v) not in (2, 4, 5):
+        raise ValueError(f"{setting!r}: expected MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]")
+    looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) >= 4 else dict(track_looks=0)
+    if len(v) == 5:
+        looks["full_scan_frames"] = int(v[4])
     return RegionSettings(enabled=True, motion_threshold=v[0], margin=v[1], **looks)
 
 

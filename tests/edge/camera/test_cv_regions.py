@@ -23,6 +23,9 @@ def test_a_setting_without_looks_turns_them_off_and_one_with_looks_sets_them(cv)
     assert (plain.motion_threshold, plain.margin, plain.track_looks) == (18.0, 0.1, 0)
     looks = cv.parse_setting("25:0:8:96")
     assert (looks.motion_threshold, looks.margin, looks.track_looks, looks.track_look_px) == (25.0, 0.0, 8, 96)
+    assert looks.full_scan_frames == cv.RegionSettings().full_scan_frames
+    rarer = cv.parse_setting("18:0.1:8:96:20")
+    assert (rarer.track_looks, rarer.full_scan_frames) == (8, 20)
     with pytest.raises(ValueError, match="TRACK_LOOKS"):
         cv.parse_setting("18:0.1:8")
 
