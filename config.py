@@ -252,7 +252,7 @@ class RegionSettings(_Model):
         "two people when one walks behind the other; a crop of the one behind finds them). Smallest tracks first, "
         "within the model pixels the frame's passes left of max_input_px; 0: off. 8 with track_look_px 96: the best "
         "setting in sample on the rescaled TUD proxy; the leave-one-footage-out CV folds picked 8 at 96 px and 16 at "
-        "96 px (docs/benchmarks.md, camera node).")
+        "96 px with margin 0 (docs/benchmarks.md, camera node).")
     track_look_px: int = Field(
         default=96, ge=32, le=512,
         description="Model pixels a track's own look brings its box height to (at most 3x the frame's pixels); "

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from storesense.config import DetectorSettings, RegionSettings
 from storesense.datasets.loaders.mot import read_sequence
 from storesense.datasets.scoring.detection import HEIGHT_BUCKETS, SizeReport
@@ -56,13 +58,21 @@ def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
 def parse_setting(setting: str) -> RegionSettings:
     """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]`` as region settings (the rest at
     their defaults; without the looks, no track looks, as before they existed)."""
-    v = [float(x) for x in setting.split(":")]
+    expected = f"{setting!r}: expected MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]"
+    try:
+        v = [float(x) for x in setting.split(":")]
+    except ValueError:
+        raise ValueError(f"{expected}, numbers") from None
     if len(v) not in (2, 4, 5):
-        raise ValueError(f"{setting!r}: expected MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]")
+        raise ValueError(expected)
     looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) >= 4 else dict(track_looks=0)
     if len(v) == 5:
         looks["full_scan_frames"] = int(v[4])
-    return RegionSettings(enabled=True, motion_threshold=v[0], margin=v[1], **looks)
+    try:
+        return RegionSettings(enabled=True, motion_threshold=v[0], margin=v[1], **looks)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ValueError(f"{setting!r}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
 def run_setting(seq_dirs: list[Path], regions: RegionSettings) -> dict[str, dict]:
@@ -116,15 +126,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sequences", nargs="+", type=Path, help="MOT sequence folders (the rescaled proxies)")
     ap.add_argument("--grid", nargs="+", default=GRID,
-                    help="settings as MOTION_THRESHOLD:MARGIN or MOTION_THRESHOLD:MARGIN:TRACK_LOOKS:TRACK_LOOK_PX")
+                    help="settings as MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]")
     ap.add_argument("--json", type=Path, help="write every setting's counts and the CV result here")
     a = ap.parse_args(argv)
     if len({footage(d.name) for d in a.sequences}) < 2:
         ap.error("cross-validation needs sequences from at least two footages")
+    try:  # every setting checked before the first one runs for minutes
+        settings = {setting: parse_setting(setting) for setting in a.grid}
+    except ValueError as e:
+        ap.error(f"--grid {e}")
     results = {}
     for k, setting in enumerate(a.grid, 1):
         start = time.perf_counter()
-        results[setting] = run_setting(a.sequences, parse_setting(setting))
+        results[setting] = run_setting(a.sequences, settings[setting])
         r, p = rates([c["40-80"] for c in results[setting].values()])
         print(f"[{k}/{len(a.grid)}] {setting}: 40-80 px recall {100 * r:.1f} % at {100 * p:.1f} % (in sample, "
               f"{time.perf_counter() - start:.0f} s)", flush=True)

@@ -30,6 +30,19 @@ def test_a_setting_without_looks_turns_them_off_and_one_with_looks_sets_them(cv)
         cv.parse_setting("18:0.1:8")
 
 
+def test_a_bad_grid_setting_is_one_clear_line_before_anything_runs(cv, capsys, tmp_path):
+    with pytest.raises(ValueError, match="'18:x'.*numbers"):
+        cv.parse_setting("18:x")
+    with pytest.raises(ValueError, match="full_scan_frames: Input should be greater than or equal to 1"):
+        cv.parse_setting("18:0.1:8:96:0")
+    # the good first setting does not run for minutes before the bad second one is noticed
+    seqs = [str(tmp_path / "TUD-Campus-x0.3"), str(tmp_path / "TUD-Stadtmitte-x0.3")]
+    with pytest.raises(SystemExit):
+        cv.main([*seqs, "--grid", "18:0.1", "18:0.1:8:96:0"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("error: --grid '18:0.1:8:96:0': full_scan_frames: Input should be greater than or equal to 1")
+
+
 def test_each_fold_picks_on_the_other_footage(cv):
     # counts: (matched gt, gt, matched detections, detections) for 40-80 px and all sizes
     def c(r40, p=1.0):
