@@ -1,0 +1,194 @@
+"""Carts: hands to shoppers, decisions onto ledgers, changes moved or flagged, shelf events.
+
+The pick decider (:mod:`storesense.cart.decisions`) turns hands and load changes
+into decisions; here each lands on its session's cart (a group's one cart), goes
+to review when identity is in doubt, and moves with the tracks when they were
+swapped. A load change no hand explains becomes a shelf event for the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from ...cart.decisions import Decision
+from ...contracts import CartEvent, CartState, HandShelfInteraction, NearbyShopper, ShelfEvent
+from ...geometry.polygons import distance_to_polygon
+from ..identity import Session
+
+log = logging.getLogger(__name__)
+
+
+#: a shopper standing this near a shelf could have reached into it (alternatives for a change of an unseen hand)
+UNSEEN_NEAR_M = 1.5
+
+
+class Carts:
+    """Part of :class:`~.core.FusionNode`: decisions onto carts and review (uses the node's state)."""
+
+    def _interaction(self, msg: HandShelfInteraction) -> None:
+        session = self.identity.session_of(getattr(self.tracker.track_for(msg.camera, msg.track_id), "id", None))
+        if session is None:
+            self.counters["interactions_unattributed"] += 1
+            log.info("hand event %s from %s track %s has no open session", msg.event_id, msg.camera, msg.track_id)
+            return
+        if self.appearance:
+            session = self._hand_owner(session, msg)
+        self._apply(self.decider.hand(session.id, msg, session.ledger.quantities()), msg.ts)
+
+    def _hand_owner(self, session: Session, msg: HandShelfInteraction) -> Session:
+        """The session a hand belongs to: the bound one, unless the camera track clearly looks like a neighbour.
+
+        A neighbour is an open session whose track stands within 2 m of the
+        bound one; it takes the hand when the camera track's recent colours fit
+        its reference by ``look_hand_margin`` better than the bound session's.
+        """
+        look = self._cam_look.get((msg.camera, msg.track_id))
+        if look is None or look.recent is None or msg.ts - look.ts > 1.0:
+            return session
+        own = self._look_fit(session, look.recent)
+        track = self.tracker.tracks.get(session.track_id)
+        if own is None or own < self.look_own_ok or track is None:
+            return session
+        x, y = track.xy
+        best, best_d = session, own - self.look_hand_margin
+        for other in self.identity.open_sessions.values():
+            if other is session or other.closed or other.lost_at is not None:
+                continue
+            t = self.tracker.tracks.get(other.track_id)
+            if t is None or (t.xy[0] - x) ** 2 + (t.xy[1] - y) ** 2 > 4.0:
+                continue
+            d = self._look_fit(other, look.recent)
+            if d is not None and d < best_d:
+                best, best_d = other, d
+        if best is not session:
+            self.counters["hands_reattributed_by_appearance"] += 1
+        return best
+
+    def _cart_of(self, session_id: str) -> dict[str, int]:
+        s = self.identity.sessions.get(self._member_of.get(session_id, session_id))
+        return s.ledger.quantities() if s else {}
+
+    def _apply(self, decisions: list[Decision], ts: float) -> None:
+        for d in decisions:
+            if d.shopper is None:
+                self._unattributed(d, ts)
+                continue
+            session = self.identity.sessions[self._member_of.get(d.shopper, d.shopper)]  # a group: its one cart
+            actor = self.identity.sessions[d.shopper]
+            if d.unseen and d.change.shelf:  # whoever else stood at the shelf may have made it
+                others = [n.shopper for n in self._near_shelf(d.change.shelf, UNSEEN_NEAR_M) if n.shopper != actor.id]
+                d = Decision(d.shopper, d.key, d.change.model_copy(update={
+                    "alternatives": _with(d.change.alternatives, others, actor.id)}), d.weight)
+            if self.persistent_doubt and actor.doubt_since is not None and d.change.quantity and not d.change.needs_review:
+                # whose track this is has been unsure since a meeting nothing decided: a person checks
+                actor.doubt_flagged[d.key] = (session.id, d.change)
+                d = Decision(d.shopper, d.key, d.change.model_copy(update={
+                    "needs_review": True, "reason": d.change.reason + "; identity in doubt since a meeting "
+                                                                      f"{ts - actor.doubt_since:.0f} s ago",
+                    "alternatives": _with(d.change.alternatives, sorted(actor.doubt_with), actor.id)}), d.weight)
+            if session.ledger.closed_ts is not None or not session.ledger.apply(d.key, d.change, ts):
+                self.counters["changes_dropped"] += 1
+                continue
+            self.counters["review_changes" if d.change.needs_review else "sure_changes"] += 1
+            self._out(CartEvent, ts, shopper=session.id, phase="update", change=d.change,
+                      cart_version=session.ledger.version)
+            self._publish_state(session, ts)
+
+    def _move_changes(self, moves: list[tuple], since: float, contact_until: float, ts: float,
+                      unsure: bool) -> None:
+        """Move the changes each ``(src, dst)`` pair's source made since ``since`` to the destination.
+
+        A ``(src, dst, since)`` triple gives the pair its own ``since``.
+
+        A change made while they were in contact (until ``contact_until``), or
+        any when ``unsure``, goes to review: whose hand it was is not certain.
+        """
+        decisions, stamps = [], {}
+        for move in moves:
+            src, dst = move[0], move[1]
+            # a decision lands up to a settle time after the hand that caused it
+            start = (move[2] if len(move) > 2 else since) - 1.0
+            ledger = src.ledger
+            undone = {k.split(":undo")[0] for k in ledger.changes if ":undo" in k}
+            for key, change in list(ledger.changes.items()):
+                decided = ledger.decided_ts.get(key, 0.0)
+                if decided < start or ":undo" in key or key in undone or not change.quantity:
+                    continue
+                n = sum(1 for k in ledger.changes if k.startswith(key + ":undo")) + 1
+                review = unsure or decided <= contact_until + 1.0 or change.needs_review
+                undo = change.model_copy(update={"quantity": -change.quantity, "needs_review": review,
+                                                 "reason": f"moved to {dst.id}: tracks were swapped"})
+                redo = change.model_copy(update={"needs_review": review,
+                                                 "reason": change.reason + f"; moved from {src.id}: tracks were swapped",
+                                                 "alternatives": _with(change.alternatives, [src.id], dst.id)})
+                decisions += [Decision(src.id, f"{key}:undo{n}", undo), Decision(dst.id, f"{key}:mv{n}", redo)]
+                src.doubt_flagged.pop(key, None)  # moved: a later settling of src's doubt leaves it alone
+                stamps[(dst.id, f"{key}:mv{n}")] = decided
+        self._apply(decisions, ts)
+        for (sid, key), decided in stamps.items():  # a moved change keeps the time it was first decided
+            ledger = self.identity.sessions[sid].ledger
+            if key in ledger.decided_ts:
+                ledger.decided_ts[key] = decided
+
+    def _flag_changes(self, s: Session, since: float, ts: float, why: str, doubt: bool = False,
+                      alternatives: Iterable[str] = ()) -> None:
+        """Send the changes ``s`` made since ``since`` to review, saying ``why``, naming ``alternatives``.
+
+        ``doubt``: flagged for an identity doubt that later views may settle
+        (:meth:`_settle`), which then takes the flag back.
+        """
+        ledger, flagged = s.ledger, False
+        for key, change in list(ledger.changes.items()):
+            if ledger.decided_ts.get(key, 0) >= since - 1.0 and not change.needs_review and change.quantity:
+                ledger.changes[key] = change.model_copy(update={
+                    "needs_review": True, "reason": f"{change.reason}; {why}",
+                    "alternatives": _with(change.alternatives, alternatives, s.id)})
+                if doubt:
+                    s.doubt_flagged[key] = (s.id, change)
+                flagged = True
+        if flagged:
+            self.counters["changes_flagged_identity"] += 1
+            self._publish_state(s, ts)
+
+    def _unattributed(self, d: Decision, ts: float) -> None:
+        """A load change no hand explains: to the hub's review queue with its evidence, never only a log line."""
+        self.counters["shelf_changes_unattributed"] += 1
+        c, w = d.change, d.weight
+        nearby = self._near_shelf(c.shelf, 3.0) if c.shelf else []
+        log.warning("unattributed shelf change (to review): %s", c.reason)
+        self._out(ShelfEvent, ts, kind="unattributed", shelf=c.shelf or "", plate=c.plate or "", sku=c.sku,
+                  quantity=c.quantity, delta_g=w.delta_g if w else 0.0, change_ts=w.started_ts if w else None,
+                  nearby=tuple(nearby), evidence=c.evidence, reason=c.reason)
+
+    def _near_shelf(self, shelf_id: str, within_m: float) -> list[NearbyShopper]:
+        """Open sessions whose tracks stand within ``within_m`` of a shelf, nearest first."""
+        shelf = self.config.shelf(shelf_id)
+        nearby = []
+        for s in self.identity.open_sessions.values():
+            track = self.tracker.tracks.get(s.track_id)
+            if s.closed or track is None:
+                continue
+            dist = distance_to_polygon(track.xy[0], track.xy[1], shelf.polygon)
+            if dist <= within_m:
+                nearby.append(NearbyShopper(shopper=s.id, distance_m=round(dist, 2)))
+        nearby.sort(key=lambda n: (n.distance_m, n.shopper))
+        return nearby
+
+    def _stock_changes(self, ts: float) -> None:
+        """Tell the hub where the shelf inventory now believes misplaced items lie (or no longer lie)."""
+        for m in self.decider.inventory.drain():
+            self.counters["misplaced_updates"] += 1
+            self._out(ShelfEvent, ts, kind="misplaced", shelf=m.shelf, plate=m.plate, sku=m.sku, count=m.count,
+                      since_ts=m.since_ts, reason=f"{m.count} × {m.sku} on {m.plate} against its planogram"
+                      if m.count else f"no {m.sku} left on {m.plate}")
+
+    def _publish_state(self, session: Session, ts: float) -> None:
+        ledger = session.ledger
+        self._out(CartState, ts, shopper=session.id, status="closed" if session.closed else "open",
+                  lines=tuple(ledger.lines()), total=ledger.total(), cart_version=ledger.version)
+
+
+def _with(alternatives: Iterable[str], more: Iterable[str], own: str) -> tuple[str, ...]:
+    """``alternatives`` and ``more`` (first seen first), without ``own``: whom else a reviewer should consider."""
+    return tuple(dict.fromkeys(a for a in (*alternatives, *more) if a != own))[:12]
