@@ -134,6 +134,31 @@ def test_distance_separates_colours_and_ignores_empty_regions():
     assert unit(Appearance(bins=(0,) * 24, quality=0.0)) is None
 
 
+def test_unit_from_tables_is_the_entry_by_entry_square_root():
+    """unit() looks each byte up in its region total's table: the same bits as sqrt(bin / total) entry by entry,
+    for any totals, an empty region, and descriptors whose bins are not bytes (built without validation)."""
+    import math
+
+    rng = np.random.default_rng(3)
+
+    def by_entry(bins):
+        t, u = sum(bins[:12]), sum(bins[12:])
+        if not t and not u:
+            return None
+        top = tuple(math.sqrt(b / t) for b in bins[:12]) if t else (0.0,) * 12
+        return top + (tuple(math.sqrt(b / u) for b in bins[12:]) if u else (0.0,) * 12)
+
+    for k in range(3000):
+        bins = [int(v) for v in rng.integers(0, 256 if k % 2 else 40, 24)]
+        if k % 7 == 0:
+            bins[:12] = [0] * 12
+        if k % 11 == 0:
+            bins[12:] = [0] * 12
+        assert unit(Appearance(bins=tuple(bins), quality=1.0)) == by_entry(bins)
+    loose = [0.5 + v for v in rng.uniform(0, 20, 24)]
+    assert unit(Appearance.model_construct(bins=tuple(loose), quality=1.0)) == by_entry(loose)
+
+
 def _hidden_after_meeting(t):
     """Half hidden (too little to learn from) from the meeting until 32 s: the meeting is decided after that."""
     return 0.5 if 17.0 <= t < 32.0 else 1.0
