@@ -236,7 +236,8 @@ class FloorTracker:
         Returns each observation with the floor track it updated or started.
         Observations without a floor point are skipped.
         """
-        obs, zs, looks, Rs = [], [], [], []
+        obs, zs, looks, Rs, bound_to = [], [], [], [], []
+        bindings = self.bindings
         for o in observations:  # one pass, not a comprehension each: a frame holds one to three people
             floor = o.floor
             if floor is not None:
@@ -244,14 +245,20 @@ class FloorTracker:
                 zs.append((floor.x, floor.y))
                 looks.append(unit(o.appearance))
                 Rs.append(floor.cov)
+                bound_to.append(bindings.get((camera, o.track_id)))  # the floor track this camera id is bound to
         if not obs:
             return []
         self._now = ts
-        tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
-        pairs: list[tuple[int, FloorTrack]] = []
-        if tracks:
-            if len(obs) * len(tracks) <= _SCALAR_MAX_PAIRS:
-                pairs = self._assign_small(camera, ts, obs, zs, Rs, tracks, looks)
+        n = len(obs)
+        if n * len(self.tracks) <= _SCALAR_MAX_PAIRS:
+            # small however many tracks this camera already updated at ts: they are left out as they are costed
+            pairs = self._assign_small(camera, ts, obs, zs, Rs, looks, bound_to)
+        else:
+            tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
+            if not tracks:
+                pairs = []
+            elif n * len(tracks) <= _SCALAR_MAX_PAIRS:
+                pairs = self._assign_small(camera, ts, obs, zs, Rs, looks, bound_to)
             else:
                 cost = self._costs(camera, ts, obs, np.array(zs, dtype=float), np.array(Rs, dtype=float), tracks,
                                    looks)
@@ -297,7 +304,7 @@ class FloorTracker:
         return self.appearance_weight * (d - self.appearance_centre)
 
     def _assign_small(self, camera: str, ts: float, obs: list[PersonObservation], zs: list, Rs: list,
-                      tracks: list[FloorTrack], looks: list | None = None) -> list[tuple[int, FloorTrack]]:
+                      looks: list, bound_to: list) -> list[tuple[int, FloorTrack]]:
         """:meth:`_costs` and the assignment for a small frame, on plain floats.
 
         The same arithmetic as the vectorised path, operation for operation
@@ -306,22 +313,23 @@ class FloorTracker:
         observation's cheapest track is unique and no two observations share
         it, that is the optimal assignment and scipy is not called; otherwise it is.
 
-        One pass over the (track, observation) pairs in walking reach, tracks in
-        order: each pair is gated and costed at once, and each observation keeps
-        its cheapest track so far (the first of equal costs) and whether a later
-        one ties it; the dense cost matrix is built only for scipy.
+        One pass over the tracks in order, leaving out those this camera already
+        updated at ``ts`` (the rest are the columns): each pair in walking reach
+        is gated and costed at once, and each observation keeps its cheapest
+        track so far (the first of equal costs) and whether a later one ties it;
+        the dense cost matrix is built only for scipy. ``bound_to``: the floor
+        track id each observation's camera id is bound to (or None).
         """
-        n, m = len(obs), len(tracks)
+        n = len(obs)
         reach_m, speed = self.reach_m, self.max_speed
         # numpy's dt**4 (what the vectorised path uses) per value, remembered: camera frames come on a few
         # fixed intervals, so most values recur (numpy's result for one element does not depend on the others)
         pow4 = self._pow4
-        bindings = self.bindings
-        bound_to = [bindings.get((camera, o.track_id)) for o in obs]  # the floor track each camera id is bound to
         gate, bound_gate, bonus = self.gate, self.bound_gate, self.binding_bonus
         # the appearance term of :meth:`_appearance_cost`, inline (it is added for most pairs of every frame)
         weight, centre, min_n = self.appearance_weight, self.appearance_centre, self.appearance_min_n
-        if looks is None or not weight:
+        reacquire_max, now, after = self.reacquire_max, self._now, self.reacquire_after_s
+        if not weight:
             looks = [None] * n
         log1 = _log1
         costs = []  # (row, col, cost) of every gated pair, for scipy
@@ -329,7 +337,13 @@ class FloorTracker:
         best_j = [-1] * n  # the first track with it,
         tied = [False] * n  # and whether a later track costs the same
         rows = range(n)
-        for j, t in enumerate(tracks):
+        tracks: list[FloorTrack] = []  # the columns
+        for t in self.tracks.values():
+            seen = t.seen_by.get(camera)
+            if seen is not None and seen[1] == ts:
+                continue  # this camera updated it in this frame already
+            j = len(tracks)
+            tracks.append(t)
             dt = ts - t.ts
             dt = dt if dt > 0.0 else 0.0
             reach = reach_m + speed * dt
@@ -369,7 +383,7 @@ class FloorTracker:
                     if track_look.n >= min_n:
                         d = distance(look, track_look.long)
                         if d is not None:
-                            if d > self.reacquire_max and self._now - t.last_camera_ts > self.reacquire_after_s:
+                            if d > reacquire_max and now - t.last_camera_ts > after:
                                 c = _INFEASIBLE  # as in :meth:`_appearance_cost`
                             else:
                                 c += weight * (d - centre)
@@ -381,6 +395,7 @@ class FloorTracker:
                     tied[i] = True  # (an infeasible cost ties the infeasible start: harmless, never picked)
         if not costs:
             return []
+        m = len(tracks)
         picks: dict[int, int] = {}
         unique = n <= m
         if unique:
