@@ -116,12 +116,13 @@ class FloorTrack:
         """Filtered position at (or nearest before) time ``ts`` from the recent history."""
         history = self.history
         if not history or ts >= history[-1][0]:
-            return self.xy
+            return self.filter.position()  # (self.xy)
         times = self._history_ts
         if len(times) != len(history):  # history was replaced or edited from outside
             times[:] = [h[0] for h in history]
-        i = max(0, bisect_left(times, ts) - 1)
-        return history[i][1], history[i][2]
+        i = bisect_left(times, ts) - 1
+        h = history[i if i > 0 else 0]
+        return h[1], h[2]
 
     def remember(self) -> None:
         """Append the current position to the history (called after each update; kept at 5 Hz)."""
@@ -268,7 +269,9 @@ class FloorTracker:
         matched = set()
         for i, track in pairs:
             matched.add(i)
-            track.advance(ts)
+            if ts > track.ts:  # track.advance(ts), without the call
+                track.filter.predict(ts - track.ts)
+                track.ts = ts
             track.filter.update(zs[i], Rs[i])
             track.remember()
             self._seen(track, camera, obs[i], ts, looks[i])
@@ -500,8 +503,13 @@ class FloorTracker:
         by_camera: dict[str, list[tuple[float, int, int]]] = {}
         for k, t in enumerate(live):
             for cam, (tid, seen_ts) in t.seen_by.items():
-                by_camera.setdefault(cam, []).append((seen_ts, k, tid))
-        together_pairs = set()
+                seen = by_camera.get(cam)
+                if seen is None:
+                    by_camera[cam] = [(seen_ts, k, tid)]
+                else:
+                    seen.append((seen_ts, k, tid))
+        n = len(live)
+        together_pairs = set()  # i * n + j for the pair (i, j), i < j
         for seen in by_camera.values():
             if len(seen) < 2:
                 continue
@@ -511,20 +519,23 @@ class FloorTracker:
                     if not tq - tp < 0.25:
                         break  # the rest were seen later still
                     if tidq != tidp:
-                        together_pairs.add((kp, kq) if kp < kq else (kq, kp))
-        positions = [t.xy for t in live]
+                        together_pairs.add(kp * n + kq if kp < kq else kq * n + kp)
+        positions = [t.filter.position() for t in live]  # (t.xy)
+        ids = [t.id for t in live]
         near2 = distance_m**2
         close_since = self._close_since
         for i, a in enumerate(live):
             ax, ay = positions[i]
-            for j in range(i + 1, len(live)):
+            aid = ids[i]
+            row = i * n
+            for j in range(i + 1, n):
                 bx, by = positions[j]
                 close = (ax - bx) ** 2 + (ay - by) ** 2 <= near2
-                together = (i, j) in together_pairs
+                together = row + j in together_pairs
                 if not close and not together:  # most pairs: apart, so not (or no longer) close
                     if close_since:
-                        b = live[j]
-                        close_since.pop((a.id, b.id) if a.id < b.id else (b.id, a.id), None)
+                        bid = ids[j]
+                        close_since.pop((aid, bid) if aid < bid else (bid, aid), None)
                     continue
                 b = live[j]
                 key = (a.id, b.id) if a.id < b.id else (b.id, a.id)
@@ -560,17 +571,21 @@ class FloorTracker:
         if self.tracks.pop(track_id, None) is not None:
             self.bindings = {k: v for k, v in self.bindings.items() if v != track_id}
 
+    def prune_due(self, ts: float) -> bool:
+        """Whether :meth:`prune` at ``ts`` could delete a track (when not, it returns at once and ignores its
+        ``kept_alive``). The fusion node prunes after every message: mostly nothing is stale, and before the floors
+        nothing can be (a later time gives a smaller or equal difference, as rounded, so no track's test passes)."""
+        return not (ts - self._seen_floor <= self.max_age_s and ts - self._born_floor <= self.tentative_s)
+
     def prune(self, ts: float, kept_alive: Collection[str] = frozenset()) -> list[FloorTrack]:
         """Delete stale tracks; returns the deleted ones.
 
         Tracks in ``kept_alive`` (bound to a session that gets position fixes)
         may live on fixes alone for up to ``fix_max_age_s`` without a camera.
         """
-        tentative_s, max_age_s, fix_max_age_s = self.tentative_s, self.max_age_s, self.fix_max_age_s
-        # the fusion node prunes after every message: mostly nothing is stale, and before the floors nothing can be
-        # (a later time gives a smaller or equal difference, as rounded, so no track's test below can pass)
-        if ts - self._seen_floor <= max_age_s and ts - self._born_floor <= tentative_s:
+        if not self.prune_due(ts):
             return []
+        tentative_s, max_age_s, fix_max_age_s = self.tentative_s, self.max_age_s, self.fix_max_age_s
         stale = [t for t in self.tracks.values()
                  if (ts - t.last_camera_ts > max_age_s if t.confirmed else ts - t.born_ts > tentative_s)]
         dead = [t for t in stale if not t.confirmed or not (

@@ -36,6 +36,29 @@ def point_in_polygon(x: float, y: float, polygon: list[Point2]) -> bool:
     return inside
 
 
+def rectangle_interior(polygon: list[Point2]) -> tuple[float, float, float, float] | None:
+    """``(x0, y0, x1, y1)`` when ``polygon`` is an axis-aligned rectangle (four corners, each edge parallel to an
+    axis), else None.
+
+    Every point with ``x0 < x < x1`` and ``y0 < y < y1`` is inside it by
+    :func:`point_in_polygon`: the ray crosses the two vertical edges' lines at
+    exactly ``x0`` and ``x1`` (the slope term is zero) and no horizontal edge,
+    so it toggles once. A caller can skip that test for such points.
+    """
+    if len(polygon) != 4:
+        return None
+    corners = [(float(p[0]), float(p[1])) for p in polygon]
+    xs, ys = sorted({c[0] for c in corners}), sorted({c[1] for c in corners})
+    if len(xs) != 2 or len(ys) != 2 or not all(math.isfinite(v) for v in xs + ys):
+        return None
+    if set(corners) != {(x, y) for x in xs for y in ys}:
+        return None
+    for (ax, ay), (bx, by) in zip(corners, corners[1:] + corners[:1]):
+        if ax != bx and ay != by:
+            return None  # a diagonal edge: corners in a crossed order
+    return xs[0], ys[0], xs[1], ys[1]
+
+
 def distance_to_polygon(x: float, y: float, polygon: list[Point2]) -> float:
     """Distance in metres from (x, y) to a polygon; 0 inside it."""
     if point_in_polygon(x, y, polygon):

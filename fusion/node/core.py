@@ -31,7 +31,7 @@ from ...contracts import (
     WeightChange,
     ZoneEvent,
 )
-from ...geometry.polygons import distance_to_polygon, point_in_polygon
+from ...geometry.polygons import distance_to_polygon, point_in_polygon, rectangle_interior
 from ..appearance import MIN_QUALITY, RunningAppearance
 from ..encounters import EncounterBook
 from ..identity import Fix, IdentityBook, Session
@@ -42,6 +42,7 @@ from .checkins import CheckIns
 from .looks import Looks
 
 log = logging.getLogger(__name__)
+_EMPTY = (math.inf, math.inf, -math.inf, -math.inf)  # an open box no point is in
 
 
 class BlePositioner(Protocol):
@@ -153,8 +154,9 @@ class FusionNode(CheckIns, Looks, Carts):
         # bounding boxes of the zones: a point outside one (by more than rounding) is outside its zone
         self._boxes = {z.id: (min(p[0] for p in z.polygon), min(p[1] for p in z.polygon),
                               max(p[0] for p in z.polygon), max(p[1] for p in z.polygon)) for z in config.zones}
-        # each zone with its box widened by that rounding margin, as :meth:`_zones` tests every observation
-        self._zone_boxes = [(z, x0 - 1e-6, y0 - 1e-6, x1 + 1e-6, y1 + 1e-6)
+        # each zone with its box widened by that rounding margin, as :meth:`_zones` tests every observation, and
+        # the open box a point is inside the zone in without the polygon test (a rectangle's; else an empty one)
+        self._zone_boxes = [(z, x0 - 1e-6, y0 - 1e-6, x1 + 1e-6, y1 + 1e-6, rectangle_interior(z.polygon) or _EMPTY)
                             for z in config.zones for x0, y0, x1, y1 in [self._boxes[z.id]]]
 
     @property
@@ -287,8 +289,9 @@ class FusionNode(CheckIns, Looks, Carts):
 
     def _zones(self, session: Session, track: FloorTrack, ts: float) -> None:
         x, y = track.xy
-        for zone, x0, y0, x1, y1 in self._zone_boxes:
-            inside = (x0 <= x <= x1 and y0 <= y <= y1) and point_in_polygon(x, y, zone.polygon)
+        for zone, x0, y0, x1, y1, (i0, j0, i1, j1) in self._zone_boxes:
+            inside = (i0 < x < i1 and j0 < y < j1) or (
+                (x0 <= x <= x1 and y0 <= y <= y1) and point_in_polygon(x, y, zone.polygon))
             was = zone.id in session.zones
             if inside and not was:
                 session.zones[zone.id] = ts
@@ -450,7 +453,8 @@ class FusionNode(CheckIns, Looks, Carts):
             self._encounters(ts)
             if len(self._cam_look) > 512:  # camera tracks not seen for 10 s are gone
                 self._cam_look = {k: v for k, v in self._cam_look.items() if ts - v.ts < 10.0}
-        kept = {s.track_id for s in self.identity.open_sessions.values() if s.fixes}
+        due = self.tracker.prune_due(ts)  # (if not, prune returns at once: no kept tracks to gather)
+        kept = {s.track_id for s in self.identity.open_sessions.values() if s.fixes} if due else ()
         for track in self.tracker.prune(ts, kept_alive=kept):
             session = self.identity.lost(track)
             if session is None:
