@@ -673,6 +673,10 @@ class Decoder:
 # --------------------------------------------------------------------------- stamping
 
 
+#: a hex digit with its two high bits set to the RFC 4122 variant (10): ``(d & 0x3) | 0x8``
+_VARIANT_DIGIT = {f"{d:x}": f"{(d & 0x3) | 0x8:x}" for d in range(16)}
+
+
 class Stamper:
     """Creates messages for one source, filling in the envelope.
 
@@ -700,11 +704,9 @@ class Stamper:
             self._prefix = (self.source, self.run_id, prefix)
         h = prefix.copy()
         h.update(str(seq).encode())
-        b = bytearray(h.digest()[:16])
-        b[6] = (b[6] & 0x0F) | 0x50  # version 5
-        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-        x = b.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+        x = h.hexdigest()
+        # the version (5) is byte 6's high nibble, the RFC 4122 variant byte 8's two high bits (hex digits 12, 16)
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT_DIGIT[x[16]]}{x[17:20]}-{x[20:32]}"
 
     def make(self, cls: type[Envelope], ts: float, **fields) -> Envelope:
         """Build a ``cls`` message at time ``ts`` with the next sequence number."""

@@ -103,15 +103,25 @@ class Walkable:
                 return False
         return True
 
+    def cell_at_point(self, x: float, y: float) -> tuple[int, int]:
+        """:meth:`cells`' row and column (clipped to the grid) of one point given as two floats (no numpy call:
+        the same subtraction, product and truncation)."""
+        u, v = (x - self._ox) * self._inv_res, (y - self._oy) * self._inv_res
+        if not (abs(u) < 1e15 and abs(v) < 1e15):  # not finite, or beyond int64: as numpy's cast does it
+            r, c, _ = self.cells(np.array([x, y]))
+            return int(r), int(c)
+        r, c = int(v), int(u)
+        return min(max(r, 0), self.rows - 1), min(max(c, 0), self.cols - 1)
+
     def snap(self, point) -> np.ndarray:
         """The centre of the free cell nearest to ``point`` (the point itself when it is free)."""
         p = np.asarray(point, dtype=float)
-        if self.free_at_point(float(p[0]), float(p[1])):
+        x, y = float(p[0]), float(p[1])
+        if self.free_at_point(x, y):
             return p.copy()
-        r, c, _ = self.cells(p)
-        nr, nc = self._nearest[0][r, c], self._nearest[1][r, c]
-        return np.array([self.origin[0] + (nc + 0.5) * self.resolution,
-                         self.origin[1] + (nr + 0.5) * self.resolution])
+        r, c = self.cell_at_point(x, y)
+        nr, nc = int(self._nearest[0][r, c]), int(self._nearest[1][r, c])
+        return np.array([self._ox + (nc + 0.5) * self.resolution, self._oy + (nr + 0.5) * self.resolution])
 
     def snap_many(self, points: np.ndarray) -> np.ndarray:
         """:meth:`snap` for an array of points ``(n, 2)``."""
@@ -145,8 +155,8 @@ class Walkable:
             if not self.segment_free(a, b):
                 # the path starts at the centre of a's cell, and a may see the turn only from there (a's corner
                 # of the cell is behind a wall's corner): step to the centre first, inside one free cell
-                r, c, _ = self.cells(a)
-                b = np.array([self.origin[0] + (c + 0.5) * self.resolution, self.origin[1] + (r + 0.5) * self.resolution])
+                r, c = self.cell_at_point(float(a[0]), float(a[1]))
+                b = np.array([self._ox + (c + 0.5) * self.resolution, self._oy + (r + 0.5) * self.resolution])
                 if not self.segment_free(a, b):
                     return a
         step = float(np.hypot(*(b - a)))

@@ -134,6 +134,23 @@ def test_single_segment_queries_match_the_vectorised_ones(store_grid):
         assert w.segment_free(a, b) == w.segments_free(a[None], b[None])[0]
 
 
+def test_snapping_one_point_matches_the_vectorised_cells(store_grid):
+    """Walkable.snap and cell_at_point on plain floats: the cells and centres numpy's cells() gives."""
+    w = Walkable(store_grid)
+    rng = np.random.default_rng(4)
+    for _ in range(2000):
+        p = rng.uniform(w.origin - 1, w.origin + np.array([w.cols, w.rows]) * w.resolution + 1)
+        r, c, _ = w.cells(p)
+        assert w.cell_at_point(float(p[0]), float(p[1])) == (int(r), int(c))
+        if w.free_at(p[None])[0]:
+            expected = p
+        else:
+            nr, nc = w._nearest[0][r, c], w._nearest[1][r, c]
+            expected = np.array([w.origin[0] + (nc + 0.5) * w.resolution, w.origin[1] + (nr + 0.5) * w.resolution])
+        assert w.snap(p).tolist() == expected.tolist()
+    assert w.cell_at_point(-1e300, 1e300) == tuple(int(v) for v in w.cells(np.array([-1e300, 1e300]))[:2])
+
+
 def test_lean_kalman_is_bit_identical_to_filterpy():
     rng = np.random.default_rng(3)
     ref = KalmanFilter(dim_x=4, dim_z=2)
