@@ -10,12 +10,17 @@ counted and dropped, never applied out of order.
 Release is driven by message time, so a replay is deterministic; a live node
 also calls :meth:`ReorderBuffer.release_until` with the wall clock when input
 pauses, so the last messages do not wait forever.
+
+Speed: messages mostly arrive in order, so the held ones are a list kept sorted
+by their keys (appended at the end, or inserted by bisection when one overtook
+another) and released from its front in one slice: the order of a heap of the
+same keys (each key is unique), without a heap push and pop per message.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
+from bisect import insort
 
 from ..contracts import Envelope
 
@@ -25,7 +30,7 @@ class ReorderBuffer:
 
     def __init__(self, window_s: float = 0.15):
         self.window_s = window_s
-        self._heap: list[tuple[float, str, int, int, Envelope]] = []
+        self._held: list[tuple[float, str, int, int, Envelope]] = []  # sorted by (ts, source, seq, arrival)
         self._order = itertools.count()
         self.released_ts = float("-inf")
         self.newest_ts = float("-inf")
@@ -33,7 +38,7 @@ class ReorderBuffer:
         self.reordered = 0
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._held)
 
     def push(self, msg: Envelope) -> list[Envelope]:
         """Add a message; returns the messages now due, in timestamp order.
@@ -51,22 +56,32 @@ class ReorderBuffer:
             self.newest_ts = ts
         # ties broken by source and sequence number: the same messages come out in the same order
         # however the network interleaved them
-        heap = self._heap
-        heapq.heappush(heap, (ts, msg.source, msg.seq, next(self._order), msg))
+        held = self._held
+        entry = (ts, msg.source, msg.seq, next(self._order), msg)
+        if not held or entry > held[-1]:
+            held.append(entry)  # in order (most messages)
+        else:
+            insort(held, entry)
         due = self.newest_ts - self.window_s
-        if heap[0][0] > due:
+        if held[0][0] > due:
             return []  # nothing due yet (most calls: the window holds what came in lately)
         return self.release_until(due)
 
     def release_until(self, ts: float) -> list[Envelope]:
         """Release every held message with a timestamp up to ``ts``."""
-        out = []
-        heap = self._heap
-        while heap and heap[0][0] <= ts:
-            t, _, _, _, msg = heapq.heappop(heap)
-            if t > self.released_ts:
-                self.released_ts = t
-            out.append(msg)
+        held = self._held
+        n = 0
+        for entry in held:
+            if entry[0] > ts:
+                break
+            n += 1
+        if not n:
+            return []
+        last = held[n - 1][0]  # the latest released (the list is sorted)
+        if last > self.released_ts:
+            self.released_ts = last
+        out = [entry[4] for entry in held[:n]]
+        del held[:n]
         return out
 
     def flush(self) -> list[Envelope]:
