@@ -14,7 +14,8 @@ pooled held-out figures are the CV result. The per-setting figures on all footag
 The default grid (motion threshold 12 / 18 / 25 x margin 0 / 0.1 / 0.25) takes about ten minutes
 on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only, and
 ``--grid 18:0.1 18:0.1:8:96`` adds ``track_looks`` and ``track_look_px`` (how the track looks were chosen);
-a fifth field sets ``full_scan_frames`` (``18:0.1:8:96:20``).
+a fifth field sets ``full_scan_frames`` (``18:0.1:8:96:20``) and a sixth ``carry_frames`` (tracks hidden
+behind another carried, ``18:0.1:8:96:40:10``; without it, none are).
 """
 
 from __future__ import annotations
@@ -56,18 +57,22 @@ def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
 
 
 def parse_setting(setting: str) -> RegionSettings:
-    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]`` as region settings (the rest at
-    their defaults; without the looks, no track looks, as before they existed)."""
-    expected = f"{setting!r}: expected MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]"
+    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES]]]`` as region
+    settings (the rest at their defaults; without the looks, no track looks, and without CARRY_FRAMES no carried
+    tracks, as before they existed)."""
+    expected = (f"{setting!r}: expected "
+                "MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES]]]")
     try:
         v = [float(x) for x in setting.split(":")]
     except ValueError:
         raise ValueError(f"{expected}, numbers") from None
-    if len(v) not in (2, 4, 5):
+    if len(v) not in (2, 4, 5, 6):
         raise ValueError(expected)
     looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) >= 4 else dict(track_looks=0)
-    if len(v) == 5:
+    if len(v) >= 5:
         looks["full_scan_frames"] = int(v[4])
+    # without a sixth field, no carried tracks, as before they existed (older grids keep their figures)
+    looks["carry_frames"] = int(v[5]) if len(v) == 6 else 0
     try:
         return RegionSettings(enabled=True, motion_threshold=v[0], margin=v[1], **looks)
     except ValidationError as e:
@@ -126,7 +131,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sequences", nargs="+", type=Path, help="MOT sequence folders (the rescaled proxies)")
     ap.add_argument("--grid", nargs="+", default=GRID,
-                    help="settings as MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES]]")
+                    help="settings as MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES]]]")
     ap.add_argument("--json", type=Path, help="write every setting's counts and the CV result here")
     a = ap.parse_args(argv)
     if len({footage(d.name) for d in a.sequences}) < 2:

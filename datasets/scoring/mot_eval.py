@@ -106,7 +106,7 @@ def model_frames(seq: MotSequence, detector, timing: list[float] | None = None,
     for frame, image in seq.frames():
         start = time.perf_counter()
         if tracks is not None:
-            detector.note_tracks(tracks.live_boxes())
+            detector.note_tracks(tracks.live_boxes(), *(tracks.live_ids() if hasattr(tracks, "live_ids") else ()))
         dets = detector.detect(image)
         if timing is not None:
             timing[0] += time.perf_counter() - start

@@ -217,7 +217,9 @@ class CameraNode:
         tracked = self.tracker.update(dets, frame.index)
         self.last_detections = tracked
         if hasattr(self.detector, "note_tracks") and hasattr(self.tracker, "live_boxes"):
-            self.detector.note_tracks(self.tracker.live_boxes())  # a gated plan keeps tracked people's tiles active
+            # a gated plan keeps tracked people's tiles active; ids carry people hidden behind another
+            ids = self.tracker.live_ids() if hasattr(self.tracker, "live_ids") else ()
+            self.detector.note_tracks(self.tracker.live_boxes(), *ids)
         floor = self.projector.project(tracked) if self.projector is not None else [None] * len(tracked)
         messages: list[Envelope] = []
         for i in range(len(tracked)):

@@ -539,6 +539,13 @@ class TiledDetector(Detector):
         self._held: list[tuple[np.ndarray, int]] = []
         self._tracks = np.zeros((0, 4))
         self.counters = {"full_scans": 0, "gated_frames": 0, "over_budget": 0, "region_passes": 0}
+        carry = settings.regions.carry_frames if settings.tiling == "auto" and self.dynamic_input else 0
+        self.covered = None
+        if carry:
+            from .covered import CoveredTracks
+
+            self.covered = CoveredTracks(carry, settings.tile_score_threshold)
+            self.counters["carried"] = 0
 
     def plan_for(self, frame_size: tuple[int, int]) -> TilingPlan:
         """The plan for frames of ``frame_size`` (width, height), made once and kept."""
@@ -560,9 +567,15 @@ class TiledDetector(Detector):
         self.plan = plan
         return plan
 
-    def note_tracks(self, boxes: np.ndarray) -> None:
-        """The node's live tracks (xyxy frame pixels) after a frame: active regions of the next one when gated."""
+    def note_tracks(self, boxes: np.ndarray, ids: np.ndarray | None = None, misses: np.ndarray | None = None) -> None:
+        """The node's live tracks (xyxy frame pixels) after a frame: active regions of the next one when gated.
+
+        ``ids`` and ``misses`` (frames since each track's last match, row-aligned): with
+        ``detector.regions.carry_frames``, tracks hidden behind another are carried (:mod:`.covered`).
+        """
         self._tracks = np.asarray(boxes, float).reshape(-1, 4)
+        if self.covered is not None and ids is not None and misses is not None:
+            self.covered.note(self._tracks, ids, misses)
 
     def _gated_passes(self, frame: np.ndarray, plan: TilingPlan) -> tuple[Pass, ...]:
         """This frame's passes: the whole plan on a full scan, else the full-frame pass and tiles over active regions."""
@@ -632,6 +645,9 @@ class TiledDetector(Detector):
                                  self.looks)
         if self.gating is not None and self.gating.hold_frames and len(merged):
             self._held += [(b, self.gating.hold_frames) for b in merged.xyxy]
+        if self.covered is not None and len(plan.passes) > 1:
+            merged = self.covered.carry(merged, (w, h))
+            self.counters["carried"] = self.covered.carried
         return merged
 
     def close(self) -> None:

@@ -107,6 +107,12 @@ class CameraTracker:
             return np.zeros((0, 4))
         return self.filter.boxes()[self._meta[0] >= 0]
 
+    def live_ids(self) -> tuple[np.ndarray, np.ndarray]:
+        """Id and frames since the last match of every confirmed track held now, row-aligned with :meth:`live_boxes`."""
+        ids, _, misses, _ = self._meta
+        keep = ids >= 0
+        return ids[keep].copy(), misses[keep].copy()
+
     def update(self, dets: Detections, frame: int | None = None) -> Detections:
         """Associate this frame's detections with the tracks; return those on confirmed tracks.
 

@@ -26,6 +26,11 @@ def test_a_setting_without_looks_turns_them_off_and_one_with_looks_sets_them(cv)
     assert looks.full_scan_frames == cv.RegionSettings().full_scan_frames
     rarer = cv.parse_setting("18:0.1:8:96:20")
     assert (rarer.track_looks, rarer.full_scan_frames) == (8, 20)
+    assert plain.carry_frames == looks.carry_frames == rarer.carry_frames == 0  # as before carrying existed
+    carried = cv.parse_setting("18:0.1:8:96:40:10")
+    assert (carried.full_scan_frames, carried.carry_frames) == (40, 10)
+    with pytest.raises(ValueError, match="carry_frames: Input should be greater than or equal to 0"):
+        cv.parse_setting("18:0.1:8:96:40:-1")
     with pytest.raises(ValueError, match="TRACK_LOOKS"):
         cv.parse_setting("18:0.1:8")
 

@@ -91,7 +91,7 @@ def test_a_static_empty_scene_runs_only_the_full_frame_pass_between_full_scans()
     full_scan = len(det.plan_for((600, 400)).passes)
     assert full_scan > 2
     assert per_frame == [full_scan] + [1] * 9 + [full_scan] + [1] * 9
-    assert det.counters == {"full_scans": 2, "gated_frames": 18, "over_budget": 0, "region_passes": 0}
+    assert det.counters == {"full_scans": 2, "gated_frames": 18, "over_budget": 0, "region_passes": 0, "carried": 0}
 
 
 def test_a_camera_move_is_a_full_scan_and_a_light_change_is_not():
@@ -100,7 +100,7 @@ def test_a_camera_move_is_a_full_scan_and_a_light_change_is_not():
     det.detect(texture)
     det.detect(texture)
     det.detect(texture + 40)  # the light goes up evenly: not motion, no full scan
-    assert det.counters == {"full_scans": 1, "gated_frames": 2, "over_budget": 0, "region_passes": 0}
+    assert det.counters == {"full_scans": 1, "gated_frames": 2, "over_budget": 0, "region_passes": 0, "carried": 0}
     det.detect(np.roll(texture, 45, axis=1))  # the camera turned: most of the frame changes
     assert det.counters["full_scans"] == 2
 
