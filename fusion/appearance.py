@@ -98,7 +98,8 @@ def _unit_of(bins, t, u) -> tuple[float, ...] | None:
 def distance(a, b) -> float | None:
     """Hellinger distance (0..1) averaged over the regions both unit vectors have; None when none.
 
-    A region is there when its entries (all ≥ 0) sum above zero; the
+    A region is there when its entries (all ≥ 0) sum above zero, i.e. when
+    any of them is not zero (tested in that form: it stops at the first); the
     Bhattacharyya coefficient is the regions' dot product, summed left to right.
     """
     if a is None or b is None:
@@ -108,15 +109,15 @@ def distance(a, b) -> float | None:
     (b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11,
      b12, b13, b14, b15, b16, b17, b18, b19, b20, b21, b22, b23) = b
     total, n = 0.0, 0
-    if (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11 > 0
-            and b0 + b1 + b2 + b3 + b4 + b5 + b6 + b7 + b8 + b9 + b10 + b11 > 0):
+    if ((a0 or a1 or a2 or a3 or a4 or a5 or a6 or a7 or a8 or a9 or a10 or a11)
+            and (b0 or b1 or b2 or b3 or b4 or b5 or b6 or b7 or b8 or b9 or b10 or b11)):
         bc = (a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3 + a4 * b4 + a5 * b5 + a6 * b6 + a7 * b7 + a8 * b8 + a9 * b9
               + a10 * b10 + a11 * b11)
         bc = 1.0 - bc
         total += _sqrt(bc if bc > 0.0 else 0.0)
         n += 1
-    if (a12 + a13 + a14 + a15 + a16 + a17 + a18 + a19 + a20 + a21 + a22 + a23 > 0
-            and b12 + b13 + b14 + b15 + b16 + b17 + b18 + b19 + b20 + b21 + b22 + b23 > 0):
+    if ((a12 or a13 or a14 or a15 or a16 or a17 or a18 or a19 or a20 or a21 or a22 or a23)
+            and (b12 or b13 or b14 or b15 or b16 or b17 or b18 or b19 or b20 or b21 or b22 or b23)):
         bc = (a12 * b12 + a13 * b13 + a14 * b14 + a15 * b15 + a16 * b16 + a17 * b17 + a18 * b18 + a19 * b19
               + a20 * b20 + a21 * b21 + a22 * b22 + a23 * b23)
         bc = 1.0 - bc

@@ -266,16 +266,19 @@ class FloorTracker:
                 rows, cols = linear_sum_assignment(cost)
                 pairs = [(i, tracks[j]) for i, j in zip(rows, cols) if cost[i, j] < _INFEASIBLE]
         out = []
-        matched = set()
         for i, track in pairs:
-            matched.add(i)
             if ts > track.ts:  # track.advance(ts), without the call
                 track.filter.predict(ts - track.ts)
                 track.ts = ts
             track.filter.update(zs[i], Rs[i])
-            track.remember()
+            history = track.history
+            if not history or track.ts - history[-1][0] >= 0.2:  # remember() has something to keep (5 Hz)
+                track.remember()
             self._seen(track, camera, obs[i], ts, looks[i])
             out.append((obs[i], track))
+        if len(pairs) == len(obs):
+            return out  # every observation updated a track (most frames)
+        matched = {i for i, _ in pairs}
         for i, o in enumerate(obs):
             if i in matched:
                 continue
