@@ -453,9 +453,9 @@ class FusionNode(CheckIns, Looks, Carts):
             self._encounters(ts)
             if len(self._cam_look) > 512:  # camera tracks not seen for 10 s are gone
                 self._cam_look = {k: v for k, v in self._cam_look.items() if ts - v.ts < 10.0}
-        due = self.tracker.prune_due(ts)  # (if not, prune returns at once: no kept tracks to gather)
+        due = self.tracker.prune_due(ts)  # (if not, prune would return at once: nothing to gather or call)
         kept = {s.track_id for s in self.identity.open_sessions.values() if s.fixes} if due else ()
-        for track in self.tracker.prune(ts, kept_alive=kept):
+        for track in self.tracker.prune(ts, kept_alive=kept) if due else ():
             session = self.identity.lost(track)
             if session is None:
                 continue
