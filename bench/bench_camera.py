@@ -207,14 +207,16 @@ def _resized_video(video: Path, size: tuple[int, int], frames: int, folder: Path
 
 
 def _auto_run(video: str, size: tuple[int, int], threads: int, regions: bool | None, looks: int | None,
-              queue) -> None:
+              carry: int | None, queue) -> None:
     """In a fresh process: the whole node (uncalibrated camera of ``size``, auto plan) over ``video``;
-    ``regions``: gating on/off, ``looks``: ``detector.regions.track_looks`` (None: the shipped defaults)."""
+    ``regions``: gating on/off, ``looks``: ``detector.regions.track_looks``, ``carry``:
+    ``detector.regions.carry_frames`` (None: the shipped defaults)."""
     import resource
 
     store = load_store_config(example_store_path())
     detector = DetectorSettings(threads=threads)
-    update = {k: v for k, v in (("enabled", regions), ("track_looks", looks)) if v is not None}
+    update = {k: v for k, v in (("enabled", regions), ("track_looks", looks), ("carry_frames", carry))
+              if v is not None}
     if update:
         detector = detector.model_copy(update={"regions": detector.regions.model_copy(update=update)})
     cam = store.camera("cam1").model_copy(update={"resolution": size, "intrinsics": None, "mount": None,
@@ -236,6 +238,7 @@ def _auto_run(video: str, size: tuple[int, int], threads: int, regions: bool | N
                "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[-1] if plans else "",
                "plan_px": plan.cost_px if plan is not None else 0, "regions": regions, "track_looks": looks,
+               "carry_frames": carry,
                "gating": dict(getattr(node.detector, "counters", {}))})
 
 
@@ -253,19 +256,20 @@ def _in_fresh_process(target, *args) -> dict:
 
 def bench_auto(video: Path, sizes: list[tuple[int, int]], frames: int, threads: int = 0, *,
                ultralytics: bool = False, torch_threads: int = 0, regions: tuple = (None,),
-               looks: tuple = (None,)) -> list[dict]:
+               looks: tuple = (None,), carry: tuple = (None,)) -> list[dict]:
     """The node at the auto detection plan (uncalibrated camera) on ``video`` resized to each size, each in
     a fresh process (so its peak RSS is its own): processed fps, p50/p99 latency, peak RSS, the plan.
 
     ``ultralytics``: after each node run, Ultralytics' predict on the same frames, in a fresh process, at one
     input of the plan's model pixels (:func:`effective_input`), under ``row["ultralytics"]``. ``regions``: one
     node run per entry (gating on, off, or None: the default), in turn, and per ``looks`` entry
-    (``detector.regions.track_looks``, None: the default)."""
+    (``detector.regions.track_looks``, None: the default) and ``carry`` entry (``detector.regions.carry_frames``)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size, gated, n in ((size, gated, n) for size in sizes for gated in regions for n in looks):
+        for size, gated, n, c in ((size, gated, n, c) for size in sizes for gated in regions for n in looks
+                                  for c in carry):
             path = _resized_video(video, size, frames + 5, Path(tmp))
-            row = _in_fresh_process(_auto_run, str(path), size, threads, gated, n)
+            row = _in_fresh_process(_auto_run, str(path), size, threads, gated, n, c)
             if ultralytics:
                 row["ultralytics"] = _in_fresh_process(_ultralytics_auto_run, str(path),
                                                        effective_input(row["plan_px"], size), torch_threads)
@@ -296,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --auto: detector.regions gating as shipped, on, off, or both in turn")
     ap.add_argument("--track-looks", type=int, nargs="+", default=None, metavar="N",
                     help="with --auto: one run per value of detector.regions.track_looks (0: off), in turn")
+    ap.add_argument("--carry-frames", type=int, nargs="+", default=None, metavar="N",
+                    help="with --auto: one run per value of detector.regions.carry_frames (0: off), in turn")
     args = ap.parse_args(argv)
     if not args.video.is_file():
         print(f"{args.video}: video not found (the MOT15 TUD videos live in ../shared/data/mot15)", file=sys.stderr)
@@ -306,14 +312,16 @@ def main(argv: list[str] | None = None) -> int:
         regions = {"default": (None,), "on": (True,), "off": (False,), "both": (False, True)}[args.regions]
         rows = bench_auto(args.video, sizes, args.frames, args.threads, ultralytics=args.ultralytics,
                           torch_threads=args.torch_threads, regions=regions,
-                          looks=tuple(args.track_looks) if args.track_looks else (None,))
+                          looks=tuple(args.track_looks) if args.track_looks else (None,),
+                          carry=tuple(args.carry_frames) if args.carry_frames else (None,))
         print(f"video {args.video.name}, {args.frames} frames per size, {os.cpu_count()} CPUs "
               f"({platform.processor() or platform.machine()}), onnxruntime {__import__('onnxruntime').__version__}, "
               f"load average {load_start:.1f} -> {os.getloadavg()[0]:.1f}")
         for row in rows:
             gating = f", gating {row['gating']}" if row["gating"].get("full_scans") else ""
-            if row["track_looks"] is not None:
-                gating = f", track_looks {row['track_looks']}{gating}"
+            for key in ("carry_frames", "track_looks"):
+                if row[key] is not None:
+                    gating = f", {key} {row[key]}{gating}"
             print(f"{row['size'][0]}x{row['size'][1]}: {row['fps']:.1f} fps, p50 {row['p50_ms']:.0f} ms, "
                   f"p99 {row['p99_ms']:.0f} ms, peak RSS {row['rss_mb']:.0f} MB{gating}\n{row['plan']}")
             if "ultralytics" in row:
