@@ -107,6 +107,7 @@ from .appearance import AppearanceModel
 from .camera import HandTruth, IdSwitch, TrackSegment, render_camera
 from .geometry import SHELF_HEIGHT_M, store_prisms
 from .radio import render_ble
+from .separation import keep_apart
 from .shoppers import Handover, Reach, ShopperPlanner, SimShopper, Stand
 from .synthetic import Scenario, ShelfAction
 
@@ -414,6 +415,7 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
         if len(inside) >= lv.max_concurrent:
             t = inside[len(inside) - lv.max_concurrent] + float(rng.uniform(0.2, 1.5))
         truth.append(planner.plan(i, t, truth))
+    keep_apart(truth, grid)  # bodies do not overlap: walkers step around each other (calibrated on real walks)
     return render(config, lv, truth, planner, seq, seed=seed, start_ts=start_ts, camera_fps=camera_fps,
                   shelf_height_m=shelf_height_m, appearance=appearance, run_id=f"sim-{lv.name}-{seed}")
 
