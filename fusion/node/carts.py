@@ -9,6 +9,7 @@ swapped. A load change no hand explains becomes a shelf event for the hub.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Iterable
 
 from ...cart.decisions import Decision
@@ -21,13 +22,24 @@ log = logging.getLogger(__name__)
 
 #: a shopper standing this near a shelf could have reached into it (alternatives for a change of an unseen hand)
 UNSEEN_NEAR_M = 1.5
+#: decider "shopper" id of a floor track without a session: ``ORPHAN + track id`` (see :meth:`Carts._orphan_hand`)
+ORPHAN = "track:"
+#: a reacher's floor track stands within this of where their wrist met the shelf front (simulated reaches: 0.5-0.6 m)
+REACH_M = 0.9
 
 
 class Carts:
     """Part of :class:`~.core.FusionNode`: decisions onto carts and review (uses the node's state)."""
 
     def _interaction(self, msg: HandShelfInteraction) -> None:
-        session = self.identity.session_of(getattr(self.tracker.track_for(msg.camera, msg.track_id), "id", None))
+        track = self.tracker.track_for(msg.camera, msg.track_id)
+        session = self.identity.session_of(getattr(track, "id", None))
+        if self.reach_check:
+            session = self._reacher(session, msg)
+        if session is None and self.orphan_hands and track is not None and track.confirmed \
+                and not self.identity.by_track.get(track.id):
+            self._orphan_hand(track.id, msg)
+            return
         if session is None:
             self.counters["interactions_unattributed"] += 1
             log.info("hand event %s from %s track %s has no open session", msg.event_id, msg.camera, msg.track_id)
@@ -35,6 +47,81 @@ class Carts:
         if self.appearance:
             session = self._hand_owner(session, msg)
         self._apply(self.decider.hand(session.id, msg, session.ledger.quantities()), msg.ts)
+
+    def _orphan_hand(self, track_id: str, msg: HandShelfInteraction) -> None:
+        """A hand of a floor track that has no session (yet): someone is shopping whom no session follows.
+
+        In a crowd a shopper's session may sit on a neighbour's track for a
+        while, or be lost, while the shopper's own track reaches into a shelf.
+        The hand still takes part in the shelf's decisions, under the track
+        (``ORPHAN`` + track id), so a load change it explains is not pinned on
+        another hand; what it is charged waits on the track
+        (:meth:`_adopt_orphans`) until a session takes the track, and goes to
+        review as an unattributed shelf change if none ever does.
+        """
+        self.counters["hands_of_tracks_without_session"] += 1
+        self._apply(self.decider.hand(ORPHAN + track_id, msg, {}), msg.ts)
+
+    def _hold_orphan(self, d: Decision, ts: float) -> None:
+        """Keep a change charged to a floor track without a session, with who stood at the shelf then."""
+        self.counters["changes_held_for_a_track"] += 1
+        nearby = self._near_shelf(d.change.shelf, 3.0) if d.change.shelf else []
+        self._orphans.setdefault(d.shopper[len(ORPHAN):], []).append((d, ts, nearby))  # type: ignore[index]
+
+    def _adopt_orphans(self, session: Session, track_id: str, ts: float) -> None:
+        """``session`` now holds a track whose hands were charged while it had none: the changes are its own.
+
+        They go to review: which session a track belongs to was unknown when
+        they were made.
+        """
+        held = self._orphans.pop(track_id)
+        self.counters["changes_adopted_from_a_track"] += len(held)
+        self._apply([Decision(session.id, d.key, d.change.model_copy(update={
+            "needs_review": True, "reason": d.change.reason + f"; made on track {track_id} before {session.id} "
+                                                              "was known to be on it"}), d.weight)
+                     for d, _, _ in held], ts)
+
+    def _drop_orphans(self, ts: float) -> None:
+        """Changes held for tracks that died without a session: to review as unattributed shelf changes."""
+        for track_id in [t for t in self._orphans if t not in self.tracker.tracks]:
+            for d, when, nearby in self._orphans.pop(track_id):
+                self._unattributed(Decision(None, d.key, d.change.model_copy(update={
+                    "reason": d.change.reason + f"; made by track {track_id}, which no session ever held"}),
+                    d.weight), ts, nearby=nearby, when=when)
+
+    def _reacher(self, session: Session | None, msg: HandShelfInteraction) -> Session | None:
+        """The session a hand belongs to by where it went in: the bound one, unless it stands out of reach.
+
+        The wrist's viewing ray cut with the shelf's front face
+        (:meth:`~storesense.cart.decisions.PickDecider.reach_point`) says where
+        along the front the hand went in. Whoever reached stands within
+        ``REACH_M`` of that point. When the session the camera track is bound
+        to (None: no session) stands farther, the hand goes to the nearest
+        open session within reach, if any: the camera track was bound to the
+        wrong floor track, or a second camera reported the same reach on
+        someone else's track.
+        """
+        point = self.decider.reach_point(msg)
+        if point is None:
+            return session
+        a, b = self.config.shelf(msg.shelf).front_edge()
+        length = math.hypot(b[0] - a[0], b[1] - a[1])
+        f = point[1] / length
+        px, py = a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f
+        r2 = REACH_M * REACH_M
+
+        def d2(s: Session) -> float:
+            t = self.tracker.tracks.get(s.track_id)
+            return math.inf if t is None else (t.xy[0] - px) ** 2 + (t.xy[1] - py) ** 2
+
+        if session is not None and d2(session) <= r2:
+            return session
+        near = sorted((d2(s), s.id, s) for s in self.identity.open_sessions.values()
+                      if not s.closed and s.lost_at is None and s is not session)
+        if not near or near[0][0] > r2:
+            return session
+        self.counters["hands_reattributed_by_reach"] += 1
+        return near[0][2]
 
     def _hand_owner(self, session: Session, msg: HandShelfInteraction) -> Session:
         """The session a hand belongs to: the bound one, unless the camera track clearly looks like a neighbour.
@@ -73,6 +160,9 @@ class Carts:
         for d in decisions:
             if d.shopper is None:
                 self._unattributed(d, ts)
+                continue
+            if d.shopper.startswith(ORPHAN):
+                self._hold_orphan(d, ts)
                 continue
             session = self.identity.sessions[self._member_of.get(d.shopper, d.shopper)]  # a group: its one cart
             actor = self.identity.sessions[d.shopper]
@@ -151,14 +241,20 @@ class Carts:
             self.counters["changes_flagged_identity"] += 1
             self._publish_state(s, ts)
 
-    def _unattributed(self, d: Decision, ts: float) -> None:
-        """A load change no hand explains: to the hub's review queue with its evidence, never only a log line."""
+    def _unattributed(self, d: Decision, ts: float, nearby: list[NearbyShopper] | None = None,
+                      when: float | None = None) -> None:
+        """A load change no hand explains: to the hub's review queue with its evidence, never only a log line.
+
+        ``nearby`` (default: who stands within 3 m of the shelf now) and ``when`` (default ``ts``): for a
+        change decided earlier, who stood there and when.
+        """
         self.counters["shelf_changes_unattributed"] += 1
         c, w = d.change, d.weight
-        nearby = self._near_shelf(c.shelf, 3.0) if c.shelf else []
+        if nearby is None:
+            nearby = self._near_shelf(c.shelf, 3.0) if c.shelf else []
         log.warning("unattributed shelf change (to review): %s", c.reason)
         self._out(ShelfEvent, ts, kind="unattributed", shelf=c.shelf or "", plate=c.plate or "", sku=c.sku,
-                  quantity=c.quantity, delta_g=w.delta_g if w else 0.0, change_ts=w.started_ts if w else None,
+                  quantity=c.quantity, delta_g=w.delta_g if w else 0.0, change_ts=w.started_ts if w else when,
                   nearby=tuple(nearby), evidence=c.evidence, reason=c.reason)
 
     def _near_shelf(self, shelf_id: str, within_m: float) -> list[NearbyShopper]:

@@ -91,6 +91,8 @@ class FusionNode(CheckIns, Looks, Carts):
         late_swap_margin: float = 0.12,
         encounters: EncounterBook | None = None,
         group_window_s: float = 15.0,
+        reach_check: bool = True,
+        orphan_hands: bool = True,
     ):
         self.config = config
         self.emit = emit
@@ -142,6 +144,9 @@ class FusionNode(CheckIns, Looks, Carts):
         self._frame_obs: list[PersonObservation] = []
         self._pending_checkins: list[CheckIn] = []
         self.group_window_s = group_window_s
+        self.reach_check = reach_check
+        self.orphan_hands = orphan_hands
+        self._orphans: dict[str, list] = {}  # floor track without a session -> (decision, ts, nearby) charged to it
         self._groups: dict[str, tuple[int, float]] = {}  # group check-in's tag -> (size, check-in ts)
         self._member_of: dict[str, str] = {}  # member session -> the session that checked the group in
         self._groups_led: set[str] = set()
@@ -267,6 +272,8 @@ class FusionNode(CheckIns, Looks, Carts):
                     self.counters["tracks_without_session"] += 1
                 self.identity.by_track[track.id] = ""
                 return
+        if self._orphans and track.id in self._orphans and not session.closed:
+            self._adopt_orphans(session, track.id, ts)
         self._zones(session, track, ts)
         if not session.closed and ts - session.last_location_ts >= self.location_period_s:
             session.last_location_ts = ts
@@ -374,6 +381,8 @@ class FusionNode(CheckIns, Looks, Carts):
                 continue  # two checked-in shoppers, or two who entered apart: people walking together
             self.counters["tracks_merged"] += 1
             self.tracker.merge(keep, drop)
+            if drop.id in self._orphans:  # what the dropped track was charged, the kept one was
+                self._orphans.setdefault(keep.id, []).extend(self._orphans.pop(drop.id))
             self.identity.by_track.pop(drop.id, None)
             if s_drop is None:
                 continue
@@ -448,6 +457,8 @@ class FusionNode(CheckIns, Looks, Carts):
                 self._adopt_members(ts)
             if self._pending_checkins:  # a check-in waiting for its shopper: look again (not only when someone comes)
                 self._match_checkins(ts)
+            if self._orphans:
+                self._drop_orphans(ts)
         if self.appearance and ts - self._look_checked >= 0.2:
             self._look_checked = ts
             self._encounters(ts)

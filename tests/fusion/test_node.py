@@ -439,3 +439,94 @@ def test_a_check_in_takes_the_track_at_the_gate_even_when_it_slipped_from_an_ear
     assert math.dist(node.tracker.tracks[b.track_id].xy, (gx, gy)) < 0.2
     assert math.dist(node.tracker.tracks[a.track_id].xy, aside) < 0.2
     assert node.counters["checkins_took_swapped_track"] == (1 if slipped else 0)
+
+
+def _walk_and_check_in(node, cam, gate_node, t, f, paths):
+    """One frame: each ``paths`` entry (camera track id -> (start, end, seen from, walks from, walks to,
+    seen until): frames) observed where it is, walking in a line between its two frames; check-ins of
+    tag-a at gate-1 and tag-b at gate-2 at frame 10."""
+    from storesense.contracts import CheckIn, FloorPoint, PersonObservation
+
+    for tid, ((x0, y0), (x1, y1), seen, f0, f1, until) in paths.items():
+        if not seen <= f <= until:
+            continue
+        k = min(max(f - f0, 0), f1 - f0) / max(f1 - f0, 1)
+        node.handle(cam.make(PersonObservation, t, camera=cam.source, frame=f, track_id=tid,
+                             bbox=(100.0 * tid, 100.0, 40.0, 120.0), score=0.9,
+                             floor=FloorPoint(x=x0 + (x1 - x0) * k, y=y0 + (y1 - y0) * k,
+                                              cov=((0.01, 0.0), (0.0, 0.01)))))
+    if f == 10:
+        node.handle(gate_node.make(CheckIn, t, tag="tag-a", method="app", zone="entry", gate="gate-1"))
+        node.handle(gate_node.make(CheckIn, t, tag="tag-b", method="app", zone="entry", gate="gate-2"))
+
+
+def test_a_hand_goes_to_whoever_stands_where_it_reached_not_to_a_camera_track_bound_far_away(store):
+    """A and B check in and stand at shelf A, 2.4 m apart along its front. A camera reports a hand on
+    A's track, but its wrist went into the shelf right in front of B (the camera track was bound to
+    the wrong floor track, or the wrist was put on A's skeleton): B's cart gets the milk, not A's."""
+    cam, gate_node, ws = Stamper("cam3", "r"), Stamper("entry-gate", "r"), Stamper("ws-A1", "r")
+    out = []
+    node = FusionNode(store, out.append, run_id="t", ble=None, appearance=False)
+    a, b = store.shelf("A").front_edge()  # the front runs along x = 3.4 from y = 2.5 to 6.0
+    g1, g2 = store.gate("gate-1")[1].position, store.gate("gate-2")[1].position
+    at_b = a + 0.85 * (b - a)  # where the hand went in: B stands 0.55 m in front of it, A 2.4 m along the front
+    paths = {1: (g1, (3.95, at_b[1] - 2.4), 0, 20, 80, 999), 2: (g2, (3.95, at_b[1]), 0, 20, 80, 999)}
+    wrist = _wrist_at(store, "cam3", "A", store.shelf("A").plates[0].height, along=0.85)
+    for f in range(100):
+        t = 100.0 + f * 0.1
+        _walk_and_check_in(node, cam, gate_node, t, f, paths)
+        for phase, at in (("enter", 86), ("exit", 94)):
+            if f == at:
+                node.handle(cam.make(HandShelfInteraction, t, camera="cam3", track_id=1, shelf="A", face="A-front",
+                                     phase=phase, hand="right", dwell_s=0.0 if phase == "enter" else 0.8,
+                                     keypoint_score=0.9, wrist=wrist))
+    sa, sb = node.identity.session_of_tag("tag-a"), node.identity.session_of_tag("tag-b")
+    assert sa is not None and sb is not None and sa.track_id != sb.track_id
+    node.handle(ws.make(WeightChange, 110.0, sensor="ws-A1", shelf="A", plate="A1", delta_g=-1031.0,
+                        total_g=5000.0, noise_g=3.0, started_ts=108.8))
+    node.flush()
+    assert [(m.shopper, m.change.sku) for m in out if m.type == "cart_event" and m.change] == [(sb.id, "MILK-1L")]
+    assert node.counters["hands_reattributed_by_reach"] == 2  # its enter and its exit
+
+
+@pytest.mark.parametrize("rebound", [True, False])
+def test_a_hand_of_a_track_no_session_holds_yet_waits_for_the_session_that_takes_the_track(store, rebound):
+    """A checks in and walks to shelf A. There a camera's id for A changes and A's position jumps 1.5 m
+    along the shelf (a new floor track; A's old one coasts and times out 2.5 s later, and only then
+    may A's session re-bind). On the new track, before that, A reaches in and takes a milk; B, further
+    along the shelf, had a hand in it a second before. The milk is not B's: it waits on the new track,
+    and once A's session takes the track it lands on A's cart, for review. ``rebound`` False: the new
+    track ends before A's session can take it: the milk goes to review as an unattributed shelf change
+    that names who stood there."""
+    cam, gate_node, ws = Stamper("cam3", "r"), Stamper("entry-gate", "r"), Stamper("ws-A1", "r")
+    out = []
+    node = FusionNode(store, out.append, run_id="t", ble=None, appearance=False)
+    g1, g2 = store.gate("gate-1")[1].position, store.gate("gate-2")[1].position
+    old, new = (3.95, 2.9), (3.95, 4.4)
+    paths = {1: (g1, old, 0, 20, 60, 60),  # A, on camera track 1 until frame 60
+             2: (g2, (3.95, 5.9), 0, 20, 60, 999),  # B
+             5: (new, new, 61, 61, 61, 999 if rebound else 80)}  # A again, on track 5, 1.5 m along
+    for f in range(130):
+        t = 100.0 + f * 0.1
+        _walk_and_check_in(node, cam, gate_node, t, f, paths)
+        for tid, enter, leave in ((2, 56, 64), (5, 68, 76)):  # B's hand in and out; then A's, on track 5
+            for phase, at in (("enter", enter), ("exit", leave)):
+                if f == at:
+                    node.handle(cam.make(HandShelfInteraction, t, camera="cam3", track_id=tid, shelf="A",
+                                         face="A-front", phase=phase, hand="right",
+                                         dwell_s=0.0 if phase == "enter" else (leave - enter) / 10, keypoint_score=0.9))
+        if f == 80:
+            node.handle(ws.make(WeightChange, t, sensor="ws-A1", shelf="A", plate="A1", delta_g=-1031.0,
+                                total_g=5000.0, noise_g=3.0, started_ts=106.9))
+    node.flush()
+    sa, sb = node.identity.session_of_tag("tag-a"), node.identity.session_of_tag("tag-b")
+    changes = [(m.shopper, m.change.sku, m.change.needs_review) for m in out if m.type == "cart_event" and m.change]
+    assert node.counters["changes_held_for_a_track"] == 1
+    if rebound:
+        assert changes == [(sa.id, "MILK-1L", True)]
+        assert node.counters["changes_adopted_from_a_track"] == 1
+    else:
+        assert changes == []
+        events = [m for m in out if m.type == "shelf_event" and m.kind == "unattributed"]
+        assert [(e.sku, e.quantity) for e in events] == [("MILK-1L", 1)]
+        assert sb.id in [n.shopper for n in events[0].nearby]
