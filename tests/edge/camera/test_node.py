@@ -287,3 +287,24 @@ def test_cli_bad_source_is_one_error_line(tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "error:" in err and "x.mp4: no such video file" in err and "Traceback" not in err
+
+
+def test_the_node_hands_a_tracking_detector_its_live_tracks_with_ids_and_misses(store, cam, tmp_path):
+    from storesense.edge.camera.tracker import CameraTracker
+
+    class Noting(ScriptedDetector):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.noted = []
+
+        def note_tracks(self, boxes, ids=None, misses=None):
+            self.noted.append((np.array(boxes), ids, misses))
+
+    det = Noting(store, cam)
+    node = CameraNode(store, cam, emit=lambda m: None, detector=det, tracker=CameraTracker(min_hits=1),
+                      processing_fps=0, run_id="t")
+    node.run(str(_video(tmp_path / "clip.avi", frames=4)))
+    assert len(det.noted) == 4
+    for boxes, ids, misses in det.noted:  # one person, the same track all along, matched every frame
+        np.testing.assert_allclose(boxes, [[280, 150, 360, 470]], atol=1e-6)
+        assert ids.tolist() == [1] and misses.tolist() == [0]

@@ -268,3 +268,19 @@ def test_tracker_gives_the_same_tracks_with_either_filter():
         assert np.array_equal(a.track_id, b.track_id) and np.array_equal(a.xyxy, b.xyxy)
         total += len(a)
     assert total > 200
+
+
+def test_live_ids_are_row_aligned_with_live_boxes_and_count_frames_since_the_last_match():
+    t = CameraTracker(min_hits=2, max_age_frames=5)
+    a, b = [10.0, 10, 30, 60], [100.0, 10, 120, 60]
+    two = Detections(np.array([a, b]), [0.9, 0.9])
+    t.update(two, 0)
+    assert t.live_boxes().shape == (0, 4) and t.live_ids()[0].size == 0  # tentative tracks are not live
+    t.update(two, 1)
+    t.update(Detections(np.array([b]), [0.9]), 2)  # a missed once
+    t.update(Detections(np.array([b]), [0.9]), 3)  # a missed twice
+    ids, misses = t.live_ids()
+    boxes = t.live_boxes()
+    assert len(ids) == len(misses) == len(boxes) == 2
+    assert dict(zip(ids.tolist(), misses.tolist())) == {1: 2, 2: 0}
+    np.testing.assert_allclose(boxes[ids.tolist().index(2)], b, atol=1e-6)
