@@ -92,6 +92,8 @@ class FusionNode(CheckIns, Looks, Carts):
         encounters: EncounterBook | None = None,
         group_window_s: float = 15.0,
         reach_check: bool = True,
+        reach_keep_m: float = 0.45,
+        reach_margin_m: float = 0.2,
         orphan_hands: bool = True,
     ):
         self.config = config
@@ -145,6 +147,8 @@ class FusionNode(CheckIns, Looks, Carts):
         self._pending_checkins: list[CheckIn] = []
         self.group_window_s = group_window_s
         self.reach_check = reach_check
+        self.reach_keep_m = reach_keep_m
+        self.reach_margin_m = reach_margin_m
         self.orphan_hands = orphan_hands
         self._orphans: dict[str, list] = {}  # floor track without a session -> (decision, ts, nearby) charged to it
         self._groups: dict[str, tuple[int, float]] = {}  # group check-in's tag -> (size, check-in ts)
