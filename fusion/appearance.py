@@ -226,3 +226,54 @@ class RunningAppearance:
                 recent = self._recent
                 self._recent = old if recent is None else _mix(recent, old, w)
         self.ts = ts
+
+
+_LONG = RunningAppearance.long  # the slot that holds the long memory (below, behind a property)
+
+
+class LazyLongAppearance(RunningAppearance):
+    """A running appearance whose long memory, too, is blended when read.
+
+    For a memory that is often dropped unread (the fusion node's look of a
+    floor track since it last met anyone is forgotten at every meeting): each
+    view waits with the weight it came with, and :attr:`long` blends the
+    waiting ones in order (the same blends, so the same bits); older ones are
+    blended as they fall out of a window of ``held_long`` views.
+    """
+
+    __slots__ = ("_long_waiting", "_held_long")
+
+    def __init__(self, held: int = 64, held_long: int = 64) -> None:
+        self._long_waiting: deque = deque()  # (vector, weight) not yet blended into the long memory, oldest first
+        self._held_long = held_long
+        super().__init__(held)
+
+    @property
+    def long(self):
+        """The long memory: every view so far blended in (the waiting ones now)."""
+        waiting = self._long_waiting
+        if waiting:
+            long = _LONG.__get__(self)
+            for vec, w in waiting:
+                long = vec if long is None else _mix(long, vec, w)
+            waiting.clear()
+            _LONG.__set__(self, long)
+        return _LONG.__get__(self)
+
+    @long.setter
+    def long(self, value) -> None:
+        self._long_waiting.clear()
+        _LONG.__set__(self, value)
+
+    def add(self, vec, ts: float, long_weight: float | None = 0.05, recent_weight: float | None = 0.3) -> None:
+        """:meth:`RunningAppearance.add`, the long memory's blend left waiting."""
+        super().add(vec, ts, None, recent_weight)  # counts the view, keeps the short memory and the time
+        if vec is None or long_weight is None:
+            return
+        first = 1.0 / self.n
+        waiting = self._long_waiting
+        waiting.append((vec, first if first > long_weight else long_weight))
+        if len(waiting) > self._held_long:  # the oldest waiting view is blended in now
+            old, w = waiting.popleft()
+            long = _LONG.__get__(self)
+            _LONG.__set__(self, old if long is None else _mix(long, old, w))

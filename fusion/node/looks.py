@@ -12,7 +12,7 @@ import logging
 import math
 
 from ...contracts import PersonObservation
-from ..appearance import RunningAppearance, distance, unit
+from ..appearance import LazyLongAppearance, RunningAppearance, distance, unit
 from ..encounters import Decision as Verdict
 from ..identity import Session
 from ..tracker import FloorTrack
@@ -38,7 +38,7 @@ class Looks:
         if clear:  # how this floor track looks since it last met anyone
             tl = self._track_look.get(track.id)
             if tl is None:
-                tl = self._track_look[track.id] = RunningAppearance()
+                tl = self._track_look[track.id] = LazyLongAppearance()  # often forgotten unread: blended when read
             tl.add(vec, ts, long_weight=1.0 / 25, recent_weight=None)  # its long memory is read
         session = self.identity.session_of(track.id)
         if session is None:

@@ -82,3 +82,21 @@ def test_the_written_out_blend_is_the_loop_to_the_bit():
             assert _mix(a, b, w) == _loop_mix(a, b, w)
     zeros = (0.0,) * 24
     assert _mix(zeros, zeros, 0.3) == zeros
+
+
+@pytest.mark.parametrize("held_long", [1, 5, 64])
+def test_lazy_long_memory_is_bit_identical_however_often_it_is_read(held_long):
+    """LazyLongAppearance blends its long memory when read (the fusion node's track looks): the same bits as
+    blending each view as it comes, whenever it is read, with views that carry no vector in between."""
+    from storesense.fusion.appearance import LazyLongAppearance
+
+    rng = np.random.default_rng(held_long + 7)
+    views = _unit_vectors(rng, 250)
+    eager, lazy = RunningAppearance(), LazyLongAppearance(held_long=held_long)
+    for k, vec in enumerate(views):
+        vec = None if k % 17 == 5 else vec
+        for look in (eager, lazy):
+            look.add(vec, 0.1 * k, long_weight=1.0 / 25, recent_weight=None)
+        if rng.random() < 0.15:
+            assert lazy.long == eager.long
+    assert (lazy.long, lazy.n, lazy.ts) == (eager.long, eager.n, eager.ts)
