@@ -43,6 +43,7 @@ from .looks import Looks
 
 log = logging.getLogger(__name__)
 _EMPTY = (math.inf, math.inf, -math.inf, -math.inf)  # an open box no point is in
+_IN: dict[str, str] = {}  # message type -> its input counter's name
 
 
 class BlePositioner(Protocol):
@@ -177,7 +178,8 @@ class FusionNode(CheckIns, Looks, Carts):
 
     def handle(self, msg: Envelope) -> None:
         """Take one input message (it may be held briefly to restore timestamp order)."""
-        self.counters[f"in.{msg.type}"] += 1  # type: ignore[attr-defined]
+        kind = msg.type  # type: ignore[attr-defined]
+        self.counters[_IN.get(kind) or _IN.setdefault(kind, f"in.{kind}")] += 1  # (the key made once per type)
         if isinstance(msg, NodeStatus):  # edge nodes have no MQTT link: their health reaches the hub through us
             self.counters["out.node_status"] += 1
             self.emit(msg)  # unchanged (its own node, event id and ts), so the hub stores it idempotently
@@ -283,8 +285,9 @@ class FusionNode(CheckIns, Looks, Carts):
             session.last_location_ts = ts
             x, y = track.xy
             vx, vy = track.velocity
+            (c00, c01), (c10, c11) = track.cov
             self._out(ShopperLocation, ts, shopper=session.id, track=track.id, x=round(x, 3), y=round(y, 3),
-                      cov=tuple(tuple(round(v, 5) for v in row) for row in track.cov),
+                      cov=((round(c00, 5), round(c01, 5)), (round(c10, 5), round(c11, 5))),
                       vx=round(vx, 3), vy=round(vy, 3), sources=self._sources(track, ts))
 
     def _open(self, track: FloorTrack, ts: float) -> Session:
