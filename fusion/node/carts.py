@@ -174,7 +174,9 @@ class Carts:
                 continue
             session = self.identity.sessions[self._member_of.get(d.shopper, d.shopper)]  # a group: its one cart
             actor = self.identity.sessions[d.shopper]
-            if d.unseen and d.change.shelf:  # whoever else stood at the shelf may have made it
+            if (d.unseen or session.tag is None) and d.change.shelf and d.change.quantity:
+                # whoever else stood at the shelf may have made it (and, for a cart nobody can be billed for
+                # yet, may be who should pay: a reviewer of the untagged receipt sees them)
                 others = [n.shopper for n in self._near_shelf(d.change.shelf, UNSEEN_NEAR_M) if n.shopper != actor.id]
                 d = Decision(d.shopper, d.key, d.change.model_copy(update={
                     "alternatives": _with(d.change.alternatives, others, actor.id)}), d.weight)

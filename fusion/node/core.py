@@ -32,12 +32,12 @@ from ...contracts import (
     ZoneEvent,
 )
 from ...geometry.polygons import distance_to_polygon, point_in_polygon, rectangle_interior
-from ..appearance import MIN_QUALITY, RunningAppearance
+from ..appearance import MIN_QUALITY, RunningAppearance, distance
 from ..encounters import EncounterBook
 from ..identity import Fix, IdentityBook, Session
 from ..reorder import ReorderBuffer
 from ..tracker import FloorTrack, FloorTracker
-from .carts import Carts
+from .carts import Carts, _with
 from .checkins import CheckIns
 from .looks import Looks
 
@@ -332,15 +332,26 @@ class FusionNode(CheckIns, Looks, Carts):
             session = self.identity.session_of(track_id) or session
         self.encounters.drop(session.id)
         ledger = session.ledger
-        if review:
-            for key, change in list(ledger.changes.items()):
-                ledger.changes[key] = change.model_copy(update={"needs_review": True,
-                                                                "reason": f"{change.reason}; {review}"})
         if session.tag is None:  # a check-in still undecided between this shopper and others: decide now
             for tag, scores in list(self.identity.pending.items()):
                 if session.id in scores and self.identity.decide(tag) is session:
                     self.counters["checkins_decided_at_exit"] += 1
                     break
+        alike: list[str] = []
+        if session.tag is None and session.id not in self._member_of and any(
+                c.quantity for c in ledger.changes.values()):
+            # nobody can be billed for this cart: its items were taken by someone no check-in names (or
+            # by a checked-in shopper whose session this track's hands were not bound to): a person checks
+            alike = self._look_alikes(session)
+            review = "; ".join(r for r in (review, "no check-in matched this shopper: nobody to bill") if r)
+            if alike:
+                review += "; looks most like " + ", ".join(alike)
+            self.counters["receipts_untagged_to_review"] += 1
+        if review:
+            for key, change in list(ledger.changes.items()):
+                ledger.changes[key] = change.model_copy(update={
+                    "needs_review": True, "reason": f"{change.reason}; {review}",
+                    "alternatives": _with(change.alternatives, alike, session.id)})
         self.identity.close(session)
         for zone_id, entered in sorted(session.zones.items()):
             self._out(ZoneEvent, ts, shopper=session.id, zone=zone_id, phase="exit", dwell_s=round(ts - entered, 3))
@@ -359,6 +370,19 @@ class FusionNode(CheckIns, Looks, Carts):
             self.counters["group_receipts_held"] += 1
             return
         self._receipt(session, ts)
+
+    def _look_alikes(self, session: Session, n: int = 3) -> list[str]:
+        """The checked-in sessions whose reference looks nearest ``session``'s (at most ``n``; none without looks).
+
+        For the reviewer of a cart nobody can be billed for: its shopper is most
+        likely one of them, whose own session followed someone else meanwhile.
+        """
+        if session.look.n < 8:
+            return []
+        ranked = sorted((d, s.id) for s in self.identity.sessions.values()
+                        if s.tag and s is not session and s.look.n >= 8
+                        for d in [distance(session.look.long, s.look.long)] if d is not None)
+        return [sid for _, sid in ranked[:n]]
 
     def _group_open(self, lead_id: str) -> bool:
         """Whether a member of ``lead_id``'s group is still in the store."""

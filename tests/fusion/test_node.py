@@ -530,3 +530,39 @@ def test_a_hand_of_a_track_no_session_holds_yet_waits_for_the_session_that_takes
         events = [m for m in out if m.type == "shelf_event" and m.kind == "unattributed"]
         assert [(e.sku, e.quantity) for e in events] == [("MILK-1L", 1)]
         assert sb.id in [n.shopper for n in events[0].nearby]
+
+
+def test_a_cart_nobody_checked_in_for_goes_to_review_at_the_exit(store):
+    """A walks in without checking in, takes a milk at shelf A (alone: a sure change) and walks out. No
+    check-in names A, so nobody can be billed: the receipt and its milk go to review, saying why."""
+    from storesense.contracts import FloorPoint, PersonObservation
+
+    cam, ws = Stamper("cam3", "r"), Stamper("ws-A1", "r")
+    out = []
+    node = FusionNode(store, out.append, run_id="t", ble=None, appearance=False)
+    legs = [((1.4, 0.6), (3.95, 3.0), 0, 40), ((3.95, 3.0), (3.95, 3.0), 40, 80), ((3.95, 3.0), (10.5, 0.8), 80, 150)]
+    for f in range(170):
+        t = 100.0 + f * 0.1
+        (x0, y0), (x1, y1), f0, f1 = next((leg for leg in legs if leg[2] <= f < leg[3]), legs[-1])
+        k = min(max(f - f0, 0), f1 - f0) / (f1 - f0)
+        node.handle(cam.make(PersonObservation, t, camera="cam3", frame=f, track_id=1,
+                             bbox=(100.0, 100.0, 40.0, 120.0), score=0.9,
+                             floor=FloorPoint(x=x0 + (x1 - x0) * k, y=y0 + (y1 - y0) * k,
+                                              cov=((0.01, 0.0), (0.0, 0.01)))))
+        for phase, at in (("enter", 50), ("exit", 60)):
+            if f == at:
+                node.handle(cam.make(HandShelfInteraction, t, camera="cam3", track_id=1, shelf="A", face="A-front",
+                                     phase=phase, hand="right", dwell_s=0.0 if phase == "enter" else 1.0,
+                                     keypoint_score=0.9))
+        if f == 66:
+            node.handle(ws.make(WeightChange, t, sensor="ws-A1", shelf="A", plate="A1", delta_g=-1031.0,
+                                total_g=5000.0, noise_g=3.0, started_ts=105.2))
+    node.flush()
+    changes = [m.change for m in out if m.type == "cart_event" and m.change]
+    assert [(c.sku, c.needs_review) for c in changes] == [("MILK-1L", False)]  # sure when it was made
+    (receipt,) = [m for m in out if m.type == "receipt"]
+    assert [(line.sku, line.quantity) for line in receipt.lines] == [("MILK-1L", 1)]
+    assert receipt.needs_review and node.counters["receipts_untagged_to_review"] == 1
+    (session,) = node.sessions.values()
+    assert session.tag is None
+    assert all(c.needs_review and "nobody to bill" in c.reason for c in session.ledger.changes.values())
