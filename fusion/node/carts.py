@@ -34,8 +34,9 @@ class Carts:
     def _interaction(self, msg: HandShelfInteraction) -> None:
         track = self.tracker.track_for(msg.camera, msg.track_id)
         session = self.identity.session_of(getattr(track, "id", None))
+        at_spot = False
         if self.reach_check:
-            session = self._reacher(session, msg)
+            session, at_spot = self._reacher(session, msg)
         if session is None and self.orphan_hands and track is not None and track.confirmed \
                 and not self.identity.by_track.get(track.id):
             self._orphan_hand(track.id, msg)
@@ -44,7 +45,7 @@ class Carts:
             self.counters["interactions_unattributed"] += 1
             log.info("hand event %s from %s track %s has no open session", msg.event_id, msg.camera, msg.track_id)
             return
-        if self.appearance:
+        if self.appearance and not at_spot:  # where the hand went in says more than colours, when it says it
             session = self._hand_owner(session, msg)
         self._apply(self.decider.hand(session.id, msg, session.ledger.quantities()), msg.ts)
 
@@ -89,7 +90,7 @@ class Carts:
                     "reason": d.change.reason + f"; made by track {track_id}, which no session ever held"}),
                     d.weight), ts, nearby=nearby, when=when)
 
-    def _reacher(self, session: Session | None, msg: HandShelfInteraction) -> Session | None:
+    def _reacher(self, session: Session | None, msg: HandShelfInteraction) -> tuple[Session | None, bool]:
         """The session a hand belongs to by where it went in: the bound one, unless it stands elsewhere.
 
         The wrist's viewing ray cut with the shelf's front face
@@ -105,7 +106,7 @@ class Carts:
         """
         point = self.decider.reach_point(msg)
         if point is None:
-            return session
+            return session, False
         shelf = self.config.shelf(msg.shelf)
         a, b = shelf.front_edge()
         ux, uy = b[0] - a[0], b[1] - a[1]
@@ -123,13 +124,13 @@ class Carts:
 
         own = dist(session) if session is not None else math.inf
         if own <= self.reach_keep_m:
-            return session
+            return session, True
         near = min(((dist(s), s.id, s) for s in self.identity.open_sessions.values()
                     if not s.closed and s.lost_at is None and s is not session), default=None)
         if near is None or near[0] > self.reach_keep_m or near[0] > own - self.reach_margin_m:
-            return session
+            return session, False
         self.counters["hands_reattributed_by_reach"] += 1
-        return near[2]
+        return near[2], True
 
     def _hand_owner(self, session: Session, msg: HandShelfInteraction) -> Session:
         """The session a hand belongs to: the bound one, unless the camera track clearly looks like a neighbour.
