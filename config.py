@@ -147,6 +147,13 @@ class Shelf(_Model):
         edges = [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
         return min(edges, key=lambda e: float(np.linalg.norm((e[0] + e[1]) / 2 - ap)))
 
+    def front_normal(self) -> np.ndarray:
+        """Unit normal of the front edge, pointing out of the shelf to the side shoppers stand on."""
+        a, b = self.front_edge()
+        e = (b - a) / np.linalg.norm(b - a)
+        n = np.array([-e[1], e[0]])
+        return -n if np.dot(np.asarray(self.access_point, float) - (a + b) / 2, n) < 0 else n
+
     def plate_span(self, plate: "Plate") -> tuple[float, float]:
         """Where ``plate`` sits along the front edge: (centre, width) in metres from the edge's first corner.
 

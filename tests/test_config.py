@@ -145,3 +145,16 @@ def test_duplicate_sku_and_unknown_shared_sku_are_named(example_dict):
     example_dict["shelves"][0]["plates"][0]["also"] = ["NOPE"]
     with pytest.raises(ConfigError, match=r"shelves\[0\]\.plates\[0\]\.also\[0\]: unknown product 'NOPE'"):
         parse_store_config(example_dict, origin="x.yaml")
+
+
+def test_a_shelf_front_normal_points_to_where_shoppers_stand():
+    """Shelf A's front runs along x = 3.4 with its access point at x = 3.9: the normal is +x, unit length;
+    with the access point behind it (x = 2.1) the front is the x = 2.6 side and the normal -x."""
+    import numpy as np
+
+    from storesense.config import example_store_path, load_store_config
+
+    shelf = load_store_config(example_store_path()).shelf("A")
+    assert np.allclose(shelf.front_normal(), [1.0, 0.0])
+    flipped = shelf.model_copy(update={"access_point": (2.1, 4.25)})
+    assert np.allclose(flipped.front_normal(), [-1.0, 0.0])

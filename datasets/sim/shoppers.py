@@ -198,13 +198,8 @@ def shelf_fronts(config: StoreConfig) -> dict[str, ShelfFront]:
     """Each shelf's front edge (the one whose midpoint is nearest the access point)."""
     out = {}
     for s in config.shelves:
-        ap = np.asarray(s.access_point, float)
         a, b = s.front_edge()
-        e = (b - a) / np.linalg.norm(b - a)
-        n = np.array([-e[1], e[0]])
-        if np.dot(ap - (a + b) / 2, n) < 0:
-            n = -n
-        out[s.id] = ShelfFront(s.id, a, b, n, ap)
+        out[s.id] = ShelfFront(s.id, a, b, s.front_normal(), np.asarray(s.access_point, float))
     return out
 
 

@@ -109,14 +109,10 @@ class Carts:
             return session, False
         shelf = self.config.shelf(msg.shelf)
         a, b = shelf.front_edge()
-        ux, uy = b[0] - a[0], b[1] - a[1]
-        length = math.hypot(ux, uy)
-        ux, uy = ux / length, uy / length
-        nx, ny = -uy, ux  # the front's normal, turned to the side shoppers stand on
-        if (shelf.access_point[0] - (a[0] + b[0]) / 2) * nx + (shelf.access_point[1] - (a[1] + b[1]) / 2) * ny < 0:
-            nx, ny = -nx, -ny
-        sx = a[0] + ux * point[1] + nx * REACH_STAND_M
-        sy = a[1] + uy * point[1] + ny * REACH_STAND_M
+        n = shelf.front_normal()
+        length = math.hypot(b[0] - a[0], b[1] - a[1])
+        sx = a[0] + (b[0] - a[0]) / length * point[1] + n[0] * REACH_STAND_M
+        sy = a[1] + (b[1] - a[1]) / length * point[1] + n[1] * REACH_STAND_M
 
         def dist(s: Session) -> float:
             t = self.tracker.tracks.get(s.track_id)
