@@ -15,7 +15,9 @@ The default grid (motion threshold 12 / 18 / 25 x margin 0 / 0.1 / 0.25) takes a
 on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only, and
 ``--grid 18:0.1 18:0.1:8:96`` adds ``track_looks`` and ``track_look_px`` (how the track looks were chosen);
 a fifth field sets ``full_scan_frames`` (``18:0.1:8:96:20``) and a sixth ``carry_frames`` (tracks hidden
-behind another carried, ``18:0.1:8:96:40:10``; without it, none are).
+behind another carried, ``18:0.1:8:96:40:10``; without it, none are) and a seventh how many frames a carried
+track and the track in front must have been seen apart (``18:0.1:8:96:40:10:3``; without it, 0: any covered
+track is carried, as before ``CARRY_MIN_APART`` existed).
 """
 
 from __future__ import annotations
@@ -57,22 +59,22 @@ def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
 
 
 def parse_setting(setting: str) -> RegionSettings:
-    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES]]]`` as region
+    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES[:MIN_APART]]]]`` as region
     settings (the rest at their defaults; without the looks, no track looks, and without CARRY_FRAMES no carried
     tracks, as before they existed)."""
     expected = (f"{setting!r}: expected "
-                "MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES]]]")
+                "MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES[:MIN_APART]]]]")
     try:
         v = [float(x) for x in setting.split(":")]
     except ValueError:
         raise ValueError(f"{expected}, numbers") from None
-    if len(v) not in (2, 4, 5, 6):
+    if len(v) not in (2, 4, 5, 6, 7):
         raise ValueError(expected)
     looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) >= 4 else dict(track_looks=0)
     if len(v) >= 5:
         looks["full_scan_frames"] = int(v[4])
     # without a sixth field, no carried tracks, as before they existed (older grids keep their figures)
-    looks["carry_frames"] = int(v[5]) if len(v) == 6 else 0
+    looks["carry_frames"] = int(v[5]) if len(v) >= 6 else 0
     try:
         return RegionSettings(enabled=True, motion_threshold=v[0], margin=v[1], **looks)
     except ValidationError as e:
@@ -80,7 +82,19 @@ def parse_setting(setting: str) -> RegionSettings:
         raise ValueError(f"{setting!r}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
 
-def run_setting(seq_dirs: list[Path], regions: RegionSettings) -> dict[str, dict]:
+def parse_min_apart(setting: str) -> int:
+    """The seventh field of a setting, frames a carried track must have been seen apart from the one in front
+    (``CoveredTracks.min_apart``); 0 without it, as before that rule existed."""
+    v = setting.split(":")
+    if len(v) < 7:
+        return 0
+    n = float(v[6])
+    if n < 0 or n != int(n):
+        raise ValueError(f"{setting!r}: the seventh field (frames seen apart) must be a whole number >= 0")
+    return int(n)
+
+
+def run_setting(seq_dirs: list[Path], regions: RegionSettings, min_apart: int = 0) -> dict[str, dict]:
     """Counts per sequence for one gating setting (a fresh detector per sequence: gating has state).
 
     The sequence is tracked as ``eval mot`` does (the node's tracker), so a gated detector gets the
@@ -90,6 +104,8 @@ def run_setting(seq_dirs: list[Path], regions: RegionSettings) -> dict[str, dict
         seq = read_sequence(d)
         settings = DetectorSettings(regions=regions)
         detector = build_detector(load_detector(settings), settings)
+        if getattr(detector, "covered", None) is not None:
+            detector.covered.min_apart = min_apart
         tracker = model_tracker(detector, seq.frame_rate)
         sizes = SizeReport()
         run_tracker(tracker, model_frames(seq, detector, sizes=sizes, tracker=tracker))
@@ -131,19 +147,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sequences", nargs="+", type=Path, help="MOT sequence folders (the rescaled proxies)")
     ap.add_argument("--grid", nargs="+", default=GRID,
-                    help="settings as MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES]]]")
+                    help="settings as MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES"
+                    "[:MIN_APART]]]]")
     ap.add_argument("--json", type=Path, help="write every setting's counts and the CV result here")
     a = ap.parse_args(argv)
     if len({footage(d.name) for d in a.sequences}) < 2:
         ap.error("cross-validation needs sequences from at least two footages")
     try:  # every setting checked before the first one runs for minutes
         settings = {setting: parse_setting(setting) for setting in a.grid}
+        apart = {setting: parse_min_apart(setting) for setting in a.grid}
     except ValueError as e:
         ap.error(f"--grid {e}")
     results = {}
     for k, setting in enumerate(a.grid, 1):
         start = time.perf_counter()
-        results[setting] = run_setting(a.sequences, settings[setting])
+        results[setting] = run_setting(a.sequences, settings[setting], apart[setting])
         r, p = rates([c["40-80"] for c in results[setting].values()])
         print(f"[{k}/{len(a.grid)}] {setting}: 40-80 px recall {100 * r:.1f} % at {100 * p:.1f} % (in sample, "
               f"{time.perf_counter() - start:.0f} s)", flush=True)

@@ -8,8 +8,10 @@ such a person for a few frames (``detector.regions.carry_frames``): a live track
 * was matched in the node's last update (by a detection of its own, or carried),
 * was matched by detections of its own in at least :data:`CARRY_MIN_SEEN` frames (not a track just born),
 * was last matched by a detection of its own no more than ``carry_frames`` frames ago,
-* is matched by no detection of this frame (one-to-one, IoU >= :data:`CARRY_MATCH_IOU`), and
-* lies at least :data:`CARRY_COVER` inside a detection that another live track holds
+* is matched by no detection of this frame (one-to-one, IoU >= :data:`CARRY_MATCH_IOU`),
+* lies at least :data:`CARRY_COVER` inside a detection that another live track holds, and
+* was seen apart from that track (both matched by detections of their own in the same update) in at least
+  ``min_apart`` (:data:`CARRY_MIN_APART`) updates: two people, not one person the tracker holds twice
 
 is reported at its box moved by its velocity (a running average of its box centre's motion while it was
 seen, :data:`CARRY_VELOCITY_WEIGHT`; the box keeps its size), scored ``score`` (the detector's lowest
@@ -34,6 +36,11 @@ CARRY_COVER = 0.5
 CARRY_MIN_SEEN = 3
 #: A live track and a detection of the frame are the same person (one to one) at this IoU or more.
 CARRY_MATCH_IOU = 0.3
+#: A covered track is carried only when it and the track holding its cover were both matched by detections of their
+#: own in at least this many of the same updates (seen apart: two people). A track the tracker started a second time
+#: on one person (a partial box, a box lagging behind) is never seen apart from its twin; on the TUD-Campus proxy such
+#: twins made most of the false carried boxes (docs/benchmarks.md, camera node). Chosen by CV (bench/cv_regions.py).
+CARRY_MIN_APART = 3
 #: A track's velocity is a running average of its box centre's motion per update, from 0 when it is born, the newest
 #: weighing this much (1: the last update's motion alone; 0.3 carried 40-80 px people with fewer false boxes on the
 #: TUD-Campus proxy, in sample: docs/benchmarks.md, camera node).
@@ -57,11 +64,14 @@ class CoveredTracks:
     last match); :meth:`carry` adds the covered ones to the next frame's detections.
     """
 
-    def __init__(self, max_frames: int, score: float):
+    def __init__(self, max_frames: int, score: float, min_apart: int = CARRY_MIN_APART):
         if max_frames < 1:
             raise ValueError(f"max_frames must be at least 1, got {max_frames}")
         self.max_frames = int(max_frames)
         self.score = float(score)
+        self.min_apart = int(min_apart)
+        #: (id, id) with the smaller id first -> updates in which both were matched by detections of their own
+        self._apart: dict[tuple[int, int], int] = {}
         #: id -> (box after the last update, velocity per frame, frames carried since its own last detection)
         self._state: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._boxes = np.zeros((0, 4))
@@ -74,7 +84,7 @@ class CoveredTracks:
         """The tracker's live (confirmed) tracks after a frame: boxes (xyxy), ids, frames since their last match."""
         boxes = np.asarray(boxes, float).reshape(-1, 4)
         ids = np.asarray(ids, int).reshape(-1)
-        state, seen = {}, {}
+        state, seen, own = {}, {}, []
         for b, i, m in zip(boxes, ids.tolist(), np.asarray(misses, int).tolist()):
             seen[i] = self._seen.get(i, 0)
             if m != 0:  # not matched in this update: carried no further
@@ -89,6 +99,14 @@ class CoveredTracks:
                     v = CARRY_VELOCITY_WEIGHT * np.r_[c, c] + (1 - CARRY_VELOCITY_WEIGHT) * old[1]
                 state[i] = (b.copy(), v, 0)
                 seen[i] += 1
+                own.append(i)
+        if self.min_apart > 0:  # pairs of live tracks seen apart; pairs with a track gone are forgotten
+            apart = {p: n for p, n in self._apart.items() if p[0] in seen and p[1] in seen}
+            own.sort()
+            for a, i in enumerate(own):
+                for j in own[a + 1:]:
+                    apart[(i, j)] = apart.get((i, j), 0) + 1
+            self._apart = apart
         self._state, self._seen = state, seen
         self._boxes = boxes
         self._rows = {i: k for k, i in enumerate(ids.tolist())}
@@ -113,6 +131,7 @@ class CoveredTracks:
         free = np.ones(len(boxes), bool)
         free[r[ok]] = False
         cover = inside_share(boxes, dets.xyxy)
+        ids = list(self._rows)  # row -> id (rows were numbered in order)
         carried = []
         for i, (_, _, n) in self._state.items():
             k = self._rows[i]
@@ -120,7 +139,7 @@ class CoveredTracks:
                     or boxes[k, 2] - boxes[k, 0] < 1 or boxes[k, 3] - boxes[k, 1] < 1):
                 continue
             d = int(np.argmax(cover[k]))
-            if cover[k, d] >= CARRY_COVER and holder[d] >= 0:
+            if cover[k, d] >= CARRY_COVER and holder[d] >= 0 and self._seen_apart(i, ids[holder[d]]) >= self.min_apart:
                 carried.append(i)
         if not carried:
             return dets
@@ -137,5 +156,9 @@ class CoveredTracks:
         self.carried += len(carried)
         return Detections.concat([dets, Detections(out, np.full(len(out), self.score), kp)])
 
+    def _seen_apart(self, i: int, j: int) -> int:
+        """Updates in which tracks ``i`` and ``j`` were both matched by detections of their own."""
+        return self._apart.get((i, j) if i < j else (j, i), 0)
 
-__all__ = ["CoveredTracks", "inside_share", "CARRY_COVER", "CARRY_MATCH_IOU"]
+
+__all__ = ["CoveredTracks", "inside_share", "CARRY_COVER", "CARRY_MATCH_IOU", "CARRY_MIN_APART"]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from storesense.config import DetectorSettings, RegionSettings
-from storesense.edge.camera.covered import CARRY_MIN_SEEN, CARRY_VELOCITY_WEIGHT, CoveredTracks, inside_share
+from storesense.edge.camera.covered import (CARRY_MIN_APART, CARRY_MIN_SEEN, CARRY_VELOCITY_WEIGHT, CoveredTracks,
+                                            inside_share)
 from storesense.edge.camera.detections import Detections
 from storesense.edge.camera.node import MOVENET_TRACKER_PARAMS
 from storesense.edge.camera.tiling import TiledDetector
@@ -119,6 +120,30 @@ def test_what_is_not_carried(case):
     out = c.carry(dets, (640, 480))
     assert len(out) == len(dets), case
     assert c.carried == 0
+
+
+def test_only_a_track_seen_apart_from_the_one_in_front_is_carried():
+    """A second track on one person (never matched by a detection of its own while the first was) is not carried;
+    two tracks seen apart in min_apart updates are two people."""
+    assert CARRY_MIN_APART >= 1
+    frames = max(CARRY_MIN_SEEN, CARRY_MIN_APART) + 2
+    # twins: each update matches one of the two tracks by a detection of its own, never both
+    c = CoveredTracks(max_frames=5, score=0.1)
+    for k in range(2 * frames):
+        c.note(np.array([FRONT + k * STEP, BEHIND + k * STEP]), np.array([1, 2]), np.array([k % 2, (k + 1) % 2]))
+    assert len(c.carry(_dets(PAIR + 2 * frames * STEP), (640, 480))) == 1 and c.carried == 0
+    for apart in (CARRY_MIN_APART - 1, CARRY_MIN_APART):
+        c = CoveredTracks(max_frames=5, score=0.1)
+        for k in range(frames):  # the one behind seen every update, the one in front apart from it `apart` times
+            c.note(np.array([FRONT + k * STEP, BEHIND + k * STEP]), np.array([1, 2]),
+                   np.array([0 if k >= frames - apart else 1, 0]))
+        out = c.carry(_dets(PAIR + frames * STEP), (640, 480))
+        assert len(out) == 1 + (apart >= CARRY_MIN_APART), apart
+    # min_apart 0: any covered track is carried, as before the rule
+    c = CoveredTracks(max_frames=5, score=0.1, min_apart=0)
+    for k in range(2 * frames):
+        c.note(np.array([FRONT + k * STEP, BEHIND + k * STEP]), np.array([1, 2]), np.array([k % 2, (k + 1) % 2]))
+    assert len(c.carry(_dets(PAIR + 2 * frames * STEP), (640, 480))) == 2
 
 
 def test_a_carried_detection_extends_the_track_behind_and_never_starts_one():

@@ -33,6 +33,12 @@ def test_a_setting_without_looks_turns_them_off_and_one_with_looks_sets_them(cv)
         cv.parse_setting("18:0.1:8:96:40:-1")
     with pytest.raises(ValueError, match="TRACK_LOOKS"):
         cv.parse_setting("18:0.1:8")
+    # a seventh field: frames a carried track was seen apart from the one in front; 0 without it (as before the rule)
+    apart = cv.parse_setting("18:0.1:8:96:40:10:3")
+    assert apart.carry_frames == 10
+    assert cv.parse_min_apart("18:0.1:8:96:40:10:3") == 3 and cv.parse_min_apart("18:0.1:8:96:40:10") == 0
+    with pytest.raises(ValueError, match="seventh field"):
+        cv.parse_min_apart("18:0.1:8:96:40:10:-1")
 
 
 def test_a_bad_grid_setting_is_one_clear_line_before_anything_runs(cv, capsys, tmp_path):
