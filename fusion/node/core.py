@@ -164,9 +164,11 @@ class FusionNode(CheckIns, Looks, Carts):
         # bounding boxes of the zones: a point outside one (by more than rounding) is outside its zone
         self._boxes = {z.id: (min(p[0] for p in z.polygon), min(p[1] for p in z.polygon),
                               max(p[0] for p in z.polygon), max(p[1] for p in z.polygon)) for z in config.zones}
-        # each zone with its box widened by that rounding margin, as :meth:`_zones` tests every observation, and
-        # the open box a point is inside the zone in without the polygon test (a rectangle's; else an empty one)
-        self._zone_boxes = [(z, x0 - 1e-6, y0 - 1e-6, x1 + 1e-6, y1 + 1e-6, rectangle_interior(z.polygon) or _EMPTY)
+        # each zone (and its id) with its box widened by that rounding margin, as :meth:`_zones` tests every
+        # observation, and the open box a point is inside the zone in without the polygon test (a rectangle's, which
+        # lies within the widened box; else an empty one)
+        self._zone_boxes = [(z, z.id, x0 - 1e-6, y0 - 1e-6, x1 + 1e-6, y1 + 1e-6,
+                             rectangle_interior(z.polygon) or _EMPTY)
                             for z in config.zones for x0, y0, x1, y1 in [self._boxes[z.id]]]
 
     @property
@@ -303,20 +305,20 @@ class FusionNode(CheckIns, Looks, Carts):
 
     def _zones(self, session: Session, track: FloorTrack, ts: float) -> None:
         x, y = track.xy
-        for zone, x0, y0, x1, y1, (i0, j0, i1, j1) in self._zone_boxes:
-            inside = (i0 < x < i1 and j0 < y < j1) or (
-                (x0 <= x <= x1 and y0 <= y <= y1) and point_in_polygon(x, y, zone.polygon))
-            was = zone.id in session.zones
-            if inside and not was:
-                session.zones[zone.id] = ts
-                self._out(ZoneEvent, ts, shopper=session.id, zone=zone.id, phase="enter")
-            elif not inside and was:
-                entered = session.zones.pop(zone.id)
-                self._out(ZoneEvent, ts, shopper=session.id, zone=zone.id, phase="exit",
-                          dwell_s=round(ts - entered, 3))
-            if inside and zone.kind == "exit" and ts - session.zones[zone.id] >= zone.min_dwell_s:
-                self._close(session, ts)
-                return
+        zones = session.zones
+        for zone, zid, x0, y0, x1, y1, (i0, j0, i1, j1) in self._zone_boxes:
+            # inside: within the widened box (most zones are not), and inside the rectangle or the polygon
+            if x0 <= x <= x1 and y0 <= y <= y1 and (
+                    (i0 < x < i1 and j0 < y < j1) or point_in_polygon(x, y, zone.polygon)):
+                if zid not in zones:
+                    zones[zid] = ts
+                    self._out(ZoneEvent, ts, shopper=session.id, zone=zid, phase="enter")
+                if zone.kind == "exit" and ts - zones[zid] >= zone.min_dwell_s:
+                    self._close(session, ts)
+                    return
+            elif zid in zones:
+                entered = zones.pop(zid)
+                self._out(ZoneEvent, ts, shopper=session.id, zone=zid, phase="exit", dwell_s=round(ts - entered, 3))
 
     def _close(self, session: Session, ts: float, review: str = "") -> None:
         """Close a session: end its cart and emit the receipt (all lines to review when ``review`` says why)."""
@@ -506,8 +508,12 @@ class FusionNode(CheckIns, Looks, Carts):
                 # lost on the way out, where the cameras end: the shopper left
                 self.counters["sessions_closed_at_exit_loss"] += 1
                 self._close(session, ts)
-        for session in list(self.identity.open_sessions.values()):
-            if not session.closed and session.lost_at is not None and ts - session.lost_at[0] > self.lost_close_s:
+        lost_close_s = self.lost_close_s
+        # those lost too long ago (most calls: none); closing one may close others, so each is checked again
+        overdue = [s for s in self.identity.open_sessions.values()
+                   if s.lost_at is not None and ts - s.lost_at[0] > lost_close_s]
+        for session in overdue:
+            if not session.closed and session.lost_at is not None and ts - session.lost_at[0] > lost_close_s:
                 if session.ledger.changes:
                     # nobody saw this shopper leave: close the cart, its lines go to review
                     self.counters["sessions_closed_lost"] += 1
