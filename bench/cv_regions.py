@@ -17,7 +17,8 @@ on two idle cores; ``--grid 18:0.1 25:0.1`` runs chosen settings only, and
 a fifth field sets ``full_scan_frames`` (``18:0.1:8:96:20``) and a sixth ``carry_frames`` (tracks hidden
 behind another carried, ``18:0.1:8:96:40:10``; without it, none are) and a seventh how many frames a carried
 track and the track in front must have been seen apart (``18:0.1:8:96:40:10:3``; without it, 0: any covered
-track is carried, as before ``CARRY_MIN_APART`` existed).
+track is carried, as before ``CARRY_MIN_APART`` existed); an eighth, the narrowest box kept as a share of its
+height (``18:0.1:8:96:40:10:3:0.15``; without it, 0: every box kept, as before ``MIN_BOX_ASPECT`` existed).
 """
 
 from __future__ import annotations
@@ -59,16 +60,16 @@ def counts(sizes: SizeReport) -> dict[str, tuple[int, int, int, int]]:
 
 
 def parse_setting(setting: str) -> RegionSettings:
-    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES[:MIN_APART]]]]`` as region
-    settings (the rest at their defaults; without the looks, no track looks, and without CARRY_FRAMES no carried
+    """``MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES[:MIN_APART[:MIN_ASPECT]]]]]``
+    as region settings (the rest at their defaults; without the looks, no track looks, and without CARRY_FRAMES no carried
     tracks, as before they existed)."""
     expected = (f"{setting!r}: expected "
-                "MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES[:MIN_APART]]]]")
+                "MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES[:MIN_APART[:MIN_ASPECT]]]]]")
     try:
         v = [float(x) for x in setting.split(":")]
     except ValueError:
         raise ValueError(f"{expected}, numbers") from None
-    if len(v) not in (2, 4, 5, 6, 7):
+    if len(v) not in (2, 4, 5, 6, 7, 8):
         raise ValueError(expected)
     looks = dict(track_looks=int(v[2]), track_look_px=int(v[3])) if len(v) >= 4 else dict(track_looks=0)
     if len(v) >= 5:
@@ -94,7 +95,20 @@ def parse_min_apart(setting: str) -> int:
     return int(n)
 
 
-def run_setting(seq_dirs: list[Path], regions: RegionSettings, min_apart: int = 0) -> dict[str, dict]:
+def parse_min_aspect(setting: str) -> float:
+    """The eighth field of a setting, the narrowest box kept as a share of its height (``TiledDetector.min_aspect``);
+    0 without it (every box kept), as before that rule existed."""
+    v = setting.split(":")
+    if len(v) < 8:
+        return 0.0
+    a = float(v[7])
+    if not 0 <= a < 1:
+        raise ValueError(f"{setting!r}: the eighth field (narrowest box, width / height) must be in [0, 1)")
+    return a
+
+
+def run_setting(seq_dirs: list[Path], regions: RegionSettings, min_apart: int = 0,
+                min_aspect: float = 0.0) -> dict[str, dict]:
     """Counts per sequence for one gating setting (a fresh detector per sequence: gating has state).
 
     The sequence is tracked as ``eval mot`` does (the node's tracker), so a gated detector gets the
@@ -106,6 +120,7 @@ def run_setting(seq_dirs: list[Path], regions: RegionSettings, min_apart: int = 
         detector = build_detector(load_detector(settings), settings)
         if getattr(detector, "covered", None) is not None:
             detector.covered.min_apart = min_apart
+        detector.min_aspect = min_aspect
         tracker = model_tracker(detector, seq.frame_rate)
         sizes = SizeReport()
         run_tracker(tracker, model_frames(seq, detector, sizes=sizes, tracker=tracker))
@@ -119,8 +134,16 @@ def rates(parts: list[tuple[int, int, int, int]]) -> tuple[float, float]:
     return (tp / gt if gt else 0.0), (td / det if det else 0.0)
 
 
-def cross_validate(results: dict[str, dict[str, dict]]) -> dict:
-    """Each footage held out in turn: the setting picked on the rest, scored on it; pooled at the end."""
+def cross_validate(results: dict[str, dict[str, dict]], rule: str = "best") -> dict:
+    """Each footage held out in turn: the setting picked on the rest, scored on it; pooled at the end.
+
+    ``rule``: ``"best"`` picks the eligible setting with the best 40-80 px recall on the training footage;
+    ``"one-se"`` (the one-standard-error rule) takes every eligible setting whose recall is within one binomial
+    standard error of that best, sqrt(r (1 - r) / n) on the training footage's n 40-80 px people, and picks the one
+    with the best 40-80 px precision among them: a recall gain smaller than the noise does not buy false boxes.
+    """
+    if rule not in ("best", "one-se"):
+        raise ValueError(f"rule {rule!r}: expected 'best' or 'one-se'")
     names = sorted(next(iter(results.values())))
     groups = sorted({footage(n) for n in names})
     folds, held = [], []
@@ -135,6 +158,12 @@ def cross_validate(results: dict[str, dict[str, dict]]) -> dict:
 
         eligible = [k for k in results if ok(k)[0]] or list(results)
         best = max(eligible, key=lambda k: (ok(k)[1], k))
+        if rule == "one-se":
+            r_best = ok(best)[1]
+            n = sum(results[best][m]["40-80"][1] for m in train)
+            se = (r_best * (1 - r_best) / n) ** 0.5 if n else 0.0
+            near = [k for k in eligible if ok(k)[1] >= r_best - se - 1e-12]
+            best = max(near, key=lambda k: (rates([results[k][m]["40-80"] for m in train])[1], ok(k)[1], k))
         parts = [results[best][n]["40-80"] for n in test]
         r, p = rates(parts)
         folds.append({"held_out": out, "picked": best, "recall_40_80": round(r, 4), "precision_40_80": round(p, 4)})
@@ -145,27 +174,42 @@ def cross_validate(results: dict[str, dict[str, dict]]) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sequences", nargs="+", type=Path, help="MOT sequence folders (the rescaled proxies)")
+    ap.add_argument("sequences", nargs="*", type=Path, help="MOT sequence folders (the rescaled proxies)")
     ap.add_argument("--grid", nargs="+", default=GRID,
                     help="settings as MOTION_THRESHOLD:MARGIN[:TRACK_LOOKS:TRACK_LOOK_PX[:FULL_SCAN_FRAMES[:CARRY_FRAMES"
-                    "[:MIN_APART]]]]")
+                    "[:MIN_APART[:MIN_ASPECT]]]]]")
     ap.add_argument("--json", type=Path, help="write every setting's counts and the CV result here")
+    ap.add_argument("--rule", choices=("best", "one-se"), default="best",
+                    help="how a fold picks: the best 40-80 px recall (default), or the best precision among the settings "
+                    "within one standard error of that recall (one-se)")
+    ap.add_argument("--from-json", type=Path, help="cross-validate the counts of an earlier --json run (nothing runs)")
     a = ap.parse_args(argv)
-    if len({footage(d.name) for d in a.sequences}) < 2:
+    if a.from_json is not None:
+        if a.sequences:
+            ap.error("--from-json cross-validates saved counts: give no sequences")
+        try:
+            results = json.loads(a.from_json.read_text())["settings"]
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--from-json {a.from_json}: not the --json of a cv_regions run ({e})")
+        a.grid = []
+    elif len({footage(d.name) for d in a.sequences}) < 2:
         ap.error("cross-validation needs sequences from at least two footages")
+    else:
+        results = {}
     try:  # every setting checked before the first one runs for minutes
         settings = {setting: parse_setting(setting) for setting in a.grid}
         apart = {setting: parse_min_apart(setting) for setting in a.grid}
+        aspect = {setting: parse_min_aspect(setting) for setting in a.grid}
     except ValueError as e:
         ap.error(f"--grid {e}")
-    results = {}
     for k, setting in enumerate(a.grid, 1):
         start = time.perf_counter()
-        results[setting] = run_setting(a.sequences, settings[setting], apart[setting])
+        results[setting] = run_setting(a.sequences, settings[setting], apart[setting], aspect[setting])
         r, p = rates([c["40-80"] for c in results[setting].values()])
         print(f"[{k}/{len(a.grid)}] {setting}: 40-80 px recall {100 * r:.1f} % at {100 * p:.1f} % (in sample, "
               f"{time.perf_counter() - start:.0f} s)", flush=True)
-    cv = cross_validate(results)
+    cv = cross_validate(results, a.rule)
+    print(f"rule: {a.rule}")
     for f in cv["folds"]:
         print(f"hold out {f['held_out']}: picks {f['picked']}, 40-80 px recall {100 * f['recall_40_80']:.1f} % "
               f"at {100 * f['precision_40_80']:.1f} %")
@@ -173,7 +217,8 @@ def main(argv=None) -> int:
     print(f"pooled held-out 40-80 px recall {100 * pooled['recall_40_80']:.1f} % at "
           f"{100 * pooled['precision_40_80']:.1f} %")
     if a.json:
-        a.json.write_text(json.dumps({"command": " ".join(sys.argv), "settings": results, **cv}, indent=1))
+        a.json.write_text(json.dumps({"command": " ".join(sys.argv), "rule": a.rule, "settings": results, **cv},
+                                     indent=1))
     return 0
 
 

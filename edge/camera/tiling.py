@@ -428,6 +428,10 @@ def region_passes(regions: np.ndarray, static: TilingPlan, settings, frame_size:
         factor *= 0.9
 
 
+#: A box narrower than this share of its height is no person's (a sliver at a tile or frame edge, a pole): dropped.
+#: A person seen from the side is about 0.25 of their height wide, and MoveNet's boxes are wider than the person.
+#: Chosen by CV (bench/cv_regions.py; docs/benchmarks.md, camera node).
+MIN_BOX_ASPECT = 0.15
 #: A track's own look (detector.regions.track_looks) upscales its crop at most this much.
 MAX_LOOK_UPSCALE = 3.0
 #: A track is matched by a detection of the frame (and gets no look) at this IoU or more.
@@ -539,6 +543,8 @@ class TiledDetector(Detector):
         self._held: list[tuple[np.ndarray, int]] = []
         self._tracks = np.zeros((0, 4))
         self.counters = {"full_scans": 0, "gated_frames": 0, "over_budget": 0, "region_passes": 0}
+        #: boxes narrower than this share of their height are dropped (:data:`MIN_BOX_ASPECT`; 0 keeps them all)
+        self.min_aspect = MIN_BOX_ASPECT
         carry = settings.regions.carry_frames if settings.tiling == "auto" and self.dynamic_input else 0
         self.covered = None
         if carry:
@@ -638,6 +644,11 @@ class TiledDetector(Detector):
                 dets = dets.shifted(p.x, p.y)
             results.append((p, dets))
         merged = merge_passes(results, (w, h), self.settings.nms_iou)
+        if self.min_aspect > 0 and len(merged):
+            box_w, box_h = merged.xyxy[:, 2] - merged.xyxy[:, 0], merged.xyxy[:, 3] - merged.xyxy[:, 1]
+            slim = box_w < self.min_aspect * box_h
+            if slim.any():
+                merged = merged[~slim]
         self.looks = []
         if self.gating is not None and self.gating.track_looks and len(plan.passes) > 1 and len(self._tracks):
             spare = self.settings.max_input_px - sum(p.cost_px for p in passes)

@@ -39,6 +39,11 @@ def test_a_setting_without_looks_turns_them_off_and_one_with_looks_sets_them(cv)
     assert cv.parse_min_apart("18:0.1:8:96:40:10:3") == 3 and cv.parse_min_apart("18:0.1:8:96:40:10") == 0
     with pytest.raises(ValueError, match="seventh field"):
         cv.parse_min_apart("18:0.1:8:96:40:10:-1")
+    # an eighth: the narrowest box kept, width / height; 0 (every box) without it, as before the rule
+    assert cv.parse_min_aspect("18:0.1:8:96:40:10:3:0.15") == 0.15 and cv.parse_min_aspect("18:0.1:8:96:40:10:3") == 0
+    assert cv.parse_setting("18:0.1:8:96:40:10:3:0.15").carry_frames == 10
+    with pytest.raises(ValueError, match="eighth field"):
+        cv.parse_min_aspect("18:0.1:8:96:40:10:3:1.5")
 
 
 def test_a_bad_grid_setting_is_one_clear_line_before_anything_runs(cv, capsys, tmp_path):
@@ -65,3 +70,25 @@ def test_each_fold_picks_on_the_other_footage(cv):
     out = cv.cross_validate(results)
     assert [(f["held_out"], f["picked"]) for f in out["folds"]] == [("A", "b"), ("B", "a")]
     assert out["pooled_held_out"]["recall_40_80"] == pytest.approx((60 + 50) / 200)
+
+
+def test_the_one_standard_error_rule_buys_no_false_boxes_with_recall_inside_the_noise(cv, tmp_path, capsys):
+    def c(r40, p):  # (matched gt, gt, matched detections, detections) on 1,000 people
+        return {"40-80": (r40, 1000, p, 1000), "all": (r40, 1000, p, 1000)}
+
+    # on A, "hi" finds 5 people more than "lo" (one standard error at 80 % of 1,000 is 12.6) with 50 false boxes more
+    results = {"hi": {"A-x0.3": c(805, 910), "B-x0.3": c(700, 900)},
+               "lo": {"A-x0.3": c(800, 960), "B-x0.3": c(690, 950)},
+               "far": {"A-x0.3": c(700, 990), "B-x0.3": c(600, 990)}}  # 10 points less recall: outside the noise
+    best = cv.cross_validate(results)
+    assert [f["picked"] for f in best["folds"]] == ["hi", "hi"]
+    one_se = cv.cross_validate(results, "one-se")
+    assert [f["picked"] for f in one_se["folds"]] == ["lo", "lo"]
+    with pytest.raises(ValueError, match="rule"):
+        cv.cross_validate(results, "median")
+    # the saved counts of a run cross-validate again without running anything
+    saved = tmp_path / "cv.json"
+    saved.write_text(__import__("json").dumps({"settings": results}))
+    assert cv.main(["--from-json", str(saved), "--rule", "one-se"]) == 0
+    out = capsys.readouterr().out
+    assert "hold out A: picks lo" in out and "hold out B: picks lo" in out

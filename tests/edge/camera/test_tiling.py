@@ -192,3 +192,19 @@ def test_every_pass_of_a_tiled_plan_takes_the_tile_threshold_and_a_single_pass_i
     TiledDetector(single, DetectorSettings(tiling="explicit", tiles=[], tile_score_threshold=0.07)).detect(
         _frame_with((300, 100, 330, 220)))
     assert single.calls == [(True, None)]  # None: the detector's own score_threshold
+
+
+def test_a_box_much_narrower_than_a_person_is_dropped():
+    from storesense.edge.camera.tiling import MIN_BOX_ASPECT
+
+    # a sliver just under MIN_BOX_ASPECT of its height wide, a side-on person at 0.25 and one just over the limit
+    height = 100
+    sliver_w = int(MIN_BOX_ASPECT * height) - 1
+    edge_w = int(MIN_BOX_ASPECT * height) + 1
+    boxes = [(50, 100, 50 + sliver_w, 100 + height), (200, 100, 225, 100 + height), (400, 100, 400 + edge_w, 100 + height)]
+    settings = DetectorSettings(tiling="explicit", tiles=[(0, 0, 600, 400)])
+    det = TiledDetector(BrightBlobs(), settings)
+    out = det.detect(_frame_with(*boxes))
+    np.testing.assert_allclose(np.sort(out.xyxy[:, 0]), [200, 400])
+    det.min_aspect = 0  # every box kept
+    assert len(det.detect(_frame_with(*boxes))) == 3
