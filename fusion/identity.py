@@ -85,6 +85,20 @@ def _later(fixes, ts: float, n: int) -> bool:
     return False
 
 
+def _last_later(fixes, ts: float, n: int) -> list:
+    """``[f for f in fixes if f.ts > ts][-n:]``: for ``n`` > 0 found from the newest, stopping at ``n``."""
+    if n <= 0:
+        return [f for f in fixes if f.ts > ts][-n:]
+    out = []
+    for f in reversed(fixes):
+        if f.ts > ts:
+            out.append(f)
+            if len(out) == n:
+                break
+    out.reverse()
+    return out
+
+
 def _d2c(fix: Fix, xy: tuple[float, float], track_cov) -> float:
     """``_d2`` clipped at 25, so one multipath outlier cannot decide alone."""
     return min(_d2(fix, xy, track_cov), 25.0)
@@ -252,6 +266,8 @@ class IdentityBook:
         if mine is None or len(session.fixes) < 3:
             return None
         own: dict[int, float] = {}
+        mine_cov = mine.cov  # (the tracks do not move while they are compared)
+        window = self.swap_window
         for other in self.open_sessions.values():
             if other is session or other.closed or other.lost_at is not None:
                 continue
@@ -272,19 +288,19 @@ class IdentityBook:
                 if (x - tx) ** 2 + (y - ty) ** 2 < 1.5**2:
                     met = t
                     break
-            recent = [f for f in session.fixes if f.ts > met][-self.swap_window:]
-            their_fixes = [f for f in other.fixes if f.ts > met][-self.swap_window:]
+            recent, their_fixes = _last_later(session.fixes, met, window), _last_later(other.fixes, met, window)
             if len(recent) < 4 or len(their_fixes) < 4:
                 continue
             for f in recent:  # this session's fixes against its own track, the same for every other session
                 if id(f) not in own:
-                    own[id(f)] = _d2c(f, mine.xy_at(f.ts), mine.cov)
+                    own[id(f)] = _d2c(f, mine.xy_at(f.ts), mine_cov)
+            their_cov = theirs.cov
             now = (sum(own[id(f)] for f in recent) +
-                   sum(_d2c(f, theirs.xy_at(f.ts), theirs.cov) for f in their_fixes))
+                   sum(_d2c(f, theirs.xy_at(f.ts), their_cov) for f in their_fixes))
             if now <= self.min_swap_gain - 1e-6:
                 continue  # the swapped sum is not negative, so the gain cannot reach min_swap_gain
-            swapped = (sum(_d2c(f, theirs.xy_at(f.ts), theirs.cov) for f in recent) +
-                       sum(_d2c(f, mine.xy_at(f.ts), mine.cov) for f in their_fixes))
+            swapped = (sum(_d2c(f, theirs.xy_at(f.ts), their_cov) for f in recent) +
+                       sum(_d2c(f, mine.xy_at(f.ts), mine_cov) for f in their_fixes))
             if swapped < self.swap_ratio * now and now - swapped > self.min_swap_gain:
                 since = self._swap_started(session, other, mine, theirs)
                 session.track_id, other.track_id = other.track_id, session.track_id

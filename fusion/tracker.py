@@ -320,11 +320,15 @@ class FloorTracker:
         it, that is the optimal assignment and scipy is not called; otherwise it is.
 
         One pass over the tracks in order, leaving out those this camera already
-        updated at ``ts`` (the rest are the columns): each pair in walking reach
-        is gated and costed at once, and each observation keeps its cheapest
-        track so far (the first of equal costs) and whether a later one ties it;
-        the dense cost matrix is built only for scipy. ``bound_to``: the floor
-        track id each observation's camera id is bound to (or None).
+        updated at ``ts`` (the rest are the columns; a track is looked up in
+        ``seen_by`` only once an observation is in its walking reach): each pair
+        in walking reach is gated and costed at once, and each observation keeps
+        its cheapest track so far (the first of equal costs) and whether a later
+        one ties it; the dense cost matrix is built only for scipy. The columns
+        are counted only when some observation has no track (when every one has
+        its own, there are at least as many columns as observations).
+        ``bound_to``: the floor track id each observation's camera id is bound
+        to (or None).
         """
         n = len(obs)
         reach_m, speed = self.reach_m, self.max_speed
@@ -338,18 +342,12 @@ class FloorTracker:
         if not weight:
             looks = [None] * n
         log1 = _log1
-        costs = []  # (row, col, cost) of every gated pair, for scipy
+        costs = []  # (row, track, cost) of every gated pair, for scipy
         best = [_INFEASIBLE] * n  # per observation: its cheapest cost so far,
-        best_j = [-1] * n  # the first track with it,
+        best_t: list = [None] * n  # the first track with it,
         tied = [False] * n  # and whether a later track costs the same
         rows = range(n)
-        tracks: list[FloorTrack] = []  # the columns
         for t in self.tracks.values():
-            seen = t.seen_by.get(camera)
-            if seen is not None and seen[1] == ts:
-                continue  # this camera updated it in this frame already
-            j = len(tracks)
-            tracks.append(t)
             dt = ts - t.ts
             dt = dt if dt > 0.0 else 0.0
             reach = reach_m + speed * dt
@@ -362,6 +360,9 @@ class FloorTracker:
                 if ex * ex + ey * ey > reach2:
                     continue  # out of walking reach
                 if pred is None:
+                    seen = t.seen_by.get(camera)
+                    if seen is not None and seen[1] == ts:
+                        break  # this camera updated it in this frame already: not a column
                     if dt:
                         dt4 = pow4.get(dt)
                         if dt4 is None:
@@ -393,35 +394,41 @@ class FloorTracker:
                                 c = _INFEASIBLE  # as in :meth:`_appearance_cost`
                             else:
                                 c += weight * (d - centre)
-                costs.append((i, j, c))
+                costs.append((i, t, c))
                 low = best[i]
                 if c < low:
-                    best[i], best_j[i], tied[i] = c, j, False
+                    best[i], best_t[i], tied[i] = c, t, False
                 elif c == low:
                     tied[i] = True  # (an infeasible cost ties the infeasible start: harmless, never picked)
         if not costs:
             return []
-        m = len(tracks)
-        picks: dict[int, int] = {}
-        unique = n <= m
-        if unique:
-            for i in rows:
-                low = best[i]
-                if low >= _INFEASIBLE:
-                    continue  # nothing this observation could update
-                j = best_j[i]
-                if tied[i] or j in picks.values():
-                    unique = False
-                    break
-                picks[i] = j
+        picks: list[tuple[int, FloorTrack]] = []
+        taken = set()
+        unique = True
+        for i in rows:
+            if best[i] >= _INFEASIBLE:
+                continue  # nothing this observation could update
+            t = best_t[i]
+            if tied[i] or t.id in taken:
+                unique = False
+                break
+            taken.add(t.id)
+            picks.append((i, t))
+        tracks = None  # the columns, in the same order as above (nothing changed the tracks meanwhile)
+        if unique and len(picks) < n:  # an observation without a track: scipy when it has no column either
+            tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
+            unique = n <= len(tracks)
         if not unique:
-            cost = [[_INFEASIBLE] * m for _ in obs]
-            for i, j, c in costs:
-                cost[i][j] = c
+            if tracks is None:
+                tracks = [t for t in self.tracks.values() if t.seen_by.get(camera, _UNSEEN)[1] != ts]
+            col = {t.id: j for j, t in enumerate(tracks)}
+            cost = [[_INFEASIBLE] * len(tracks) for _ in obs]
+            for i, t, c in costs:
+                cost[i][col[t.id]] = c
             C = np.array(cost)
             rows_, cols_ = linear_sum_assignment(C)
             return [(int(i), tracks[j]) for i, j in zip(rows_, cols_) if C[i, j] < _INFEASIBLE]
-        return [(i, tracks[j]) for i, j in picks.items()]
+        return picks
 
     def _costs(self, camera: str, ts: float, obs: list[PersonObservation], Z: np.ndarray, R: np.ndarray,
                tracks: list[FloorTrack], looks: list | None = None) -> np.ndarray:

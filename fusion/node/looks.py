@@ -46,7 +46,7 @@ class Looks:
         self.encounters.observe(session.id, vec, ts, clear)
         if session.look_frozen:
             return  # a meeting left who this is open: its reference must not learn someone else
-        if self._at_gate(track) and session.look.n < self.reference_max and near2 >= 0.5 ** 2:
+        if session.look.n < self.reference_max and near2 >= 0.5 ** 2 and self._at_gate(track):
             # standing at a gate, where the check-in ties the tag to this very track: the surest view there is
             session.look.add(vec, ts, long_weight=0.0, recent_weight=None)  # a reference: its long memory is read
             return
