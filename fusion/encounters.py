@@ -77,6 +77,8 @@ class EncounterBook:
         self.own_max = own_max
         self.clusters: list[Cluster] = []
         self._of: dict[str, Cluster] = {}  # session -> its open cluster
+        #: session -> {session it met: when they first met}, kept until it leaves (:meth:`met_before`, :meth:`forget`)
+        self.met: dict[str, dict[str, float]] = {}
 
     def cluster_of(self, session_id: str) -> Cluster | None:
         """The open cluster a session is in, if any."""
@@ -99,6 +101,10 @@ class EncounterBook:
                     self._join(a, b, ts)
 
     def _join(self, a: str, b: str, ts: float) -> None:
+        met = self.met.get(a)
+        if met is None or b not in met:
+            self.met.setdefault(a, {})[b] = ts
+            self.met.setdefault(b, {})[a] = ts
         ca, cb = self._of.get(a), self._of.get(b)
         if ca is None and cb is None:
             c = Cluster({a, b}, ts, ts)
@@ -157,6 +163,15 @@ class EncounterBook:
             c.post.pop(session_id, None)
             if len(c.members) < 2:
                 self.close(c)
+
+    def met_before(self, session_id: str, ts: float) -> list[str]:
+        """The sessions ``session_id`` met before ``ts``, the latest first meeting first."""
+        met = self.met.get(session_id, {})
+        return [o for t, o in sorted(((t, o) for o, t in met.items() if t <= ts), reverse=True)]
+
+    def forget(self, session_id: str) -> None:
+        """Forget whom ``session_id`` met (it has left and its receipt is out)."""
+        self.met.pop(session_id, None)  # the others' records of meeting it stay: their receipts may name it
 
     def _decide(self, c: Cluster, refs: dict[str, RunningAppearance], forced: bool) -> Decision | None:
         members = sorted(c.members)

@@ -340,8 +340,9 @@ class FusionNode(CheckIns, Looks, Carts):
                     self.counters["checkins_decided_at_exit"] += 1
                     break
         alike: list[str] = []
-        if session.tag is None and session.id not in self._member_of and any(
-                c.quantity for c in ledger.changes.values()):
+        untagged = session.tag is None and session.id not in self._member_of and any(
+            c.quantity for c in ledger.changes.values())
+        if untagged:
             # nobody can be billed for this cart: its items were taken by someone no check-in names (or
             # by a checked-in shopper whose session this track's hands were not bound to): a person checks
             alike = self._look_alikes(session)
@@ -351,9 +352,16 @@ class FusionNode(CheckIns, Looks, Carts):
             self.counters["receipts_untagged_to_review"] += 1
         if review:
             for key, change in list(ledger.changes.items()):
+                why, met = review, []
+                if untagged:  # whoever this was may be a checked-in shopper whose session lost them in a meeting
+                    met = [m for m in self.encounters.met_before(session.id, ledger.decided_ts.get(key, ts))
+                           if getattr(self.identity.sessions.get(m), "tag", None)]
+                    if met:
+                        why += "; met checked-in " + ", ".join(met) + " before this change"
                 ledger.changes[key] = change.model_copy(update={
-                    "needs_review": True, "reason": f"{change.reason}; {review}",
-                    "alternatives": _with(change.alternatives, alike, session.id)})
+                    "needs_review": True, "reason": f"{change.reason}; {why}",
+                    "alternatives": _with(change.alternatives, [*met, *alike], session.id)})
+        self.encounters.forget(session.id)
         self.identity.close(session)
         for zone_id, entered in sorted(session.zones.items()):
             self._out(ZoneEvent, ts, shopper=session.id, zone=zone_id, phase="exit", dwell_s=round(ts - entered, 3))
@@ -470,6 +478,7 @@ class FusionNode(CheckIns, Looks, Carts):
     def _void(self, session: Session, ts: float) -> None:
         """Close a session that turned out to duplicate another, without a receipt."""
         self.encounters.drop(session.id)
+        self.encounters.forget(session.id)
         self.identity.close(session)
         session.ledger.changes.clear()
         session.ledger.closed_ts = ts

@@ -532,31 +532,37 @@ def test_a_hand_of_a_track_no_session_holds_yet_waits_for_the_session_that_takes
         assert sb.id in [n.shopper for n in events[0].nearby]
 
 
+def _take_a_milk(node, cam, ws, f, track_id, legs, hand_in):
+    """Frame ``f`` (10 fps from t = 100 s) of camera track ``track_id`` walking ``legs`` ((from, to, first
+    frame, last frame) each) on cam3, with a hand in shelf A from frame ``hand_in`` for 1 s and the milk
+    plate's load down by one milk 0.6 s after it left."""
+    from storesense.contracts import FloorPoint, PersonObservation
+
+    t = 100.0 + f * 0.1
+    (x0, y0), (x1, y1), f0, f1 = next((leg for leg in legs if leg[2] <= f < leg[3]), legs[-1])
+    k = min(max(f - f0, 0), f1 - f0) / (f1 - f0)
+    node.handle(cam.make(PersonObservation, t, camera="cam3", frame=f, track_id=track_id,
+                         bbox=(100.0 * track_id, 100.0, 40.0, 120.0), score=0.9,
+                         floor=FloorPoint(x=x0 + (x1 - x0) * k, y=y0 + (y1 - y0) * k, cov=((0.01, 0.0), (0.0, 0.01)))))
+    for phase, at in (("enter", hand_in), ("exit", hand_in + 10)):
+        if f == at:
+            node.handle(cam.make(HandShelfInteraction, t, camera="cam3", track_id=track_id, shelf="A", face="A-front",
+                                 phase=phase, hand="right", dwell_s=0.0 if phase == "enter" else 1.0,
+                                 keypoint_score=0.9))
+    if f == hand_in + 16:
+        node.handle(ws.make(WeightChange, t, sensor="ws-A1", shelf="A", plate="A1", delta_g=-1031.0,
+                            total_g=5000.0, noise_g=3.0, started_ts=t - 1.4))
+
+
 def test_a_cart_nobody_checked_in_for_goes_to_review_at_the_exit(store):
     """A walks in without checking in, takes a milk at shelf A (alone: a sure change) and walks out. No
     check-in names A, so nobody can be billed: the receipt and its milk go to review, saying why."""
-    from storesense.contracts import FloorPoint, PersonObservation
-
     cam, ws = Stamper("cam3", "r"), Stamper("ws-A1", "r")
     out = []
     node = FusionNode(store, out.append, run_id="t", ble=None, appearance=False)
     legs = [((1.4, 0.6), (3.95, 3.0), 0, 40), ((3.95, 3.0), (3.95, 3.0), 40, 80), ((3.95, 3.0), (10.5, 0.8), 80, 150)]
     for f in range(170):
-        t = 100.0 + f * 0.1
-        (x0, y0), (x1, y1), f0, f1 = next((leg for leg in legs if leg[2] <= f < leg[3]), legs[-1])
-        k = min(max(f - f0, 0), f1 - f0) / (f1 - f0)
-        node.handle(cam.make(PersonObservation, t, camera="cam3", frame=f, track_id=1,
-                             bbox=(100.0, 100.0, 40.0, 120.0), score=0.9,
-                             floor=FloorPoint(x=x0 + (x1 - x0) * k, y=y0 + (y1 - y0) * k,
-                                              cov=((0.01, 0.0), (0.0, 0.01)))))
-        for phase, at in (("enter", 50), ("exit", 60)):
-            if f == at:
-                node.handle(cam.make(HandShelfInteraction, t, camera="cam3", track_id=1, shelf="A", face="A-front",
-                                     phase=phase, hand="right", dwell_s=0.0 if phase == "enter" else 1.0,
-                                     keypoint_score=0.9))
-        if f == 66:
-            node.handle(ws.make(WeightChange, t, sensor="ws-A1", shelf="A", plate="A1", delta_g=-1031.0,
-                                total_g=5000.0, noise_g=3.0, started_ts=105.2))
+        _take_a_milk(node, cam, ws, f, 1, legs, hand_in=50)
     node.flush()
     changes = [m.change for m in out if m.type == "cart_event" and m.change]
     assert [(c.sku, c.needs_review) for c in changes] == [("MILK-1L", False)]  # sure when it was made
@@ -566,3 +572,57 @@ def test_a_cart_nobody_checked_in_for_goes_to_review_at_the_exit(store):
     (session,) = node.sessions.values()
     assert session.tag is None
     assert all(c.needs_review and "nobody to bill" in c.reason for c in session.ledger.changes.values())
+
+
+def test_a_cart_nobody_checked_in_for_names_the_checked_in_shoppers_it_met_before_the_change(store):
+    """B and C check in; A walks in without a check-in, passes close by B, takes a milk at shelf A, and
+    passes C on the way out. Nobody can be billed for A's cart, and a meeting is where a checked-in
+    shopper's session may have lost them to someone else's track: the milk's review names B, met before
+    it was taken, and not C, met only afterwards. Everyone dresses differently, so appearance confirms
+    each meeting: no identity doubt names B; the meeting alone does."""
+    import numpy as np
+
+    from storesense.contracts import Appearance, PersonObservation
+
+    rng = np.random.default_rng(3)
+    clothes = {1: [0] * 3 + [200, 55] + [0] * 7 + [0] * 8 + [210, 45, 0, 0],  # C: green, B: blue, A: red
+               2: [0] * 6 + [190, 65] + [0] * 4 + [0] * 4 + [220, 35] + [0] * 6,
+               3: [0, 200, 55] + [0] * 9 + [0] * 5 + [170, 85] + [0] * 5}
+
+    def looks(tid):  # a noisy view of the same clothes, frame to frame
+        v = np.array(clothes[tid], float) * rng.uniform(0.85, 1.15, 24) + rng.uniform(0, 5, 24)
+        v[:12], v[12:] = v[:12] * 255 / v[:12].sum(), v[12:] * 255 / v[12:].sum()
+        return Appearance(bins=tuple(int(x) for x in np.round(v)), quality=1.0)
+
+    class Dressed:  # the camera node's stamper, with each person's clothes on their observations
+        def __init__(self, inner):
+            self.inner, self.source = inner, inner.source
+
+        def make(self, cls, ts, **fields):
+            if cls is PersonObservation:
+                fields["appearance"] = looks(fields["track_id"])
+            return self.inner.make(cls, ts, **fields)
+
+    out = []
+    cam, gate_node, ws = Dressed(Stamper("cam3", "r")), Stamper("entry-gate", "r"), Stamper("ws-A1", "r")
+    node = FusionNode(store, out.append, run_id="t", ble=None)
+    b_at, c_at = (6.6, 1.8), (8.0, 1.65)
+    paths = {1: (store.gate("gate-1")[1].position, c_at, 0, 15, 60, 400),  # C (tag-a)
+             2: (store.gate("gate-2")[1].position, b_at, 0, 15, 50, 400)}  # B (tag-b)
+    legs = [((1.4, 0.6), (6.6, 2.3), 60, 100), ((6.6, 2.3), (3.95, 3.0), 100, 120), ((3.95, 3.0), (3.95, 3.0), 120, 160),
+            ((3.95, 3.0), (10.5, 0.8), 160, 240)]  # A: by B (0.5 m), to shelf A, out past C
+    for f in range(300):
+        t = 100.0 + f * 0.1
+        _walk_and_check_in(node, cam, gate_node, t, f, paths)
+        if 60 <= f < 270:
+            _take_a_milk(node, cam, ws, f, 3, legs, hand_in=130)
+    node.flush()
+    b, c = node.identity.session_of_tag("tag-b"), node.identity.session_of_tag("tag-a")
+    assert b is not None and c is not None and not b.closed and not c.closed
+    (receipt,) = [m for m in out if m.type == "receipt"]
+    a = node.sessions[receipt.shopper]
+    assert a.tag is None and [(line.sku, line.quantity) for line in receipt.lines] == [("MILK-1L", 1)]
+    (milk,) = a.ledger.changes.values()
+    assert milk.needs_review and "nobody to bill" in milk.reason and "identity in doubt" not in milk.reason
+    assert f"met checked-in {b.id} before this change" in milk.reason and b.id in milk.alternatives
+    assert a.id in node.encounters.met.get(c.id, {})  # C was met, but only after the milk was taken
