@@ -373,9 +373,16 @@ def _grid(config: StoreConfig) -> FloorGrid:
     return _GRIDS[key]
 
 
+#: the sensors of a simulated level run this long after the last shopper left: the store stays open, so the
+#: fusion closes what it lost track of (``FusionNode.lost_close_s``, 30 s, after the track died) as it would in
+#: a store, instead of the run ending with those sessions open and their shoppers without a receipt
+LEVEL_TAIL_S = 40.0
+
+
 def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int | None = None, seed: int = 0,
              start_ts: float = DEFAULT_START_TS, camera_fps: float | None = None,
-             shelf_height_m: float = SHELF_HEIGHT_M, appearance: bool | AppearanceModel = True) -> SimScenario:
+             shelf_height_m: float = SHELF_HEIGHT_M, appearance: bool | AppearanceModel = True,
+             tail_s: float = LEVEL_TAIL_S) -> SimScenario:
     """Simulate a store at a difficulty ``level``; seeded by ``seed``.
 
     ``shoppers`` overrides the level's number of shoppers; ``camera_fps``
@@ -387,7 +394,8 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
     them (a diagnosis may ask how identity fares with easier appearance). Raises
     :class:`~storesense.errors.StoresenseError` for an unknown level or a store
     config the simulator cannot use (no entry/exit zone, no shelves, a camera
-    without intrinsics and pose).
+    without intrinsics and pose). The sensors run ``tail_s`` after the last
+    shopper left (:data:`LEVEL_TAIL_S`).
     """
     lv = get_level(level)
     n = lv.shoppers if shoppers is None else int(shoppers)
@@ -417,7 +425,7 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
         truth.append(planner.plan(i, t, truth))
     keep_apart(truth, grid)  # bodies do not overlap: walkers step around each other (calibrated on real walks)
     return render(config, lv, truth, planner, seq, seed=seed, start_ts=start_ts, camera_fps=camera_fps,
-                  shelf_height_m=shelf_height_m, appearance=appearance, run_id=f"sim-{lv.name}-{seed}")
+                  shelf_height_m=shelf_height_m, appearance=appearance, run_id=f"sim-{lv.name}-{seed}", tail_s=tail_s)
 
 
 def render(config: StoreConfig, lv: Level, truth: list[SimShopper], planner: ShopperPlanner,

@@ -14,7 +14,7 @@ from storesense.contracts import decode, encode
 from storesense.datasets.sim.camera import render_camera
 from storesense.datasets.sim.geometry import PinholeView, store_prisms
 from storesense.datasets.sim.shoppers import SimShopper
-from storesense.datasets.sim.simulator import ENTRY_GATE, LEVELS, get_level, read_truth, simulate
+from storesense.datasets.sim.simulator import ENTRY_GATE, LEVEL_TAIL_S, LEVELS, get_level, read_truth, simulate
 from storesense.errors import StoresenseError
 
 
@@ -288,6 +288,17 @@ def test_handovers_and_simultaneous_reaches(eventful):
     for r, s in pairs:
         other = next(o for o in eventful.shoppers if o.id == r.together_with)
         assert any(o.shelf == r.shelf and o.t_in < r.t_out and r.t_in < o.t_out for o in other.reaches)
+
+
+def test_the_store_stays_open_after_the_last_shopper_left(eventful):
+    """The sensors run LEVEL_TAIL_S after the last exit, longer than the fusion waits before it closes a
+    session that lost its track (30 s): a run does not end with such a session open and its shopper
+    without a receipt. The cameras still report then (their false positives), and no shopper."""
+    last_exit = max(s.exit_ts for s in eventful.shoppers)
+    assert LEVEL_TAIL_S > 30.0 and eventful.end_ts == pytest.approx(last_exit + LEVEL_TAIL_S)
+    late = [m for m in _of(eventful, "person_observation") if m.ts > last_exit + 30.0]
+    assert late and max(m.ts for m in late) > eventful.end_ts - 3.0
+    assert not [m for m in _of(eventful, "ble_sighting") if m.ts > last_exit + 1.0]
 
 
 def test_levels_get_harder(quiet, crowded):
