@@ -51,14 +51,17 @@ def test_busy_receipts_items_and_review_on_untuned_seeds(busy_scores):
     """Busy seeds 1000-1001 (24 shoppers): bounds just under what was measured when the gate was set.
 
     Set again when the simulator's walkers began to keep 0.4 m from each other (seventh session: the
-    same seeds are other walks since): 17/24 exact, review lines 32 of 60 (28 of 62 on the old walks).
+    same seeds are other walks since): 17/24 exact, review lines 32 of 60 (28 of 62 on the old walks);
+    and again when the simulated store began to stay open 40 s after the last shopper left (eighth
+    session: the sensors' noise is drawn anew): 16/24 exact, review lines 31 of 59, 11 of 14 wrong lines
+    flagged.
     """
     s = busy_scores
     assert s.shoppers == 24
-    assert s.exact >= 15, f"{s.exact}/24 receipts exactly right (measured 17/24)"
-    assert s.precision >= 0.87 and s.recall >= 0.85, (s.precision, s.recall)  # measured 0.914 / 0.892
-    assert s.line_review_share <= 0.6, s.line_review_share  # measured 32/60
-    assert s.wrong_lines <= 16 and s.wrong_lines_flagged >= 8, (s.wrong_lines, s.wrong_lines_flagged)  # 13, 10
+    assert s.exact >= 14, f"{s.exact}/24 receipts exactly right (measured 16/24)"
+    assert s.precision >= 0.86 and s.recall >= 0.86, (s.precision, s.recall)  # measured 0.89 / 0.89
+    assert s.line_review_share <= 0.6, s.line_review_share  # measured 31/59
+    assert s.wrong_lines <= 17 and s.wrong_lines_flagged >= 8, (s.wrong_lines, s.wrong_lines_flagged)  # 14, 11
 
 
 def test_quiet_floor_error_where_cameras_see(quiet_scores):
