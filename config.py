@@ -269,13 +269,15 @@ class RegionSettings(_Model):
         description="Most frames in a row a tracked person hidden behind another tracked person is still reported "
         "(edge/camera/covered.py): a live track matched in the node's last frame, seen by detections of its own in at "
         "least 3 frames, that no detection of this frame matches and that lies at least half inside a detection "
-        "another live track holds (the model drew one box for two people, one walking behind the other), is reported "
+        "another live track holds (the model drew one box for two people, one walking behind the other) and was seen apart "
+        "from that track (both matched by detections of their own) in at least 3 frames, is reported "
         "at its box moved by its running-average velocity, scored tile_score_threshold (the tracker only extends a "
         "track seen last frame with such a score, never starts one), keypoints unseen (score 0); at most this many "
         "frames after its own last detection; 0: off. 10: the best in sample on the rescaled TUD proxy (40-80 px "
         "recall 77.4 % -> 80.9 % at precision 93.7 %); of the leave-one-footage-out CV folds, the one trained on "
         "TUD-Stadtmitte picked 10, the one trained on TUD-Campus 0 (there every carried setting fell under 90 % "
-        "precision), docs/benchmarks.md, camera node.")
+        "precision); with the seen-apart rule and slivers dropped (eighth session) the folds picked 20 and 10, docs/benchmarks.md, "
+        "camera node.")
 
 
 class DetectorSettings(_Model):
