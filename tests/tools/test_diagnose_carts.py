@@ -49,3 +49,17 @@ def test_a_session_is_swapped_only_when_it_stands_on_someone_else_not_when_it_la
     # on b from its first location on
     wrong = [loc(t, 6.0, "T2", y=1.5) for t in range(2, 5)]
     assert tool._first_swap(wrong, owner, positions_at, 2.0)["state"] == "wrong-at-checkin"
+
+
+def test_silent_lines_are_classed_by_where_the_items_went():
+    spec = importlib.util.spec_from_file_location("silent_lines", ROOT / "tools" / "silent_lines.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    row = {"shopper": "a", "sessions": ["s-1"], "truth": {"MILK": 2, "TEA": 1, "BREAD": 1, "JUICE": 1},
+           "billed": {"MILK": 1, "TEA": 2}}
+    decided = {"w1": ["a", "b"], "w2": [None], "w3": []}
+    assert tool.classify(row, "TEA", [], decided, set()) == "billed too many"
+    assert tool.classify(row, "MILK", [("w1", 2)], decided, set()) == "short: other shopper shared/own (split short)"
+    assert tool.classify(row, "JUICE", [("w2", 1), ("w3", 1)], decided, set()) == "short: nobody/untagged session"
+    assert tool.classify(row, "BREAD", [], decided, {"BREAD"}) == "short: hands-only shelf"
+    assert tool.classify({**row, "sessions": []}, "MILK", [("w1", 2)], decided, set()) == "no receipt for the shopper"
