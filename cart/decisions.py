@@ -122,6 +122,7 @@ class PickDecider:
         self._row: dict[tuple[str, str], int] = {}  # plate -> index along its shelf level
         self._wide = {p.sku for p in config.products if p.width_m}  # products that may rest across plates
         self._fronts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # shelf -> its front edge (see reach_point)
+        self._reached: tuple[str, tuple[float, float] | None] | None = None  # the last hand event's reach point
         for shelf in config.shelves:
             for level in {p.level for p in shelf.plates}:
                 row = sorted((p for p in shelf.plates if p.level == level), key=lambda p: shelf.plate_span(p)[0])
@@ -211,6 +212,13 @@ class PickDecider:
         """
         if msg.wrist is None:
             return None
+        if self._reached is not None and self._reached[0] == msg.event_id:
+            return self._reached[1]  # the fusion asks twice per hand event (whose hand, then which plate)
+        point = self._reach_point(msg)
+        self._reached = (msg.event_id, point)
+        return point
+
+    def _reach_point(self, msg: HandShelfInteraction) -> tuple[float, float] | None:
         try:
             camera = self.config.camera(msg.camera)
             origin, direction = camera.pixel_ray(msg.wrist)
