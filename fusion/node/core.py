@@ -524,12 +524,14 @@ class FusionNode(CheckIns, Looks, Carts):
                    if s.lost_at is not None and ts - s.lost_at[0] > lost_close_s]
         for session in overdue:
             if not session.closed and session.lost_at is not None and ts - session.lost_at[0] > lost_close_s:
-                if session.ledger.changes:
-                    # nobody saw this shopper leave: close the cart, its lines go to review
+                if session.ledger.changes or session.tag is not None:
+                    # nobody saw this shopper leave: close the cart, its lines go to review (a checked-in
+                    # shopper gets a receipt even when it is empty: their visit ends, and items charged
+                    # elsewhere that name them can still reach them)
                     self.counters["sessions_closed_lost"] += 1
                     self._close(session, ts, review=f"track lost {ts - session.lost_at[0]:.0f} s before closing")
                 else:
-                    self.counters["sessions_voided_lost"] += 1  # a session that never bought anything: drop it
+                    self.counters["sessions_voided_lost"] += 1  # nobody checked in, nothing bought: drop it
                     self._void(session, ts)
         self.decider.expire(ts)
 

@@ -626,3 +626,27 @@ def test_a_cart_nobody_checked_in_for_names_the_checked_in_shoppers_it_met_befor
     assert milk.needs_review and "nobody to bill" in milk.reason and "identity in doubt" not in milk.reason
     assert f"met checked-in {b.id} before this change" in milk.reason and b.id in milk.alternatives
     assert a.id in node.encounters.met.get(c.id, {})  # C was met, but only after the milk was taken
+
+
+def test_a_checked_in_shopper_lost_from_view_gets_a_receipt_even_when_it_is_empty(store):
+    """A checks in and walks into the store, then no camera sees them again; C walks in without a check-in
+    and is lost the same way. Neither took anything. 30 s after its track died, A's session closes with an
+    empty receipt (their visit ends; an item charged elsewhere that names A can still reach them), while
+    C's, which nobody can be billed for and which holds nothing, is dropped. B stays in view meanwhile."""
+    out = []
+    cam, gate_node = Stamper("cam1", "r"), Stamper("entry-gate", "r")
+    node = FusionNode(store, out.append, run_id="t", ble=None, appearance=False)
+    paths = {1: (store.gate("gate-1")[1].position, (6.0, 3.0), 0, 15, 60, 80),  # A: seen until frame 80
+             2: (store.gate("gate-2")[1].position, (8.0, 5.0), 0, 15, 60, 800),  # B: seen throughout
+             3: ((1.4, 0.6), (5.0, 6.0), 320, 330, 370, 390)}  # C: no check-in, seen from 32 s to 39 s
+    for f in range(800):
+        _walk_and_check_in(node, cam, gate_node, 100.0 + f * 0.1, f, paths)
+    node.flush()
+    by_tag = {s.tag: s for s in node.sessions.values() if s.tag}
+    a, b = by_tag.get("tag-a"), by_tag.get("tag-b")
+    receipts = {m.shopper: m for m in out if m.type == "receipt"}
+    assert a is not None and a.closed and a.id in receipts and receipts[a.id].lines == ()
+    assert b is not None and not b.closed and b.id not in receipts
+    untagged = [s for s in node.sessions.values() if s.tag is None]
+    assert len(untagged) == 1 and untagged[0].closed and untagged[0].id not in receipts
+    assert node.counters["sessions_closed_lost"] == 1 and node.counters["sessions_voided_lost"] == 1
