@@ -121,7 +121,7 @@ class PickDecider:
         self._spans: dict[tuple[str, str], tuple[int, float, frozenset[str]]] = {}  # plate -> (level, centre, wide skus)
         self._row: dict[tuple[str, str], int] = {}  # plate -> index along its shelf level
         self._wide = {p.sku for p in config.products if p.width_m}  # products that may rest across plates
-        self._fronts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # shelf -> its front edge (see reach_point)
+        self._fronts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # shelf -> front edge, normal (front)
         self._reached: tuple[str, tuple[float, float] | None] | None = None  # the last hand event's reach point
         for shelf in config.shelves:
             for level in {p.level for p in shelf.plates}:
@@ -222,10 +222,7 @@ class PickDecider:
         try:
             camera = self.config.camera(msg.camera)
             origin, direction = camera.pixel_ray(msg.wrist)
-            front = self._fronts.get(msg.shelf)
-            if front is None:  # the shelf's front edge, found once (the config does not change while we run)
-                front = self._fronts[msg.shelf] = self.config.shelf(msg.shelf).front_edge()
-            a, b = front
+            a, b, _ = self.front(msg.shelf)
         except (KeyError, ConfigError):
             return None
         normal = np.array([b[1] - a[1], a[0] - b[0], 0.0])
@@ -238,6 +235,16 @@ class PickDecider:
         hit = origin + s * direction
         along = float((hit[:2] - a[:2]) @ (b[:2] - a[:2])) / float(np.linalg.norm(b[:2] - a[:2]))
         return float(hit[2]), along
+
+    def front(self, shelf_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A shelf's front edge (its two corners) and the edge's unit normal towards the shoppers, found once per
+        shelf (the config does not change while we run). Raises KeyError for a shelf the config does not have."""
+        front = self._fronts.get(shelf_id)
+        if front is None:
+            shelf = self.config.shelf(shelf_id)
+            a, b = shelf.front_edge()
+            front = self._fronts[shelf_id] = (a, b, shelf.front_normal())
+        return front
 
     def _plate_match(self, visit: HandVisit, shelf: str, plate: str) -> float | None:
         """How likely the visit's hand reached ``plate`` rather than another plate of the shelf (None: unknown).

@@ -403,6 +403,8 @@ def simulate(config: StoreConfig, level: str | Level = "quiet", *, shoppers: int
         raise StoresenseError(f"shoppers must be >= 0, got {n}")
     if camera_fps is not None and camera_fps <= 0:
         raise StoresenseError(f"camera_fps must be > 0, got {camera_fps}")
+    if not tail_s >= 0:
+        raise StoresenseError(f"tail_s must be >= 0, got {tail_s}")
     if not 0.0 < shelf_height_m <= 5.0:
         raise StoresenseError(f"shelf_height_m must be within 0..5 m, got {shelf_height_m}")
     seq = np.random.SeedSequence([int(seed), zlib.crc32(lv.name.encode())])

@@ -107,16 +107,10 @@ class Carts:
         point = self.decider.reach_point(msg)
         if point is None:
             return session, False
-        front = self._fronts.get(msg.shelf)
-        if front is None:  # the front's corner, direction and outward normal, once per shelf (the config is fixed)
-            shelf = self.config.shelf(msg.shelf)
-            a, b = shelf.front_edge()
-            n = shelf.front_normal()
-            length = math.hypot(b[0] - a[0], b[1] - a[1])
-            front = self._fronts[msg.shelf] = (a[0], a[1], (b[0] - a[0]) / length, (b[1] - a[1]) / length, n[0], n[1])
-        ax, ay, ux, uy, nx, ny = front
-        sx = ax + ux * point[1] + nx * REACH_STAND_M
-        sy = ay + uy * point[1] + ny * REACH_STAND_M
+        a, b, n = self.decider.front(msg.shelf)
+        length = math.hypot(b[0] - a[0], b[1] - a[1])
+        sx = a[0] + (b[0] - a[0]) / length * point[1] + n[0] * REACH_STAND_M
+        sy = a[1] + (b[1] - a[1]) / length * point[1] + n[1] * REACH_STAND_M
 
         def dist(s: Session) -> float:
             t = self.tracker.tracks.get(s.track_id)

@@ -152,7 +152,6 @@ class FusionNode(CheckIns, Looks, Carts):
         self.reach_margin_m = reach_margin_m
         self.orphan_hands = orphan_hands
         self._orphans: dict[str, list] = {}  # floor track without a session -> (decision, ts, nearby) charged to it
-        self._fronts: dict[str, tuple[float, ...]] = {}  # shelf -> its front for the reach spot (Carts._reacher)
         self._groups: dict[str, tuple[int, float]] = {}  # group check-in's tag -> (size, check-in ts)
         self._member_of: dict[str, str] = {}  # member session -> the session that checked the group in
         self._groups_led: set[str] = set()

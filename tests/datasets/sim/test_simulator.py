@@ -328,6 +328,8 @@ def test_bad_input_is_a_clear_error(store, tmp_path):
     no_entry = store.model_copy(update={"zones": [z for z in store.zones if z.kind != "entry"]})
     with pytest.raises(StoresenseError, match="entry zone"):
         simulate(no_entry, "quiet", shoppers=1)
+    with pytest.raises(StoresenseError, match="tail_s must be >= 0, got -1"):
+        simulate(store, "quiet", shoppers=1, tail_s=-1.0)
     bad = tmp_path / "t.json"
     bad.write_text("{}")
     with pytest.raises(StoresenseError, match="not a simulator truth file"):
